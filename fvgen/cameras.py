@@ -8,7 +8,13 @@ Conventions, everywhere inside fvgen:
 - ``dist`` is OpenCV's ``(k1, k2, p1, p2)`` on normalised coordinates, or ``None``.
 
 COLMAP and instant-ngp/nerfstudio files put pixel (0, 0) at the top-left *corner*; readers and
-writers shift principal points by 0.5 px at that boundary and nowhere else.
+writers shift principal points by 0.5 px at that boundary and nowhere else. ``cameras_opencv.json``
+files say which origin they use: fvgen writes ``"pixel_origin": "center"``; the training pool's
+files say "centre of the top-left pixel" in their ``convention`` text; the evaluation scenes'
+files say nothing and copy their sources' principal points verbatim (fern: LLFF ``w/2``, fox:
+COLMAP's ``cx``, DTU: the MonoSDF crop of the calibration), i.e. corner origin, which is what a
+file that says nothing is read as. LLFF ``poses_bounds.npy`` (principal point = image centre) and
+DTU ``cameras.npz`` (corner origin, like the dataset README's crop recipe) follow the same rule.
 
 Formats: ``cameras_opencv.json`` (the shared datasets' unified list), ``transforms.json``
 (instant-ngp/nerfstudio, OpenGL c2w), COLMAP models (text or binary), LLFF ``poses_bounds.npy``,
@@ -94,7 +100,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     """OpenCV c2w looking from ``eye`` at ``target``; ``up`` is the world's up direction."""
     z = np.asarray(target, float) - np.asarray(eye, float)
     z /= np.linalg.norm(z)
-    x = np.cross(z, -np.asarray(up, float))  # y points down in OpenCV, so image-up is -y
+    x = np.cross(z, np.asarray(up, float))  # right = forward x up; then y = z x x points down
     if np.linalg.norm(x) < 1e-8:
         x = np.cross(z, np.array([1.0, 0.0, 0.0]))
     x /= np.linalg.norm(x)
@@ -105,14 +111,17 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:
-    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos)))
+    # atan2(sin, cos) stays accurate near 0 and 180 degrees, unlike arccos of the trace
+    R = np.asarray(R, float)
+    cos = (np.trace(R) - 1.0) / 2.0
+    sin = 0.5 * np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return float(np.degrees(math.atan2(sin, cos)))
 
 
 def angle_between_deg(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / (np.linalg.norm(a) + 1e-12)
-    b = b / (np.linalg.norm(b) + 1e-12)
-    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    return float(np.degrees(math.atan2(np.linalg.norm(np.cross(a, b)), float(np.dot(a, b)))))
 
 
 def project_to_so3(M: np.ndarray) -> np.ndarray:
@@ -188,13 +197,49 @@ def pose_errors(est: Sequence[Camera], ref: Sequence[Camera]) -> dict:
 
 
 def read_cameras_opencv_json(path: Path) -> list[Camera]:
-    data = json.loads(Path(path).read_text())
-    return [Camera.from_dict(f) for f in data["frames"]]
+    """The shared datasets' unified camera list. Its K has pixel (0, 0) at the top-left *corner*
+    (unless the file says ``"pixel_origin": "center"``); K is shifted to fvgen's convention."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        shift = 0.0 if _centre_origin(data) else 0.5
+        cams = []
+        for f in data["frames"]:
+            c = Camera.from_dict(f)
+            cams.append(replace(c, K=_shift_principal_point(c.K, -shift)))
+    except FileNotFoundError:
+        raise FvgenError(f"camera file not found: {path}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise FvgenError(f"{path}: not a valid cameras_opencv.json ({type(e).__name__}: {e})") from None
+    return cams
+
+
+def _centre_origin(data: dict) -> bool:
+    """Whether a camera list puts pixel (0, 0) at the centre of the top-left pixel: said by
+    ``"pixel_origin": "center"`` or in its ``convention`` text (the training pool's files do);
+    files that say neither (the evaluation scenes) use the corner."""
+    if "pixel_origin" in data:
+        return data["pixel_origin"] == "center"
+    text = str(data.get("convention", "")).lower()
+    return "centre of the top-left pixel" in text or "center of the top-left pixel" in text
 
 
 def write_cameras_opencv_json(cameras: Iterable[Camera], path: Path) -> None:
-    frames = [c.to_dict() for c in cameras]
-    _atomic_write_text(Path(path), json.dumps({"convention": "opencv", "frames": frames}, indent=1))
+    """Write the unified camera list (fvgen's own pixel-centre origin, said in the file)."""
+    frames = []
+    for c in cameras:
+        d = c.to_dict()
+        d["K"] = c.K.tolist()
+        frames.append(d)
+    _atomic_write_text(Path(path), json.dumps(
+        {"convention": "opencv", "pixel_origin": "center", "frames": frames}, indent=1))
+
+
+def _shift_principal_point(K: np.ndarray, delta: float) -> np.ndarray:
+    K = np.array(K, dtype=np.float64)
+    K[0, 2] += delta
+    K[1, 2] += delta
+    return K
 
 
 def read_transforms_json(path: Path) -> list[Camera]:
@@ -204,6 +249,8 @@ def read_transforms_json(path: Path) -> list[Camera]:
     cams = []
     for f in data["frames"]:
         g = {**data, **f}
+        if "w" not in g or "h" not in g:
+            raise FvgenError(f"{path}: frames have no image size (w, h)")
         w, h = int(g["w"]), int(g["h"])
         if "fl_x" in g:
             fx = float(g["fl_x"])
@@ -259,7 +306,7 @@ def read_llff_poses_bounds(path: Path, image_names: Sequence[str], image_size: t
         down, right, back = P[:, 0], P[:, 1], P[:, 2]
         c2w = np.eye(4)
         c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, -back, P[:, 3]
-        K = [[f, 0, (w - 1) / 2], [0, f0 * h / H0, (h - 1) / 2], [0, 0, 1]]
+        K = [[f, 0, (w - 1) / 2], [0, f0 * h / H0, (h - 1) / 2], [0, 0, 1]]  # centred
         cams.append(Camera(K, c2w, w, h, name=name))
     return cams
 
@@ -268,24 +315,62 @@ def read_dtu_cameras_npz(path: Path, image_names: Sequence[str], image_size: tup
                          crop_offset: tuple[float, float] = (0.0, 0.0),
                          source_size: tuple[int, int] | None = None) -> list[Camera]:
     """IDR/MonoSDF ``cameras.npz`` (``world_mat_i``, ``scale_mat_i``): P = world_mat @ scale_mat is
-    decomposed into K [R|t]. ``crop_offset`` (x, y) is subtracted from the principal point and
-    intrinsics are scaled from ``source_size`` (the cropped source, w, h) to ``image_size``."""
+    decomposed into K [R|t]; row i belongs to the i-th of the sorted ``image_names``.
+    ``crop_offset`` (x, y) is subtracted from the principal point and intrinsics are scaled from
+    ``source_size`` (the cropped source, w, h) to ``image_size``, as MonoSDF does for DTU
+    (``crop_offset=(200, 0), source_size=(1200, 1200)`` for the 384x384 crops of 1600x1200;
+    see :func:`dtu_center_crop`). P's pixel origin is taken as the top-left corner."""
     data = np.load(path)
     w, h = image_size
     cams = []
     for i, name in enumerate(sorted(image_names)):
         if f"world_mat_{i}" not in data:
             raise FvgenError(f"{path}: no world_mat_{i} for image {name}")
-        P = (data[f"world_mat_{i}"] @ data[f"scale_mat_{i}"])[:3, :4]
+        scale_mat = data[f"scale_mat_{i}"] if f"scale_mat_{i}" in data else np.eye(4)
+        P = (data[f"world_mat_{i}"] @ scale_mat)[:3, :4]
         K, R, t = _decompose_projection(P)
         K[0, 2] -= crop_offset[0]
         K[1, 2] -= crop_offset[1]
         if source_size is not None:
-            K[:2] *= w / source_size[0]
+            K[0] *= w / source_size[0]
+            K[1] *= h / source_size[1]
+            K[2] = [0.0, 0.0, 1.0]
+        K = _shift_principal_point(K, -0.5)  # corner origin -> fvgen's pixel-centre origin
         w2c = np.eye(4)
         w2c[:3, :3], w2c[:3, 3] = R, t
         cams.append(Camera(K, np.linalg.inv(w2c), w, h, name=name))
     return cams
+
+
+def dtu_center_crop(path: Path, image_size: tuple[int, int]):
+    """``(crop_offset, source_size)`` for ``read_dtu_cameras_npz`` when the images are a centre
+    crop of the calibrated frames (MonoSDF's DTU preprocessing), else ``((0, 0), None)``.
+
+    The calibrated frame size is taken as twice the median principal point, snapped to 100 px
+    (DTU: 1600x1200; pass the crop explicitly for other data); if
+    ``image_size`` has another aspect ratio, the images are taken to be the largest centred crop
+    of that aspect (DTU 384x384: offset (200, 0), source 1200x1200), as the dataset README says.
+    """
+    data = np.load(path)
+    pp = []
+    for k in data.files:
+        if k.startswith("world_mat_"):
+            i = k[len("world_mat_"):]
+            scale_mat = data[f"scale_mat_{i}"] if f"scale_mat_{i}" in data else np.eye(4)
+            K, _, _ = _decompose_projection((data[k] @ scale_mat)[:3, :4])
+            pp.append(K[:2, 2])
+    if not pp:
+        raise FvgenError(f"{path}: no world_mat_i entries (not an IDR/DTU cameras.npz)")
+    # snapped to a multiple of 100 px: DTU's (1646, 1238) -> (1600, 1200)
+    W0, H0 = (max(100.0, round(v / 100.0) * 100.0) for v in 2.0 * np.median(np.asarray(pp), axis=0))
+    w, h = image_size
+    if abs((W0 / H0) / (w / h) - 1.0) < 0.01:
+        return (0.0, 0.0), (int(W0), int(H0))
+    if w / h < W0 / H0:  # narrower: crop the sides
+        cw = H0 * w / h
+        return ((W0 - cw) / 2.0, 0.0), (int(round(cw)), int(H0))
+    ch = W0 * h / w
+    return (0.0, (H0 - ch) / 2.0), (int(W0), int(round(ch)))
 
 
 def _decompose_projection(P: np.ndarray):
@@ -392,11 +477,15 @@ def rotmat_to_quat_wxyz(R: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- dispatch
 
 
-def load_poses(path: Path, image_names: Sequence[str], image_size: tuple[int, int]) -> list[Camera]:
+def load_poses(path: Path, image_names: Sequence[str], image_size: tuple[int, int],
+               dtu_crop: tuple[tuple[float, float], tuple[int, int] | None] | None = None) -> list[Camera]:
     """Known cameras for ``image_names`` from any supported format (file or folder).
 
     Returns cameras in the order of ``image_names``, scaled to ``image_size`` = (w, h) of the
     images as fvgen loads them. Images missing from the pose file are an error naming them.
+    For an IDR/DTU ``cameras.npz``, ``dtu_crop`` = ``(crop_offset, source_size)`` says how the
+    images were cut from the calibrated frames; by default :func:`dtu_center_crop` infers it
+    (a centred crop when the aspect ratios differ, as in MonoSDF's 384x384 DTU crops).
     """
     path = Path(path)
     if not path.exists():
@@ -417,7 +506,8 @@ def load_poses(path: Path, image_names: Sequence[str], image_size: tuple[int, in
             cams = read_llff_poses_bounds(p, all_names, image_size)
         elif p.suffix == ".npz":
             all_names = _sibling_image_names(p.parent) or list(image_names)
-            cams = read_dtu_cameras_npz(p, all_names, image_size)
+            crop_offset, source_size = dtu_crop if dtu_crop is not None else dtu_center_crop(p, image_size)
+            cams = read_dtu_cameras_npz(p, all_names, image_size, crop_offset, source_size)
         elif p.is_dir() and ((p / "cameras.txt").exists() or (p / "cameras.bin").exists()) and (
                 (p / "images.txt").exists() or (p / "images.bin").exists()):
             cams = read_colmap_model(p)
@@ -445,6 +535,10 @@ def _match_cameras(cams: list[Camera], image_names: Sequence[str], image_size, s
     for c in cams:
         by_name[c.name] = c
         by_name[os.path.splitext(c.name)[0]] = c
+    for c in cams:  # names stored with a folder ("images_8/image000.png") also match by file name
+        base = os.path.basename(c.name)
+        by_name.setdefault(base, c)
+        by_name.setdefault(os.path.splitext(base)[0], c)
     out, missing = [], []
     for n in image_names:
         c = by_name.get(n) or by_name.get(os.path.splitext(n)[0])
@@ -468,5 +562,5 @@ __all__ = [
     "Camera", "Similarity", "align_cameras", "pose_errors", "look_at", "load_poses",
     "read_cameras_opencv_json", "write_cameras_opencv_json", "read_transforms_json",
     "write_transforms_json", "read_llff_poses_bounds", "read_dtu_cameras_npz",
-    "read_colmap_model", "write_colmap_text", "rotmat_to_quat_wxyz",
+    "read_colmap_model", "write_colmap_text", "rotmat_to_quat_wxyz", "dtu_center_crop",
 ]

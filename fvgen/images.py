@@ -31,7 +31,8 @@ class LoadedImages:
 
 
 def list_image_files(folder: Path, strict: bool = True) -> list[Path]:
-    """Image files in ``folder`` (by suffix, sorted by name; hidden files skipped)."""
+    """Image files in ``folder`` (by suffix, sorted by name; hidden files skipped). With ``strict``,
+    a missing path, a file path and a folder without image files are errors."""
     folder = Path(folder)
     if not folder.exists():
         if strict:
@@ -46,6 +47,9 @@ def list_image_files(folder: Path, strict: bool = True) -> list[Path]:
                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     except PermissionError:
         raise FvgenError(f"cannot read folder: {folder} (permission denied)") from None
+    if not files and strict:
+        raise FvgenError(f"no image files in {folder} (looked for "
+                         + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
     return files
 
 
@@ -72,12 +76,16 @@ def read_image(path: Path) -> np.ndarray:
             arr = _to_rgb_float(im)
     except FileNotFoundError:
         raise FvgenError(f"image not found: {path}") from None
+    except IsADirectoryError:
+        raise FvgenError(f"not an image file: {path} (it is a folder)") from None
     except PermissionError:
         raise FvgenError(f"cannot read image: {path} (permission denied)") from None
     except UnidentifiedImageError:
         raise FvgenError(f"not an image or corrupt: {path}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise FvgenError(f"corrupt or truncated image: {path} ({e})") from None
+    except Exception as e:  # decompression bombs, broken EXIF blocks, decoder bugs
+        raise FvgenError(f"cannot read image: {path} ({type(e).__name__}: {e})") from None
     if arr.shape[0] < 16 or arr.shape[1] < 16:
         raise FvgenError(f"image too small: {path} ({arr.shape[1]}x{arr.shape[0]}, need at least 16x16)")
     return arr

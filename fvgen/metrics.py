@@ -1,0 +1,55 @@
+"""Image metrics: PSNR, SSIM (kornia's Gaussian-window SSIM) and LPIPS when it can be had.
+
+LPIPS needs pretrained backbone weights that fvgen cannot download; it is reported as ``None``
+with the reason unless the ``lpips`` package and its weights are already present locally. It is
+never computed with random weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """PSNR in dB of images in [0, 1] ([H, W, 3]); with ``mask`` [H, W] only masked pixels count."""
+    err = (pred.float() - target.float()) ** 2
+    if mask is not None:
+        m = mask.bool()
+        if not m.any():
+            return float("nan")
+        err = err[m]
+    mse = err.mean().clamp_min(1e-12)
+    return float(-10.0 * torch.log10(mse))
+
+
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM [B, 3, H, W] of images [B, 3, H, W] in [0, 1] (differentiable)."""
+    import kornia
+
+    return kornia.metrics.ssim(pred, target, window, max_val=1.0, padding="same")
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean SSIM of [H, W, 3] images in [0, 1]; with ``mask`` [H, W] only masked pixels count."""
+    m = ssim_map(pred.permute(2, 0, 1)[None].float(), target.permute(2, 0, 1)[None].float())[0]
+    if mask is not None:
+        sel = mask.bool()
+        if not sel.any():
+            return float("nan")
+        return float(m[:, sel].mean())
+    return float(m.mean())
+
+
+def lpips_status() -> tuple[object | None, str]:
+    """(an LPIPS callable or None, implementation or reason)."""
+    try:
+        import lpips  # noqa: F401
+    except ImportError:
+        return None, "unavailable: the lpips package and its pretrained backbone weights are not installed"
+    try:
+        import lpips
+
+        model = lpips.LPIPS(net="alex", verbose=False, pretrained=True)
+    except Exception as e:  # weights missing locally (no downloads here)
+        return None, f"unavailable: LPIPS weights could not be loaded locally ({type(e).__name__})"
+    return model, "lpips package, AlexNet backbone"

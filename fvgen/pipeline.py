@@ -1,0 +1,142 @@
+"""The chains of stages behind the CLI verbs: ``reconstruct`` (priors -> fit -> export) and
+``warp``. Each verb holds the output folder's lock for its whole run and records ``run.json``.
+
+Output folder layout (``OUT``):
+
+- ``priors/``, ``fit/``, ``warp/<traj>/``: the stage folders (see :mod:`fvgen.stages`)
+- ``scene.ply``: the fitted splats (INRIA layout, input cameras' frame)
+- ``cameras/transforms.json``, ``cameras/cameras.json`` and ``cameras/colmap/`` (COLMAP text
+  model with the sparse points): every input camera
+- ``renders/``: the scene rendered at the input cameras
+- ``run.json``: per stage its cache key, ``computed`` or ``cached``, seconds and key figures
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable
+
+from .cache import StageResult, run_lock, write_run_json
+from .cameras import write_cameras_opencv_json, write_colmap_text, write_transforms_json
+from .config import PipelineConf
+from .errors import FvgenError
+from .images import list_image_files, select_views
+from .progress import progress_bar
+from .stages import fit as fit_stage
+from .stages import priors as priors_stage
+from .stages import warp as warp_stage
+
+DEFAULT_OUT = Path("fvgen_out")
+STAGES = ("priors", "fit", "warp")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FvgenError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise FvgenError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def check_force(force: Iterable[str]) -> set[str]:
+    force = set(force)
+    if "all" in force:
+        return set(STAGES)
+    unknown = force - set(STAGES)
+    if unknown:
+        raise FvgenError(f"--force takes {', '.join(STAGES)} or all, not {', '.join(sorted(unknown))}")
+    return force
+
+
+def _command() -> str:
+    return " ".join(["fvgen", *sys.argv[1:]])
+
+
+def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Path, device: str,
+               poses: Path | None, force: set[str]) -> StageResult:
+    files = list_image_files(images_dir)
+    if not files:
+        raise FvgenError(f"no images in {images_dir} (looked for .jpg .jpeg .png .tif .tiff .bmp .webp)")
+    if len(files) < 2:
+        raise FvgenError(f"need at least 2 images, found 1 in {images_dir} ({files[0].name})")
+    files = select_views(files, views)
+    inputs = priors_stage.PriorsInputs(tuple(files), Path(poses) if poses else None)
+    return priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
+
+
+def export(out: Path, priors: StageResult, fit: StageResult) -> None:
+    """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically)."""
+    pri = priors_stage.Priors.load(priors.path)
+    tmp = out / ".scene.ply.tmp"
+    shutil.copyfile(fit.path / "scene.ply", tmp)
+    os.replace(tmp, out / "scene.ply")
+    cams_tmp = out / ".cameras.tmp"
+    shutil.rmtree(cams_tmp, ignore_errors=True)
+    write_transforms_json(pri.cameras, cams_tmp / "transforms.json", file_prefix="images/")
+    write_cameras_opencv_json(pri.cameras, cams_tmp / "cameras.json")
+    sparse = pri.sparse if pri.sparse is not None else pri.points
+    write_colmap_text(pri.cameras, cams_tmp / "colmap", sparse.xyz, sparse.rgb)
+    _swap_dir(cams_tmp, out / "cameras")
+    renders_tmp = out / ".renders.tmp"
+    shutil.rmtree(renders_tmp, ignore_errors=True)
+    shutil.copytree(fit.path / "renders", renders_tmp)
+    _swap_dir(renders_tmp, out / "renders")
+
+
+def _swap_dir(new: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old-export")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineConf, device: str = "auto",
+                poses: Path | None = None, force: Iterable[str] = ()) -> dict:
+    device = resolve_device(device)
+    force = check_force(force)
+    out = Path(out)
+    with run_lock(out):
+        pri = run_priors(conf, Path(images_dir), views, out, device, poses, force)
+        fit = _fit_with_progress(conf, pri, out, device, force)
+        export(out, pri, fit)
+        results = [pri, fit]
+        write_run_json(out, _command(), results, {"preset": conf.name, "device": device})
+    return {"out": out, "results": results}
+
+
+def _fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str]) -> StageResult:
+    with progress_bar("fit 3DGS", conf.fit.iterations) as update:
+        return fit_stage.main(conf.fit, pri, out, device, force="fit" in force, progress=update)
+
+
+def find_priors(out: Path) -> StageResult:
+    from .cache import read_stage
+
+    meta = read_stage(out / "priors")
+    if meta is None:
+        raise FvgenError(f"no finished run in {out}: run `fvgen reconstruct IMAGES_DIR --out {out}` first")
+    return StageResult("priors", meta["key"], out / "priors", "cached", 0.0, meta.get("figures", {}))
+
+
+def warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: str = "auto",
+         force: Iterable[str] = ()) -> StageResult:
+    device = resolve_device(device)
+    force = check_force(force)
+    out = Path(out)
+    wconf = replace(conf.warp, traj=traj, frames=frames or conf.warp.frames)
+    with run_lock(out):
+        pri = find_priors(out)
+        with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
+            res = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
+        write_run_json(out, _command(), [pri, res], {"preset": conf.name, "device": device})
+    return res

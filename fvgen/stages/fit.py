@@ -1,0 +1,79 @@
+"""Stage 4, fit: 3D Gaussian Splatting on the input views (and generated views, when given).
+
+Reads ``OUT/priors/`` (images, cameras, dense points for the initialisation) and optionally
+generated clips (frames, cameras, masks, a weight); writes ``OUT/fit/``: ``scene.ply`` (INRIA
+layout, input cameras' frame), ``renders/*.png`` at the input cameras and the fit's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..cache import StageResult, cache_key, run_stage
+from ..cameras import Camera
+from ..fit import FitConf, FitViews, fit_gaussians, render_splats
+from ..metrics import psnr
+from ..splats import save_ply
+from ..video import write_pngs
+from . import priors as priors_stage
+
+VERSION = "1"
+NAME = "fit"
+
+
+@dataclass(frozen=True)
+class ExtraViews:
+    """Views beside the inputs (e.g. generated ones): a stage folder with ``rgb/``, ``mask/`` and
+    ``cameras.json``, its cache key, and the weight of its images in the loss."""
+
+    folder: Path
+    key: str
+    weight: float = 0.5
+
+
+def _load_extra(extra: ExtraViews, size: tuple[int, int]):
+    from ..cameras import read_cameras_opencv_json
+    from ..images import read_image, resize_image
+
+    cams = [c.scaled(*size) for c in read_cameras_opencv_json(extra.folder / "cameras.json")]
+    imgs = [resize_image(read_image(extra.folder / "rgb" / f"{c.name}.png"), *size) for c in cams]
+    masks = [resize_image(read_image(extra.folder / "mask" / f"{c.name}.png"), *size)[..., 0] > 0.5 for c in cams]
+    return cams, np.stack(imgs), np.stack(masks)
+
+
+def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "cpu",
+         extra: Sequence[ExtraViews] = (), force: bool = False, progress=None) -> StageResult:
+    k = cache_key(NAME, VERSION, conf, priors_result.key, *[e.key for e in extra],
+                  weights=[e.weight for e in extra], device=device)
+
+    def compute(tmp: Path) -> dict:
+        pri, imgs = priors_stage.load(priors_result.path)
+        cams: list[Camera] = list(pri.cameras)
+        images = torch.from_numpy(imgs)
+        weights = torch.ones(len(cams))
+        masks = torch.ones(images.shape[:3])
+        for e in extra:
+            ecams, eimgs, emasks = _load_extra(e, (cams[0].width, cams[0].height))
+            cams += ecams
+            images = torch.cat([images, torch.from_numpy(eimgs)])
+            weights = torch.cat([weights, torch.full((len(ecams),), e.weight)])
+            masks = torch.cat([masks, torch.from_numpy(emasks).float()])
+        views = FitViews(images, cams, weights, masks if extra else None)
+        splats, figures = fit_gaussians(views, pri.points, conf, device, progress)
+        save_ply(splats, tmp / "scene.ply")
+        n_in = len(pri.cameras)
+        with torch.no_grad():
+            dev_splats = {k: v.to(device) for k, v in splats.items()}
+            renders = [render_splats(dev_splats, [c])[0][0].clamp(0, 1).cpu() for c in pri.cameras]
+        write_pngs(tmp / "renders", [r.numpy() for r in renders], [Path(c.name).stem for c in pri.cameras])
+        figures["train_psnr"] = float(np.mean([psnr(r, images[i]) for i, r in enumerate(renders)]))
+        figures["input_views"] = n_in
+        figures["extra_views"] = len(cams) - n_in
+        return figures
+
+    return run_stage(root, NAME, k, compute, force)

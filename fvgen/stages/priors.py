@@ -1,0 +1,113 @@
+"""Stage 1, priors: poses and a dense coloured point cloud from the sparse input photos.
+
+Reads the image files (and a known-pose file when given); writes ``OUT/priors/`` holding the
+images as every later stage sees them (``images/*.png``, resized, undistorted), the cameras
+(``cameras.json``), ``points.ply``, ``sparse.ply`` and ``info.json`` (see :mod:`fvgen.prior`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import StageResult, cache_key, run_stage
+from ..cameras import load_poses
+from ..config import ImagesConf, PriorsConf
+from ..errors import FvgenError
+from ..images import LoadedImages, hash_files, load_images, save_image
+from ..prior import Priors
+from ..undistort import undistort_image
+
+VERSION = "1"
+NAME = "priors"
+
+
+@dataclass(frozen=True)
+class PriorsInputs:
+    image_files: tuple[Path, ...]
+    poses: Path | None = None  # known cameras (file or folder), or None to estimate them
+
+
+def _hash_poses(path: Path | None) -> str:
+    if path is None:
+        return ""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
+                                                 if p.is_file() and p.suffix in (".json", ".npy", ".npz", ".txt", ".bin"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device: str) -> str:
+    return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
+                     poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "")
+
+
+def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
+                   device: str) -> tuple[Priors, LoadedImages]:
+    """Run the configured backend; returns the priors and the (undistorted) images they refer to."""
+    known = load_poses(poses, images.names, images.size) if poses is not None else None
+    if known is not None and any(c.dist for c in known):
+        pairs = [undistort_image(im, c) for im, c in zip(images.images, known)]
+        images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
+        known = [p[1] for p in pairs]
+    if conf.backend == "sfm":
+        from ..mvs import dense_point_cloud
+        from ..sfm import estimate_poses
+
+        cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
+        if any(c.dist for c in cams):
+            pairs = [undistort_image(im, c) for im, c in zip(images.images, cams)]
+            images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
+            cams = [p[1] for p in pairs]
+        cams = [replace(c, name=n) for c, n in zip(cams, images.names)]
+        dense, minfo = dense_point_cloud(images.images, cams, sparse, conf.mvs, device=device)
+        info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
+        return Priors(cams, dense, sparse, info), images
+    if conf.backend == "dust3r":
+        from ..dust3r import Dust3rConf, dust3r_priors
+
+        if not conf.checkpoint:
+            raise FvgenError("the dust3r backend needs a checkpoint: pass --checkpoint "
+                             "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
+        if known is not None:
+            raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
+        pri = dust3r_priors(images, Dust3rConf(), Path(conf.checkpoint), device)
+        return pri, images
+    raise FvgenError(f"unknown priors backend {conf.backend!r}: use sfm or dust3r")
+
+
+def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: Path,
+         device: str = "cpu", force: bool = False) -> StageResult:
+    if len(inputs.image_files) < 2:
+        n = len(inputs.image_files)
+        raise FvgenError(f"need at least 2 images, got {n}" + (f" ({inputs.image_files[0].name})" if n else ""))
+    k = key(images_conf, conf, inputs, device)
+
+    def compute(tmp: Path) -> dict:
+        images = load_images(inputs.image_files, images_conf.max_size)
+        priors, images = compute_priors(images, conf, tmp, inputs.poses, device)
+        for name, img in zip(images.names, images.images):
+            save_image(tmp / "images" / f"{Path(name).stem}.png", img)
+        priors.info["image_files"] = [str(Path(p).resolve()) for p in inputs.image_files]
+        priors.save(tmp)
+        return {"views": len(images.names), "registered_views": len(priors.cameras),
+                "points": len(priors.points), "sparse_points": 0 if priors.sparse is None else len(priors.sparse),
+                "image_size": list(images.size)}
+
+    return run_stage(root, NAME, k, compute, force)
+
+
+def load(folder: Path) -> tuple[Priors, np.ndarray]:
+    """The priors and their images [N, H, W, 3] from a finished priors folder."""
+    from ..images import read_image
+
+    pri = Priors.load(folder)
+    imgs = np.stack([read_image(Path(folder) / "images" / f"{Path(c.name).stem}.png") for c in pri.cameras])
+    return pri, imgs
