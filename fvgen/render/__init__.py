@@ -1,0 +1,1 @@
+"""Rendering back-ends (Gaussian rasterization, point rendering)."""

@@ -1,0 +1,35 @@
+import pytest
+
+from fvgen.config import PipelineConf, load_preset, preset_names, with_overrides
+from fvgen.errors import FvgenError
+
+
+def test_presets_load():
+    assert {"default", "cpu", "paper"} <= set(preset_names())
+    for name in preset_names():
+        conf = load_preset(name)
+        assert isinstance(conf, PipelineConf) and conf.name == name
+    paper = load_preset("paper")
+    assert (paper.warp.width, paper.warp.height, paper.warp.frames) == (512, 320, 16)
+    assert load_preset("cpu").fit.iterations < load_preset("default").fit.iterations
+
+
+def test_unknown_keys_and_types_are_errors(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[fit]\niterationz = 3\n")
+    with pytest.raises(FvgenError, match="unknown setting fit.iterationz"):
+        load_preset(str(p))
+    p.write_text("[fit]\niterations = 'many'\n")
+    with pytest.raises(FvgenError, match="must be int"):
+        load_preset(str(p))
+    p.write_text("[fit\n")
+    with pytest.raises(FvgenError, match="not valid TOML"):
+        load_preset(str(p))
+    with pytest.raises(FvgenError, match="unknown preset"):
+        load_preset("nope")
+
+
+def test_overrides_nested():
+    conf = with_overrides(load_preset("cpu"), **{"fit.iterations": 7, "priors.backend": "dust3r"})
+    assert conf.fit.iterations == 7 and conf.priors.backend == "dust3r"
+    assert conf.fit.sh_degree == load_preset("cpu").fit.sh_degree
