@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import FvgenError
+from .dust3r import Dust3rConf
 from .fit import FitConf
 from .mvs import MvsConf
 from .sfm import SfmConf
@@ -30,6 +31,7 @@ class PriorsConf:
     checkpoint: str = ""  # DUSt3R checkpoint path (backend "dust3r")
     sfm: SfmConf = field(default_factory=SfmConf)
     mvs: MvsConf = field(default_factory=MvsConf)
+    dust3r: Dust3rConf = field(default_factory=Dust3rConf)
 
 
 @dataclass(frozen=True)

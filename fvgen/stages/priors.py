@@ -71,14 +71,14 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
         return Priors(cams, dense, sparse, info), images
     if conf.backend == "dust3r":
-        from ..dust3r import Dust3rConf, dust3r_priors
+        from ..dust3r import dust3r_priors
 
         if not conf.checkpoint:
             raise FvgenError("the dust3r backend needs a checkpoint: pass --checkpoint "
                              "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
         if known is not None:
             raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
-        pri = dust3r_priors(images, Dust3rConf(), Path(conf.checkpoint), device)
+        pri = dust3r_priors(images, conf.dust3r, Path(conf.checkpoint), device)
         return pri, images
     raise FvgenError(f"unknown priors backend {conf.backend!r}: use sfm or dust3r")
 
