@@ -30,6 +30,8 @@ class FitConf:
     init_opacity: float = 0.1
     init_scale: float = 1.0
     max_init_points: int = 300_000
+    init: str = "prior"  # "prior": the dense point cloud; "random": coloured random points in the views' frusta
+    random_init_points: int = 100_000
     means_lr: float = 1.6e-4  # times the scene scale, decayed x0.01 over the run
     scales_lr: float = 5e-3
     quats_lr: float = 1e-3
@@ -139,6 +141,28 @@ def _make_strategy(conf: FitConf, scale: float):
     return strat, strat.initialize_state(scene_scale=scale) if conf.strategy == "default" else strat.initialize_state()
 
 
+def random_frustum_points(views: "FitViews", prior: PointCloud, n: int, seed: int) -> PointCloud:
+    """``n`` points at random pixels of random views, at depths uniform between the 2nd and 98th
+    percentile of the prior's depths in that view, coloured by the pixel: the usual random
+    initialisation of sparse-view 3DGS baselines."""
+    rng = np.random.default_rng(seed)
+    imgs = views.images.cpu().numpy()
+    xyz, rgb = [], []
+    per_view = np.bincount(rng.integers(0, len(views.cameras), n), minlength=len(views.cameras))
+    for cam, img, m in zip(views.cameras, imgs, per_view):
+        z = (np.c_[prior.xyz, np.ones(len(prior))] @ cam.w2c.T)[:, 2]
+        z = z[z > 0]
+        lo, hi = (np.percentile(z, [2, 98]) if len(z) > 10 else (0.1, 10.0))
+        u = rng.integers(0, cam.width, m)
+        v = rng.integers(0, cam.height, m)
+        d = rng.uniform(lo, hi, m)
+        rays = np.linalg.solve(cam.K, np.stack([u, v, np.ones(m)]))  # [3, m], z = 1
+        pts_cam = rays * d
+        xyz.append((cam.c2w[:3, :3] @ pts_cam).T + cam.c2w[:3, 3])
+        rgb.append(img[v, u])
+    return PointCloud(np.concatenate(xyz), np.concatenate(rgb))
+
+
 def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str | torch.device = "cpu",
                   progress: Callable[[int, dict], None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Optimise Gaussians on ``views`` starting from ``init``. Returns the raw parameters (on CPU)
@@ -151,6 +175,12 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     masks = None if views.masks is None else views.masks.to(device).float()
     weights = None if views.weights is None else views.weights.to(device).float()
     scale = scene_scale(views.cameras)
+    if conf.init == "random":
+        init = random_frustum_points(views, init, conf.random_init_points, conf.seed)
+    elif conf.init != "prior":
+        from .errors import FvgenError
+
+        raise FvgenError(f"unknown fit.init {conf.init!r}: use prior or random")
     pts = _subsample(init, conf.max_init_points, conf.seed)
     params = init_splats(pts.xyz, pts.rgb, conf.sh_degree, conf.init_opacity, conf.init_scale, device)
     splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in params.items()})
