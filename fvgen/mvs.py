@@ -4,9 +4,11 @@ Pipeline (all in torch, on ``device``; open3d only for the final outlier removal
 
 1. Images are undistorted when cameras carry ``dist`` (to a pinhole with the same ``K``) and
    resized so the long side is at most ``MvsConf.max_image_size``.
-2. Depth range per reference view: from the sparse points that project into it (percentiles plus a
-   margin), else (no or too few sparse points, or ``depth_range`` not given) from a coarse sweep at
-   low resolution over every depth the baseline can resolve.
+2. Depth range per reference view: ``depth_range`` when given, else from the sparse points that
+   project into it (1-99 % percentiles), else (no or too few sparse points) from a coarse sweep at
+   low resolution over every depth the baseline can resolve (parallel cameras) or a factor 4 around
+   the depth where the optical axes converge (converging cameras), keeping the depths a second
+   view confirms. The range is padded by ``depth_margin`` in inverse depth.
 3. Plane sweep: for each reference view and each of ``num_planes`` fronto-parallel planes evenly
    spaced in inverse depth, each source view is warped into the reference by the plane homography
    (``grid_sample``) and compared with windowed NCC on grey values; the per-source NCCs are
@@ -26,7 +28,6 @@ Pipeline (all in torch, on ``device``; open3d only for the final outlier removal
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, asdict, replace
 from typing import Sequence
@@ -38,21 +39,22 @@ import torch.nn.functional as F
 from .cameras import Camera
 from .errors import FvgenError
 from .prior import PointCloud
+from .undistort import undistort_image
 
 
 @dataclass(frozen=True)
 class MvsConf:
     max_image_size: int = 400  # long side of the images the stereo runs on
     num_planes: int = 96  # depth planes of the fine sweep (even in inverse depth)
-    window: int = 7  # NCC window (odd, pixels)
-    ncc_threshold: float = 0.35  # min aggregated NCC at the chosen depth
+    window: int = 11  # NCC window (odd, pixels)
+    ncc_threshold: float = 0.45  # min aggregated NCC at the chosen depth
     conf_threshold: float = 0.25  # min softmax mass of the cost curve around the winner
     softmax_beta: float = 20.0  # sharpness of that softmax (on NCC in [-1, 1])
     min_texture: float = 0.004  # min grey std in the window (reference) to trust a match
     max_sources: int = 4  # source views per reference (closest camera centres)
     top_k_sources: int = 2  # aggregate the best k source NCCs
     geo_pixel_threshold: float = 1.0  # round-trip reprojection error (px) for consistency
-    geo_depth_threshold: float = 0.01  # relative depth error for consistency
+    geo_depth_threshold: float = 0.015  # relative depth error for consistency
     min_consistent_views: int = 1  # other views that must agree (capped at N - 1)
     depth_margin: float = 0.15  # range padding, as a fraction of the inverse-depth span
     coarse_size: int = 160  # long side of the range-finding sweep (no sparse points)
@@ -65,31 +67,6 @@ class MvsConf:
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def undistort_image(image: np.ndarray, cam: Camera) -> tuple[np.ndarray, Camera]:
-    """Resample an image taken through ``cam`` (with OpenCV ``dist``) to the pinhole camera of the
-    same ``K`` and size. Returns ``(image, camera without dist)``; unchanged when ``dist`` is None."""
-    if not cam.dist:
-        return image, cam
-    h, w = image.shape[:2]
-    c = cam.scaled(w, h) if (cam.width, cam.height) != (w, h) else cam
-    k1, k2, p1, p2 = c.dist
-    K = c.K
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    y = (yy - K[1, 2]) / K[1, 1]
-    x = (xx - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2 * r2
-    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-    u = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
-    v = K[1, 1] * yd + K[1, 2]
-    grid = np.stack([u / (w - 1) * 2 - 1, v / (h - 1) * 2 - 1], -1)[None].astype(np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    out = F.grid_sample(t, torch.from_numpy(grid), mode="bilinear", padding_mode="border",
-                        align_corners=True)
-    return out[0].permute(1, 2, 0).numpy(), replace(c, dist=None)
 
 
 def _box(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -294,8 +271,8 @@ def _coarse_ranges(images, cams, conf: MvsConf, device) -> list[tuple[float, flo
         if d.numel() < 50:
             out.append(None)
             continue
-        q = torch.quantile(d.float().cpu()[torch.randperm(d.numel())[:100000]],
-                           torch.tensor([0.01, 0.99]))
+        pick = torch.randperm(d.numel(), generator=torch.Generator().manual_seed(0))[:100000]
+        q = torch.quantile(d.float().cpu()[pick], torch.tensor([0.01, 0.99]))
         out.append((float(q[0]), float(q[1])))
     return out
 
@@ -361,7 +338,8 @@ def _voxel_average(xyz: np.ndarray, rgb: np.ndarray, cf: np.ndarray, voxel: floa
     m = len(cnt)
 
     def avg(a):
-        return np.stack([np.bincount(inv, weights=a[:, j], minlength=m) for j in range(a.shape[1])], 1) / cnt[:, None]
+        sums = [np.bincount(inv, weights=a[:, j], minlength=m) for j in range(a.shape[1])]
+        return np.stack(sums, 1) / cnt[:, None]
 
     return avg(xyz.astype(np.float64)), avg(rgb.astype(np.float64)), avg(cf[:, None].astype(np.float64))[:, 0]
 
@@ -492,4 +470,4 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
     return cloud, info
 
 
-__all__ = ["MvsConf", "dense_point_cloud", "undistort_image"]
+__all__ = ["MvsConf", "dense_point_cloud"]

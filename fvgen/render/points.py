@@ -128,60 +128,59 @@ def render_points(xyz, rgb, K, w2c, width: int, height: int,
     # Camera coordinates (float32 after a float64 composition of the matrices).
     R = w2c[:3, :3].float()
     t = w2c[:3, 3].float()
-    cam = xyz @ R.T + t
-    z = cam[:, 2]
+    cam = torch.addmm(t, xyz, R.T)
+    x, y, z = cam.unbind(1)
     fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
     skew = float(K[0, 1])
-
-    keep = z > near
-    idx = torch.nonzero(keep).squeeze(1)
-    cam, z = cam[idx], z[idx]
-    u = (fx * cam[:, 0] + skew * cam[:, 1]) / z + cx
-    v = fy * cam[:, 1] / z + cy
+    front = z > near
+    inv_z = 1.0 / torch.where(front, z, torch.ones_like(z))
+    u = (fx * x + skew * y) * inv_z + cx if skew else (fx * inv_z) * x + cx
+    v = (fy * inv_z) * y + cy
 
     if radius_px is not None:
         r = torch.full_like(z, float(radius_px))
     elif per_point_radius is not None:
-        r = fx * per_point_radius[idx] / z
+        r = (fx * inv_z) * per_point_radius
     else:
-        r = fx * wr / z
-    r = r.clamp(0.5, max(0.5, float(max_radius_px)))
-    R_int = int(math.ceil(float(r.max()) - 0.5)) if r.numel() else 0
+        r = (fx * wr) * inv_z
+    r = r.clamp_(0.5, max(0.5, float(max_radius_px)))
+    r_front = r[front]
+    R_int = int(math.ceil(float(r_front.max()) - 0.5 - 1e-3)) if r_front.numel() else 0
+    R_int = max(R_int, 0)
 
-    ui = torch.round(u)
-    vi = torch.round(v)
-    inside = (ui >= -R_int) & (ui <= W - 1 + R_int) & (vi >= -R_int) & (vi <= H - 1 + R_int)
-    inside &= torch.isfinite(u) & torch.isfinite(v)
-    sel = torch.nonzero(inside).squeeze(1)
-    idx, z, r = idx[sel], z[sel], r[sel]
-    ui, vi = ui[sel].long(), vi[sel].long()
-
-    # Sort by radius, largest first: the points reaching an offset of length d form a prefix.
-    r, order = torch.sort(r, descending=True)
-    idx, z, ui, vi = idx[order], z[order], ui[order], vi[order]
-    key = (z.contiguous().view(torch.int32).to(torch.int64) << _INDEX_BITS) | idx.to(torch.int64)
+    u = torch.round(u)
+    v = torch.round(v)
+    keep = front & (u >= -R_int) & (u <= W - 1 + R_int) & (v >= -R_int) & (v <= H - 1 + R_int)
+    idx = torch.nonzero(keep).squeeze(1)
 
     # Padded buffer so offsets never need bounds checks; cropped at the end.
     P = 2 * R_int  # a kept point sits up to R_int outside and reaches R_int further
     Wp, Hp = W + 2 * P, H + 2 * P
+    base = (v[idx].long() + P) * Wp + (u[idx].long() + P)
+    key = (z[idx].contiguous().view(torch.int32).to(torch.int64) << _INDEX_BITS) | idx
+    r = r[idx]
     sentinel = torch.iinfo(torch.int64).max
     zbuf = torch.full((Hp * Wp,), sentinel, dtype=torch.int64, device=device)
-    base = (vi + P) * Wp + (ui + P)
 
-    offsets = [(dx, dy) for dy in range(-R_int, R_int + 1) for dx in range(-R_int, R_int + 1)]
-    offsets.sort(key=lambda o: o[0] ** 2 + o[1] ** 2)
-    r_cpu = r.cpu() if r.device.type != "cpu" else r
-    neg_r = (-r_cpu).contiguous()
-    for dx, dy in offsets:
-        dist = math.sqrt(dx * dx + dy * dy)
-        # number of points with r >= dist (1e-3 px slack for float rounding) (r sorted descending) -- the centre pixel always counts
-        n = r.numel() if dist == 0 else int(torch.searchsorted(neg_r, torch.tensor([-dist + 1e-3]), right=True))
-        if n == 0:
-            continue
-        off = dy * Wp + dx
-        for s in range(0, n, chunk):
-            e = min(n, s + chunk)
-            zbuf.scatter_reduce_(0, base[s:e] + off, key[s:e], reduce="amin", include_self=True)
+    # Offsets grouped by length; the points reaching length d (r >= d, 1e-3 px slack for float
+    # rounding) shrink as d grows, so each group filters the previous group's points.
+    groups: dict[float, list[tuple[int, int]]] = {}
+    for dy in range(-R_int, R_int + 1):
+        for dx in range(-R_int, R_int + 1):
+            d = math.sqrt(dx * dx + dy * dy)
+            groups.setdefault(round(d, 6), []).append((dx, dy))
+    for d in sorted(groups):
+        if d > 0:
+            sel = torch.nonzero(r >= d - 1e-3).squeeze(1)
+            if sel.numel() == 0:
+                break
+            if sel.numel() < r.numel():
+                base, key, r = base[sel], key[sel], r[sel]
+        for dx, dy in groups[d]:
+            off = dy * Wp + dx
+            for s0 in range(0, base.numel(), chunk):
+                e = min(base.numel(), s0 + chunk)
+                zbuf.scatter_reduce_(0, base[s0:e] + off, key[s0:e], reduce="amin", include_self=True)
 
     zbuf = zbuf.view(Hp, Wp)[P:P + H, P:P + W].reshape(-1)
     mask = zbuf != sentinel

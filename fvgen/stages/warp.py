@@ -32,29 +32,14 @@ def traj_name(spec: str) -> str:
     return f"{p.stem}-{digest}"
 
 
-def point_world_radius(points: PointCloud, samples: int = 1024, block: int = 65536) -> float:
-    """Typical spacing of the cloud: median nearest-neighbour distance of a sample of points
-    (blocked over the cloud so memory stays at samples x block)."""
-    xyz = torch.as_tensor(points.xyz)
-    if len(xyz) < 2:
-        return 1e-3
-    idx = torch.randperm(len(xyz), generator=torch.Generator().manual_seed(0))[:samples]
-    q = xyz[idx]
-    best = torch.full((len(q), 2), float("inf"))
-    for i in range(0, len(xyz), block):
-        d = torch.cdist(q, xyz[i:i + block])
-        best = torch.cat([best, d.topk(min(2, d.shape[1]), largest=False).values], 1).topk(2, largest=False).values
-    return float(best[:, 1].median())  # [:, 0] is the point itself
-
-
 def render_warp(priors: Priors, cameras: list[Camera], conf: WarpConf, device: str = "cpu",
                 progress=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """RGB frames [H, W, 3] and masks [H, W] (bool) of the point cloud at ``cameras``."""
-    from ..render.points import render_points
+    from ..render.points import SPACING_TO_RADIUS, render_points, typical_spacing
 
     xyz = torch.as_tensor(priors.points.xyz, device=device)
     rgb = torch.as_tensor(priors.points.rgb, device=device)
-    radius = point_world_radius(priors.points)
+    radius = SPACING_TO_RADIUS * typical_spacing(priors.points.xyz)  # once, not per frame
     frames, masks = [], []
     for i, cam in enumerate(cameras):
         kwargs = ({"radius_px": conf.point_radius_px} if conf.point_radius_px > 0 else {"world_radius": radius})

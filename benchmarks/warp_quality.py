@@ -1,0 +1,158 @@
+"""Warp quality of the dense prior: MVS cloud from 3 train views, splatted into held-out views.
+
+With ground-truth (dataset) cameras, builds the dense cloud with :func:`fvgen.mvs.dense_point_cloud`
+from the standard 3-view train split (no sparse points: the depth range comes from the coarse
+sweep, as in a run without SfM points), renders it with :func:`fvgen.render.points.render_points`
+at each test camera and reports coverage (fraction of pixels the warp fills, i.e. the validity
+mask's mean) and PSNR over the covered pixels only, plus timings. Two splat sizes are measured:
+``tight`` = one world radius, 1.5 x the cloud's typical (median nearest-neighbour) spacing, and
+``adaptive`` = per-point radius, the distance to the 4th nearest neighbour (fills more, blurs more).
+
+Splits (see /work/shared/datasets/README.md):
+- fern: train 1, 10, 19; test 0, 8, 16 (504x378).
+- dtu_scan24: train 25, 22, 28; all 25 listed test views (384x384, unmasked).
+- fox: the video rasters over the head at three elevations; among the frames within 10 deg of the
+  median elevation (about world up, around the point the optical axes converge on), train = the
+  frames nearest 20 / 50 / 80 % of their azimuth span; test = every 8th of the remaining frames (in file
+  order). Images are downscaled to 540x960 and undistorted (OpenCV k1, k2, p1, p2) to pinhole
+  cameras with the same K; test images are undistorted the same way and compared in that space.
+
+Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N]``.
+Writes ``benchmarks/results/warp_quality.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fvgen.cameras import Camera, read_cameras_opencv_json  # noqa: E402
+from splits import DATASETS, split  # noqa: E402
+from fvgen.images import read_image, resize_image  # noqa: E402
+from fvgen.mvs import MvsConf, dense_point_cloud
+from fvgen.undistort import undistort_image  # noqa: E402
+from fvgen.render.points import (SPACING_TO_RADIUS, point_radii, render_points,  # noqa: E402
+                                 typical_spacing)
+
+
+
+def load_view(root: Path, cam: Camera, size: tuple[int, int] | None) -> tuple[np.ndarray, Camera]:
+    img = read_image(root / cam.name)
+    if size is not None and (img.shape[1], img.shape[0]) != size:
+        img = resize_image(img, *size)
+    c = cam.scaled(img.shape[1], img.shape[0])
+    if c.dist:
+        img, c = undistort_image(img, c)
+    return img, c
+
+
+def run_scene(name: str, conf: MvsConf, device: str) -> dict:
+    root = DATASETS / name
+    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
+    train, test = split(name, cams)
+    size = (540, 960) if name == "fox" else None
+    tr = [load_view(root, cams[i], size) for i in train]
+    imgs = np.stack([t[0] for t in tr])
+    t0 = time.time()
+    cloud, info = dense_point_cloud(imgs, [t[1] for t in tr], None, conf, device=device)
+    t_mvs = time.time() - t0
+    spacing = typical_spacing(cloud.xyz)
+    t1 = time.time()
+    radii = point_radii(cloud.xyz, k=4)
+    t_radii = time.time() - t1
+    splats = {  # two splat sizes: a tight one and one adapted to the local point density
+        "tight": SPACING_TO_RADIUS * spacing,
+        "adaptive": torch.from_numpy(radii).to(device),
+    }
+    xyz = torch.from_numpy(cloud.xyz).to(device)
+    rgb = torch.from_numpy(cloud.rgb).to(device)
+    views = []
+    t_render = 0.0
+    for i in test:
+        gt, c = load_view(root, cams[i], size)
+        v = {"index": i, "file": cams[i].name}
+        for mode, radius in splats.items():
+            t1 = time.time()
+            out, mask, _ = render_points(xyz, rgb, c.K, c.w2c, c.width, c.height, world_radius=radius)
+            t_render += time.time() - t1
+            out, mask = out.cpu().numpy(), mask.cpu().numpy()
+            mse = float(((out - gt) ** 2)[mask].mean()) if mask.any() else float("nan")
+            v[f"coverage_{mode}"] = float(mask.mean())
+            v[f"psnr_covered_{mode}"] = float(-10 * np.log10(max(mse, 1e-10)))
+        views.append(v)
+    h, w = gt.shape[:2]
+    return {
+        "scene": name,
+        "train": train,
+        "test": test,
+        "image_size": [w, h],
+        "points": len(cloud),
+        "point_spacing": spacing,
+        "splat_world_radius_tight": SPACING_TO_RADIUS * spacing,
+        "splat_world_radius_adaptive_median": float(np.median(radii)),
+        "mvs_seconds": round(t_mvs, 2),
+        "radii_seconds": round(t_radii, 2),
+        "render_ms_per_view": round(1000 * t_render / (2 * len(test)), 1),
+        **{f"{m}_{mode}": float(np.mean([v[f"{m}_{mode}"] for v in views]))
+           for mode in ("tight", "adaptive") for m in ("coverage", "psnr_covered")},
+        "views": views,
+        "mvs_info": {k: v for k, v in info.items() if k != "conf"},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenes", nargs="+", default=["fern", "dtu_scan24", "fox"])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--max-image-size", type=int, default=None)
+    ap.add_argument("--planes", type=int, default=None)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warp_quality.json"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not DATASETS.exists():
+        raise SystemExit(f"datasets not found at {DATASETS}")
+    kw = {}
+    if args.max_image_size:
+        kw["max_image_size"] = args.max_image_size
+    if args.planes:
+        kw["num_planes"] = args.planes
+    conf = MvsConf(**kw)
+    results = [run_scene(s, conf, args.device) for s in args.scenes]
+    out = {
+        "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:]),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "machine": platform.machine(),
+        "mvs_conf": asdict(conf),
+        "cameras": "ground truth (cameras_opencv.json); no sparse points (coarse-sweep depth range)",
+        "scenes": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print("| scene | train | test views | size | points | coverage (tight) | PSNR covered (tight) "
+          "| coverage (adaptive) | PSNR covered (adaptive) | MVS s | render ms/view |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['scene']} | {','.join(map(str, r['train']))} | {len(r['test'])} | "
+              f"{r['image_size'][0]}x{r['image_size'][1]} | {r['points']} | "
+              f"{r['coverage_tight']:.3f} | {r['psnr_covered_tight']:.2f} | "
+              f"{r['coverage_adaptive']:.3f} | {r['psnr_covered_adaptive']:.2f} | "
+              f"{r['mvs_seconds']:.1f} | {r['render_ms_per_view']:.0f} |")
+
+if __name__ == "__main__":
+    main()
