@@ -1,6 +1,6 @@
 """Dense point cloud from a few registered views: plane-sweep multi-view stereo + fusion.
 
-Pipeline (all in torch, on ``device``; open3d only for the final outlier removal):
+Pipeline (all in torch, on ``device``; open3d, or scipy without it, for the final outlier removal):
 
 1. Images are undistorted when cameras carry ``dist`` (to a pinhole with the same ``K``) and
    resized so the long side is at most ``MvsConf.max_image_size``.
@@ -67,6 +67,26 @@ class MvsConf:
 
 
 # ----------------------------------------------------------------------------- small helpers
+
+
+def statistical_inliers(xyz: np.ndarray, neighbors: int, std_ratio: float) -> np.ndarray:
+    """Indices of the points kept by statistical outlier removal: open3d's
+    ``remove_statistical_outlier`` where open3d is installed; elsewhere (e.g. GPU hosts without
+    it) the same rule with scipy's k-d tree: drop points whose mean distance to their
+    ``neighbors`` nearest neighbours exceeds the mean of that over the cloud by ``std_ratio``
+    standard deviations."""
+    try:
+        import open3d as o3d
+    except ImportError:
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(xyz).query(xyz, k=neighbors + 1, workers=-1)
+        mean_d = d[:, 1:].mean(1)
+        keep = mean_d <= mean_d.mean() + std_ratio * mean_d.std(ddof=1)
+        return np.flatnonzero(keep).astype(np.int64)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
+    _, ind = pcd.remove_statistical_outlier(nb_neighbors=neighbors, std_ratio=std_ratio)
+    return np.asarray(ind, dtype=np.int64)
 
 
 def _box(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -430,12 +450,7 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
     n_sor = n_fused
     voxel = 0.0
     if n_fused and conf.outlier_neighbors > 0 and n_fused > conf.outlier_neighbors + 1:
-        import open3d as o3d
-
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
-        _, ind = pcd.remove_statistical_outlier(nb_neighbors=conf.outlier_neighbors,
-                                                std_ratio=conf.outlier_std_ratio)
-        ind = np.asarray(ind, dtype=np.int64)
+        ind = statistical_inliers(xyz, conf.outlier_neighbors, conf.outlier_std_ratio)
         xyz, rgb, cf = xyz[ind], rgb[ind], cf[ind]
         n_sor = len(xyz)
     if len(xyz) and conf.voxel_fraction > 0:

@@ -133,3 +133,24 @@ def test_fern_three_views_smoke():
     test = cams[8].scaled(252, 189)
     _, mask, _ = render_points(cloud.xyz, cloud.rgb, test.K, test.w2c, test.width, test.height)
     assert mask.float().mean() > 0.4
+
+
+def test_outlier_removal_without_open3d_matches_open3d(monkeypatch):
+    import builtins
+
+    from fvgen.mvs import statistical_inliers
+
+    rng = np.random.default_rng(0)
+    xyz = np.concatenate([rng.normal(size=(2000, 3)) * 0.1, rng.uniform(-5, 5, size=(40, 3))])
+    with_o3d = statistical_inliers(xyz, 16, 2.0)
+    real_import = builtins.__import__
+
+    def no_open3d(name, *a, **k):
+        if name == "open3d":
+            raise ImportError("no open3d")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_open3d)
+    without = statistical_inliers(xyz, 16, 2.0)
+    assert np.array_equal(with_o3d, without)
+    assert len(without) < len(xyz) and (without < 2000).mean() > 0.99

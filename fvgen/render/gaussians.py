@@ -1,8 +1,10 @@
 """3D Gaussian Splatting rasterization: gsplat's CUDA kernels on GPU, our own torch path on CPU.
 
 :func:`rasterize` mirrors ``gsplat.rasterization`` (gsplat 1.5.3, ``packed=False``): same
-arguments, same image formation, same ``info`` (meta) keys, so gsplat's pure-torch
-densification strategies (``DefaultStrategy``, ``MCMCStrategy``) work unchanged on CPU.
+arguments, same image formation, same ``info`` (meta) keys, so gsplat's ``DefaultStrategy``
+works unchanged on CPU with our ``info`` (``MCMCStrategy`` reads only its parameters, but its
+relocate / add / noise steps call two gsplat CUDA kernels: call :func:`enable_cpu_mcmc` once
+to give them pure-torch CPU fallbacks).
 
 Conventions (gsplat's):
 
@@ -26,11 +28,14 @@ Image formation of the torch path (identical to gsplat's CUDA kernels):
   per-pixel prefix of the depth-sorted list), not approximated.
 
 Our torch path works on (Gaussian, pixel) pairs rather than dense (tile x 256 pixel) blocks:
-each visible Gaussian is intersected with the tiles its pixel box touches, tiles are grouped
-into chunks of at most about ``max_pairs_per_chunk`` candidate pairs (memory is bounded by
-that, not by the scene), and inside a chunk the candidate pairs are filtered by the 1/255
-threshold, sorted by (pixel, depth) and composited with a segmented exclusive cumulative sum
-of ``log(1 - alpha)`` (in float64). Gradients come from torch autograd.
+each visible Gaussian is intersected with the tiles its pixel box touches; tiles are grouped
+into chunks of at most about ``max_pairs_per_chunk`` candidate pairs; inside a chunk, the pairs
+with ``alpha >= 1/255`` are enumerated exactly (per pixel row, an x-interval from the conic),
+sorted by (pixel, depth) (a stable int32 sort: pairs are generated depth-ordered), pairs that
+gsplat never reaches (behind a pixel's early stop) are dropped when they are many, and the
+rest are composited with a segmented exclusive cumulative sum of ``log(1 - alpha)`` in
+float64. Gradients come from torch autograd (all per-pair gathers are 1D ``index_select``,
+whose backward is a fast 1D ``index_add``). Cost is proportional to the number of pairs.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["rasterize", "spherical_harmonics", "project_gaussians", "ALPHA_THRESHOLD"]
+__all__ = ["rasterize", "spherical_harmonics", "project_gaussians", "ALPHA_THRESHOLD",
+           "compute_relocation_torch", "enable_cpu_mcmc"]
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
 ALPHA_MAX = 0.999  # gsplat clamps alpha to this
@@ -77,6 +83,7 @@ def rasterize(
     render_mode: str = "RGB",
     rasterize_mode: str = "classic",
     max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
+    checkpoint_chunks: bool = False,
 ) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
     """Rasterize N 3D Gaussians into C images.
 
@@ -99,12 +106,18 @@ def rasterize(
         tile_size: tile edge in pixels (gsplat's; here also the chunking granularity).
         absgrad: also accumulate ``info["means2d"].absgrad`` (sum over pixels of |dL/dmean2d|).
         backend: "auto" (gsplat CUDA kernels when ``means`` is on CUDA, else "torch"),
-            "torch" (ours, any device) or "gsplat" (``gsplat.rasterization``, CUDA only).
+            "torch" (ours, any device) or "gsplat" (alias "cuda": ``gsplat.rasterization`` with
+            ``packed=False``, CUDA tensors only).
         render_mode: "RGB", "D", "ED", "RGB+D" or "RGB+ED" (depth = camera z, appended as
             the last channel; "ED" divides by the alpha, clamped at 1e-10).
         rasterize_mode: "classic" or "antialiased" (opacity x sqrt(det(cov)/det(cov+eps2d))).
         max_pairs_per_chunk: torch path only: bound on the (Gaussian, pixel) candidate pairs
-            processed at once (a chunk may exceed it by at most one tile's pairs).
+            processed at once (a chunk may exceed it by at most one tile's pairs). Without
+            grad (or with ``checkpoint_chunks``) this bounds the peak memory of compositing;
+            with autograd each chunk keeps ~100 bytes per pair for the backward.
+        checkpoint_chunks: torch path only: recompute each chunk in the backward
+            (``torch.utils.checkpoint``) so that training memory is bounded by the chunk size
+            too, at the price of a second compositing forward. Ignored with ``absgrad``.
 
     Returns:
         colors: [C, H, W, D'] (D' = D, D + 1 with depth, or 1 for depth only),
@@ -114,7 +127,8 @@ def rasterize(
             ``conics`` [C, N, 3], ``opacities`` [C, N], ``width``, ``height``, ``n_cameras``,
             ``n_batches``, ``tile_size``, ``tile_width``, ``tile_height``,
             ``tiles_per_gauss`` [C, N], ``isect_ids``, ``flatten_ids``, ``isect_offsets``,
-            ``gaussian_ids``/``camera_ids``/``batch_ids`` = None, plus ``backend``.
+            ``gaussian_ids``/``camera_ids``/``batch_ids`` = None, plus ``backend`` and (torch
+            path) ``n_pairs``, the number of (Gaussian, pixel) pairs composited.
     """
     if render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
@@ -133,7 +147,7 @@ def rasterize(
     return _rasterize_torch(
         means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height), sh_degree,
         backgrounds, near_plane, far_plane, radius_clip, eps2d, int(tile_size), absgrad,
-        render_mode, rasterize_mode, int(max_pairs_per_chunk),
+        render_mode, rasterize_mode, int(max_pairs_per_chunk), bool(checkpoint_chunks),
     )
 
 
@@ -311,7 +325,8 @@ def spherical_harmonics(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
 
 def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                      sh_degree, backgrounds, near_plane, far_plane, radius_clip, eps2d, tile_size,
-                     absgrad, render_mode, rasterize_mode, max_pairs_per_chunk):
+                     absgrad, render_mode, rasterize_mode, max_pairs_per_chunk,
+                     checkpoint_chunks=False):
     N = means.shape[0]
     C = viewmats.shape[0]
     if means.shape != (N, 3) or quats.shape != (N, 4) or scales.shape != (N, 3):
@@ -378,7 +393,7 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
 
     out_colors, out_alphas, tiles_info = _composite(
         means2d, conics, opac_cn, feats, radii, depths, width, height, tile_size,
-        max_pairs_per_chunk, absgrad,
+        max_pairs_per_chunk, absgrad, checkpoint_chunks,
     )
     out_colors = out_colors.reshape(C, height, width, D)
     out_alphas = out_alphas.reshape(C, height, width, 1)
@@ -419,7 +434,7 @@ def _repeat_ranges(counts: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def _composite(means2d, conics, opac, feats, radii, depths, width, height, tile_size,
-               max_pairs, absgrad):
+               max_pairs, absgrad, checkpoint=False):
     """Alpha-composite [C, N] projected Gaussians into [C*H*W, D] colours and [C*H*W, 1] alphas.
 
     Pairs (Gaussian, pixel) are enumerated exactly: for each (Gaussian, tile) intersection and
@@ -532,90 +547,27 @@ def _composite(means2d, conics, opac, feats, radii, depths, width, height, tile_
         _, chunk_sizes = torch.unique_consecutive(isect_chunk, return_counts=True)
         bounds = [0] + torch.cumsum(chunk_sizes, 0).tolist()
 
+    isect = (sx0, sx1, sy0, sy1, iflat, i_mx, i_my, i_a, i_b, i_c, i_thr)
+    feats_arg = feat_cols if per_channel else ff
+    use_ckpt = checkpoint and torch.is_grad_enabled() and absbuf is None
     seg_pix_list, seg_rgb_list, seg_logT_list = [], [], []
     n_pairs = 0
     for a, b in zip(bounds[:-1], bounds[1:]):
-        with torch.no_grad():
-            # rows (intersection, y) and the x-interval of pixels with sigma <= thr on each
-            ro, ly = _repeat_ranges(sy1[a:b] - sy0[a:b] + 1)
-            ry = sy0[a:b].index_select(0, ro) + ly
-            ra = i_a[a:b].index_select(0, ro)
-            rb = i_b[a:b].index_select(0, ro)
-            rc = i_c[a:b].index_select(0, ro)
-            rmx = i_mx[a:b].index_select(0, ro)
-            v = ry.to(dtype) + 0.5 - i_my[a:b].index_select(0, ro)
-            # 0.5 a u^2 + b v u + 0.5 c v^2 <= thr,  u = x + 0.5 - mx
-            disc = 2.0 * ra * i_thr[a:b].index_select(0, ro) - v * v * (ra * rc - rb * rb)
-            sq = torch.sqrt(disc.clamp_min(0))
-            ctr = rmx - rb * v / ra - 0.5
-            half = sq / ra
-            xl = torch.ceil(ctr - half - 1e-3).long()
-            xr = torch.floor(ctr + half + 1e-3).long()
-            xl = torch.maximum(xl, sx0[a:b].index_select(0, ro))
-            xr = torch.minimum(xr, sx1[a:b].index_select(0, ro))
-            cnt = torch.where(disc >= 0, (xr - xl + 1).clamp_min(0), torch.zeros_like(xl))
-            po, lx = _repeat_ranges(cnt)
-            if po.numel() == 0:
-                continue
-            g_row = iflat[a:b].index_select(0, ro)
-            row_base = (g_row // N) * HW + ry * width  # pixel id of (camera, row, x=0)
-            pix = (row_base + xl).to(torch.int32).index_select(0, po) + lx.to(torch.int32)
-            # -> (pixel, depth) order: pairs are generated depth-ordered, the sort is stable
-            pix, srt = torch.sort(pix, stable=True)
-            po = po.index_select(0, srt)
-            g = g_row.index_select(0, po)
-            pxf = (pix - row_base.to(torch.int32).index_select(0, po)).to(dtype) + 0.5
-            pyf = ry.to(dtype).index_select(0, po) + 0.5
-            seg_pix, seg_len = torch.unique_consecutive(pix, return_counts=True)
-            seg_id = torch.repeat_interleave(
-                torch.arange(seg_pix.numel(), device=device), seg_len, output_size=pix.numel())
-            seg_start = torch.cumsum(seg_len, 0) - seg_len
-        n_pairs += int(g.numel())
+        sl = tuple(t[a:b] for t in isect)
+        if use_ckpt:
+            # recompute the whole chunk (pair lists included) in the backward: memory stays
+            # bounded by the chunk size
+            from torch.utils.checkpoint import checkpoint as _ckpt
 
-        # ---- differentiable part (1D gathers; their backward is a 1D index_add)
-        gmx = mx_f.index_select(0, g)
-        gmy = my_f.index_select(0, g)
-        if absbuf is not None and gmx.requires_grad:
-            gmx.register_hook(_absgrad_hook(absbuf[:, 0], g))
-            gmy.register_hook(_absgrad_hook(absbuf[:, 1], g))
-        dx = gmx - pxf
-        dy = gmy - pyf
-        sig = dx * (ha_f.index_select(0, g) * dx + b_f.index_select(0, g) * dy) \
-            + hc_f.index_select(0, g) * (dy * dy)
-        alpha = torch.clamp_max(op_f.index_select(0, g) * torch.exp(-sig), ALPHA_MAX)
-        logt = torch.log1p(-alpha).double()
-        with torch.no_grad():
-            keep = (alpha >= ALPHA_THRESHOLD) & (sig >= 0)  # exact gsplat test
-            all_kept = bool(keep.all())
-        if not all_kept:  # only pixels right on the 1/255 boundary
-            logt = torch.where(keep, logt, torch.zeros_like(logt))
-        cs = torch.cumsum(logt, 0)
-        cs_ex = cs - logt
-        base = cs_ex.index_select(0, seg_start).index_select(0, seg_id)
-        with torch.no_grad():
-            # gsplat stops a pixel (exclusively) once next_T <= 1e-4; T is a per-pixel
-            # non-increasing product, so "still alive" is an exact prefix of each segment
-            # (and T_ex of the pairs before the stop does not depend on those after it)
-            use = (cs - base) > math.log(T_MIN)
-            if not all_kept:
-                use &= keep
-            all_used = bool(use.all())
-        T_ex = torch.exp(cs_ex - base).to(dtype)
-        if all_used:
-            wgt = alpha * T_ex
+            out = _ckpt(_chunk, sl, N, HW, width, mx_f, my_f, ha_f, b_f, hc_f, op_f, feats_arg,
+                        None, use_reentrant=False, preserve_rng_state=False)
         else:
-            wgt = torch.where(use, alpha, torch.zeros_like(alpha)) * T_ex  # [M]
-            logt = torch.where(use, logt, torch.zeros_like(logt))
-        S = seg_pix.numel()
-        if per_channel:
-            rgb = torch.stack([
-                torch.zeros(S, dtype=dtype, device=device).index_add(
-                    0, seg_id, wgt * col.index_select(0, g)) for col in feat_cols], dim=-1)
-        else:
-            rgb = torch.zeros(S, D, dtype=dtype, device=device).index_add(
-                0, seg_id, wgt[:, None] * ff.index_select(0, g))
-        logT = torch.zeros(S, dtype=torch.float64, device=device).index_add(0, seg_id, logt)
-        seg_pix_list.append(seg_pix.long())
+            out = _chunk(sl, N, HW, width, mx_f, my_f, ha_f, b_f, hc_f, op_f, feats_arg, absbuf)
+        if out is None:
+            continue
+        seg_pix, rgb, logT, m = out
+        n_pairs += m
+        seg_pix_list.append(seg_pix)
         seg_rgb_list.append(rgb)
         seg_logT_list.append(logT)
 
@@ -636,9 +588,216 @@ def _composite(means2d, conics, opac, feats, radii, depths, width, height, tile_
     return out_rgb, out_a[:, None], tiles_info
 
 
+def _chunk_pairs(sl, N, HW, width, dtype):
+    """(Gaussian, pixel) pairs of a run of whole tiles, sorted by (pixel, depth).
+
+    For each (Gaussian, tile) intersection and each of its pixel rows, the pixels whose centre
+    has ``sigma <= ln(255 opacity)`` form an x-interval (a quadratic inequality)."""
+    sx0, sx1, sy0, sy1, iflat, i_mx, i_my, i_a, i_b, i_c, i_thr = sl
+    device = sx0.device
+    ro, ly = _repeat_ranges(sy1 - sy0 + 1)
+    ry = sy0.index_select(0, ro) + ly
+    ra = i_a.index_select(0, ro)
+    rb = i_b.index_select(0, ro)
+    rc = i_c.index_select(0, ro)
+    v = ry.to(dtype) + 0.5 - i_my.index_select(0, ro)
+    # 0.5 a u^2 + b v u + 0.5 c v^2 <= thr,  u = x + 0.5 - mx
+    disc = 2.0 * ra * i_thr.index_select(0, ro) - v * v * (ra * rc - rb * rb)
+    half = torch.sqrt(disc.clamp_min(0)) / ra
+    ctr = i_mx.index_select(0, ro) - rb * v / ra - 0.5
+    xl = torch.maximum(torch.ceil(ctr - half - 1e-3).long(), sx0.index_select(0, ro))
+    xr = torch.minimum(torch.floor(ctr + half + 1e-3).long(), sx1.index_select(0, ro))
+    cnt = torch.where(disc >= 0, (xr - xl + 1).clamp_min(0), torch.zeros_like(xl))
+    po, lx = _repeat_ranges(cnt)
+    if po.numel() == 0:
+        return None
+    g_row = iflat.index_select(0, ro)
+    row_base = (g_row // N) * HW + ry * width  # pixel id of (camera, row, x=0)
+    pix = (row_base + xl).to(torch.int32).index_select(0, po) + lx.to(torch.int32)
+    # -> (pixel, depth) order: pairs are generated depth-ordered and the sort is stable
+    pix, srt = torch.sort(pix, stable=True)
+    po = po.index_select(0, srt)
+    g = g_row.index_select(0, po)
+    pxf = (pix - row_base.to(torch.int32).index_select(0, po)).to(dtype) + 0.5
+    pyf = ry.to(dtype).index_select(0, po) + 0.5
+    seg_pix, seg_len = torch.unique_consecutive(pix, return_counts=True)
+    seg_id = torch.repeat_interleave(torch.arange(seg_pix.numel(), device=device), seg_len,
+                                     output_size=pix.numel())
+    seg_start = torch.cumsum(seg_len, 0) - seg_len
+    return g, pxf, pyf, seg_pix.long(), seg_id, seg_start
+
+
+def _pair_alpha(g, pxf, pyf, mx_f, my_f, ha_f, b_f, hc_f, op_f, means_gathered=False):
+    if means_gathered:
+        gmx, gmy = mx_f, my_f
+    else:
+        gmx, gmy = mx_f.index_select(0, g), my_f.index_select(0, g)
+    dx = gmx - pxf
+    dy = gmy - pyf
+    sig = dx * (ha_f.index_select(0, g) * dx + b_f.index_select(0, g) * dy) \
+        + hc_f.index_select(0, g) * (dy * dy)
+    alpha = torch.clamp_max(op_f.index_select(0, g) * torch.exp(-sig), ALPHA_MAX)
+    return sig, alpha
+
+
+def _drop_hidden_pairs(pairs, mx_f, my_f, ha_f, b_f, hc_f, op_f, min_drop=0.05):
+    """Drop the pairs that gsplat never reaches (behind a pixel's T <= 1e-4 stop, or below the
+    1/255 threshold) when they are more than ``min_drop`` of the chunk: saves their autograd
+    work (opaque scenes have many). Same arithmetic as the differentiable pass, so the kept
+    pairs are exactly the ones it would use."""
+    g, pxf, pyf, seg_pix, seg_id, seg_start = pairs
+    # cheap bound first: with alpha <= opacity, no pixel can reach the stop if
+    # sum log(1 - min(opacity, 0.999)) over its pairs stays above log(1e-4)
+    lo = torch.log1p(-op_f.detach().clamp_max(ALPHA_MAX)).index_select(0, g).double()
+    seg_sum = torch.zeros(seg_pix.numel(), dtype=torch.float64, device=g.device)
+    seg_sum.index_add_(0, seg_id, lo)
+    if bool((seg_sum > math.log(T_MIN)).all()):
+        return pairs
+    sig, alpha = _pair_alpha(g, pxf, pyf, mx_f.detach(), my_f.detach(), ha_f.detach(),
+                             b_f.detach(), hc_f.detach(), op_f.detach())
+    keep = (alpha >= ALPHA_THRESHOLD) & (sig >= 0)
+    logt = torch.where(keep, torch.log1p(-alpha).double(), torch.zeros((), dtype=torch.float64,
+                                                                        device=g.device))
+    cs = torch.cumsum(logt, 0)
+    base = (cs - logt).index_select(0, seg_start).index_select(0, seg_id)
+    use = keep & ((cs - base) > math.log(T_MIN))
+    n_use = int(use.sum())
+    if n_use == 0:
+        return None
+    if n_use >= (1.0 - min_drop) * g.numel():
+        return pairs
+    idx = torch.nonzero(use).squeeze(1)
+    g, pxf, pyf = g.index_select(0, idx), pxf.index_select(0, idx), pyf.index_select(0, idx)
+    pix = seg_pix.index_select(0, seg_id.index_select(0, idx))
+    seg_pix, seg_len = torch.unique_consecutive(pix, return_counts=True)
+    seg_id = torch.repeat_interleave(torch.arange(seg_pix.numel(), device=g.device), seg_len,
+                                     output_size=pix.numel())
+    seg_start = torch.cumsum(seg_len, 0) - seg_len
+    return g, pxf, pyf, seg_pix, seg_id, seg_start
+
+
+def _chunk(sl, N, HW, width, mx_f, my_f, ha_f, b_f, hc_f, op_f, feats, absbuf):
+    with torch.no_grad():
+        pairs = _chunk_pairs(sl, N, HW, width, mx_f.dtype)
+        if pairs is None:
+            return None
+        pairs = _drop_hidden_pairs(pairs, mx_f, my_f, ha_f, b_f, hc_f, op_f)
+        if pairs is None:
+            return None
+    g, pxf, pyf, seg_pix, seg_id, seg_start = pairs
+    gathered = False
+    if absbuf is not None:
+        mx_f, my_f = mx_f.index_select(0, g), my_f.index_select(0, g)
+        gathered = True
+        if mx_f.requires_grad:  # per-pair d/dmeans2d -> sum of |.| per Gaussian
+            mx_f.register_hook(_absgrad_hook(absbuf[:, 0], g))
+            my_f.register_hook(_absgrad_hook(absbuf[:, 1], g))
+    rgb, logT = _chunk_composite(g, pxf, pyf, seg_id, seg_start, seg_pix.numel(), mx_f, my_f,
+                                 ha_f, b_f, hc_f, op_f, feats, gathered)
+    return seg_pix, rgb, logT, int(g.numel())
+
+
+def _chunk_composite(g, pxf, pyf, seg_id, seg_start, S, mx_f, my_f, ha_f, b_f, hc_f, op_f,
+                     feats, means_gathered=False):
+    """Composite M (Gaussian g, pixel) pairs sorted by (pixel, depth) into S pixel segments.
+
+    Returns rgb [S, D] and log transmittance [S] (float64). All gathers are 1D index_selects
+    (their backward, a 1D index_add, is much faster on CPU than a 2D one)."""
+    dtype, device = mx_f.dtype, mx_f.device
+    sig, alpha = _pair_alpha(g, pxf, pyf, mx_f, my_f, ha_f, b_f, hc_f, op_f, means_gathered)
+    logt = torch.log1p(-alpha).double()
+    with torch.no_grad():
+        keep = (alpha >= ALPHA_THRESHOLD) & (sig >= 0)  # exact gsplat test
+        all_kept = bool(keep.all())
+    if not all_kept:  # only pixels right on the 1/255 boundary
+        logt = torch.where(keep, logt, torch.zeros_like(logt))
+    # segmented exclusive cumulative sum of log(1 - alpha), in float64 (the running sum over a
+    # whole chunk is large; float32 would lose the per-pixel differences)
+    cs = torch.cumsum(logt, 0)
+    cs_ex = cs - logt
+    base = cs_ex.index_select(0, seg_start).index_select(0, seg_id)
+    with torch.no_grad():
+        # gsplat stops a pixel (exclusively) once next_T <= 1e-4; T is a per-pixel
+        # non-increasing product, so "still alive" is an exact prefix of each segment
+        # (and T_ex of the pairs before the stop does not depend on those after it)
+        use = (cs - base) > math.log(T_MIN)
+        if not all_kept:
+            use &= keep
+        all_used = bool(use.all())
+    T_ex = torch.exp(cs_ex - base).to(dtype)
+    if all_used:
+        wgt = alpha * T_ex
+    else:
+        wgt = torch.where(use, alpha, torch.zeros_like(alpha)) * T_ex  # [M]
+        logt = torch.where(use, logt, torch.zeros_like(logt))
+    if isinstance(feats, (list, tuple)):
+        rgb = torch.stack([
+            torch.zeros(S, dtype=dtype, device=device).index_add(
+                0, seg_id, wgt * col.index_select(0, g)) for col in feats], dim=-1)
+    else:
+        rgb = torch.zeros(S, feats.shape[-1], dtype=dtype, device=device).index_add(
+            0, seg_id, wgt[:, None] * feats.index_select(0, g))
+    logT = torch.zeros(S, dtype=torch.float64, device=device).index_add(0, seg_id, logt)
+    return rgb, logT
+
+
 def _absgrad_hook(buf: Tensor, idx: Tensor):
     def hook(grad: Tensor):
         buf.index_add_(0, idx, grad.detach().abs())
         return None
 
     return hook
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU fallbacks for gsplat's MCMCStrategy (its ops call two gsplat CUDA kernels)
+# ----------------------------------------------------------------------------------------------
+
+
+def compute_relocation_torch(opacities: Tensor, scales: Tensor, ratios: Tensor,
+                             binoms: Tensor) -> Tuple[Tensor, Tensor]:
+    """Pure-torch ``gsplat.relocation.compute_relocation`` (MCMC paper, eq. 9): a Gaussian split
+    into n copies gets opacity ``1 - (1 - o)^(1/n)`` and its scales times
+    ``o / sum_{i=1..n} sum_{k<i} C(i-1, k) (-1)^k / sqrt(k+1) o_new^(k+1)``.
+    Like gsplat's, clamps ``ratios`` in place to [1, n_max]."""
+    n_max = binoms.shape[0]
+    ratios.clamp_(min=1, max=n_max)
+    n = ratios.long()
+    new_op = 1.0 - torch.pow(1.0 - opacities, 1.0 / n.to(opacities.dtype))
+    k = torch.arange(n_max, device=opacities.device)
+    # S[n-1, k] = sum_{i=1..n} C(i-1, k) [k <= i-1]
+    S = torch.cumsum(torch.tril(binoms.to(opacities.dtype)), dim=0)
+    sign = (1.0 - 2.0 * (k % 2)).to(opacities.dtype) / torch.sqrt((k + 1).to(opacities.dtype))
+    powers = new_op[:, None] ** (k + 1).to(opacities.dtype)[None, :]  # [N, n_max]
+    denom = (S.index_select(0, n - 1) * sign[None, :] * powers).sum(-1)
+    new_scales = (opacities / denom)[:, None] * scales
+    return new_op, new_scales
+
+
+def enable_cpu_mcmc() -> None:
+    """Let gsplat's ``MCMCStrategy`` run on CPU tensors: patch ``gsplat.strategy.ops`` so that
+    ``compute_relocation`` and ``quat_scale_to_covar_preci`` fall back to pure torch for CPU
+    tensors (CUDA tensors still use gsplat's kernels). Idempotent."""
+    import gsplat.strategy.ops as ops
+
+    if getattr(ops, "_fvgen_cpu_fallbacks", False):
+        return
+    orig_reloc = ops.compute_relocation
+    orig_covar = ops.quat_scale_to_covar_preci
+
+    def compute_relocation(opacities, scales, ratios, binoms):
+        if opacities.is_cuda:
+            return orig_reloc(opacities, scales, ratios, binoms)
+        return compute_relocation_torch(opacities, scales, ratios, binoms)
+
+    def quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=True,
+                                  triu=False):
+        if quats.is_cuda:
+            return orig_covar(quats, scales, compute_covar, compute_preci, triu)
+        from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
+
+        return _quat_scale_to_covar_preci(quats, scales, compute_covar, compute_preci, triu)
+
+    ops.compute_relocation = compute_relocation
+    ops.quat_scale_to_covar_preci = quat_scale_to_covar_preci
+    ops._fvgen_cpu_fallbacks = True
