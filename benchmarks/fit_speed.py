@@ -57,7 +57,7 @@ def bare_gsplat_loop(images, cams, points, conf: FitConf, device) -> float:
         colors, _, info = rasterization(splats["means"], splats["quats"],
                                         torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]),
                                         torch.cat([splats["sh0"], splats["shN"]], 1), viewmats[i:i + 1],
-                                        Ks[i:i + 1], W, H, sh_degree=deg)
+                                        Ks[i:i + 1], W, H, sh_degree=deg, packed=False)
         strat.step_pre_backward(splats, opts, state, step, info)
         loss = masked_loss(colors, imgs[i:i + 1], None, None, conf.ssim_lambda)
         loss.backward()

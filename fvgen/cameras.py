@@ -156,21 +156,27 @@ class Similarity:
 
 
 def align_cameras(src: Sequence[Camera], dst: Sequence[Camera]) -> Similarity:
-    """Similarity taking ``src`` camera poses onto ``dst`` (same order).
+    """Least-squares similarity taking ``src`` camera poses onto ``dst`` (same order).
 
-    Rotation: chordal mean of ``R_dst_i R_src_i^T`` (uses camera orientations, so it is defined
-    even for 2 cameras or collinear centres). Scale: ratio of the centres' spreads around their
-    means. Translation: maps the mean centre onto the mean centre.
+    The rotation is one Kabsch/Procrustes fit over two kinds of corresponding directions: the
+    camera centres' offsets from their mean, and each camera's three axes (weighted like the
+    centre terms). The axes keep it well posed for 2 cameras, collinear centres or the small,
+    nearly planar baselines of forward-facing captures, where centres alone fix it badly. Scale
+    and translation are then the least-squares fit of the centres.
     """
     if len(src) != len(dst) or len(src) < 2:
         raise FvgenError("aligning cameras needs at least 2 matching cameras on each side")
-    R = project_to_so3(sum(d.c2w[:3, :3] @ s.c2w[:3, :3].T for s, d in zip(src, dst)))
     cs = np.stack([c.center for c in src])
     cd = np.stack([c.center for c in dst])
     ms, md = cs.mean(0), cd.mean(0)
-    spread_s = np.linalg.norm(cs - ms, axis=1).sum()
-    spread_d = np.linalg.norm(cd - md, axis=1).sum()
-    scale = float(spread_d / max(spread_s, 1e-12))
+    A, B = cs - ms, cd - md
+    w = float(np.mean(np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1))) or 1.0
+    H = A.T @ B + w * sum(s.c2w[:3, :3] @ d.c2w[:3, :3].T for s, d in zip(src, dst))
+    R = project_to_so3(H.T)
+    den = float((A * A).sum())
+    scale = float(np.sum(B * (A @ R.T)) / den) if den > 1e-24 else 1.0
+    if scale <= 0:
+        raise FvgenError("the cameras cannot be aligned (opposite orientation)")
     t = md - scale * R @ ms
     return Similarity(scale, R, t)
 

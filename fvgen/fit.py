@@ -76,18 +76,29 @@ def render_splats(splats: dict[str, torch.Tensor], cameras: Sequence[Camera], sh
     alphas [C, H, W, 1] and the rasterizer's info dict."""
     from .render.gaussians import rasterize
 
+    viewmats, Ks = gsplat_camera(cameras, splats["means"].device)
+    return rasterize_at(splats, viewmats, Ks, cameras[0].width, cameras[0].height, sh_degree, background,
+                        render_mode)
+
+
+def rasterize_at(splats: dict[str, torch.Tensor], viewmats: torch.Tensor, Ks: torch.Tensor, width: int,
+                 height: int, sh_degree: int | None = None, background: torch.Tensor | None = None,
+                 render_mode: str = "RGB"):
+    """:func:`render_splats` for cameras already in gsplat's form (viewmats [C, 4, 4], Ks [C, 3, 3]
+    on the splats' device): what the fit loop calls, with no per-step host-to-device copies."""
+    from .render.gaussians import rasterize
+
     device = splats["means"].device
-    viewmats, Ks = gsplat_camera(cameras, device)
     colors = torch.cat([splats["sh0"], splats["shN"]], 1)
     if sh_degree is None:
         sh_degree = int(round(math.sqrt(colors.shape[1]))) - 1
     bg = None
     if background is not None:
-        bg = background.to(device).float().expand(len(cameras), -1)
+        bg = background.to(device).float().expand(len(viewmats), -1)
     return rasterize(
         means=splats["means"], quats=splats["quats"], scales=torch.exp(splats["scales"]),
         opacities=torch.sigmoid(splats["opacities"]), colors=colors, viewmats=viewmats, Ks=Ks,
-        width=cameras[0].width, height=cameras[0].height, sh_degree=sh_degree, backgrounds=bg,
+        width=width, height=height, sh_degree=sh_degree, backgrounds=bg,
         render_mode=render_mode,
     )
 
@@ -197,6 +208,12 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     if strategy is not None:
         strategy.check_sanity(splats, optimizers)
     cams = list(views.cameras)
+    if len({(c.width, c.height) for c in cams}) != 1:
+        from .errors import FvgenError
+
+        raise FvgenError("all training views must have one image size")
+    viewmats_all, Ks_all = gsplat_camera(cams, device)
+    W, H = cams[0].width, cams[0].height
     start = time.perf_counter()
     loss_val = float("nan")
     order: list[int] = []
@@ -205,20 +222,22 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
             order = list(rng.permutation(V)) + order
         batch = [order.pop() for _ in range(bs)]
         sh_degree = min(step // max(conf.sh_degree_interval, 1), conf.sh_degree)
-        colors, alphas, info = render_splats(splats, [cams[i] for i in batch], sh_degree)
+        b = torch.tensor(batch)
+        colors, alphas, info = rasterize_at(splats, viewmats_all[b], Ks_all[b], W, H, sh_degree)
         if strategy is not None:
             strategy.step_pre_backward(splats, optimizers, state, step, info)
-        b = torch.tensor(batch, device=device)
-        target = images[b]
-        loss = masked_loss(colors, target, None if masks is None else masks[b],
+        loss = masked_loss(colors, images[b], None if masks is None else masks[b],
                            None if weights is None else weights[b], conf.ssim_lambda)
         loss.backward()
-        loss_val = float(loss.detach())
-        if not math.isfinite(loss_val):
-            from .errors import FvgenError
+        # Reading the loss forces a GPU sync: only every so often (and at the end).
+        report = (step + 1) % 25 == 0 or step + 1 == conf.iterations
+        if report:
+            loss_val = float(loss.detach())
+            if not math.isfinite(loss_val):
+                from .errors import FvgenError
 
-            raise FvgenError(f"the fit diverged at step {step} (loss {loss_val}); try fewer iterations "
-                             "or the default preset")
+                raise FvgenError(f"the fit diverged at step {step} (loss {loss_val}); try fewer iterations "
+                                 "or the default preset")
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -230,7 +249,7 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
                                             lr=optimizers["means"].param_groups[0]["lr"])
             else:
                 strategy.step_post_backward(splats, optimizers, state, step, info, packed=False)
-        if progress is not None:
+        if progress is not None and report:
             progress(step + 1, {"loss": loss_val, "gaussians": len(splats["means"])})
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -1,0 +1,357 @@
+"""Training examples for the teacher, made through the same code path as inference.
+
+An example is (reference view, warped clip + validity masks, ground-truth clip, cameras):
+
+1. a posed scene (a real one from ``shared/datasets-train/`` or a procedural room from
+   :mod:`fvgen.demo` with random seed and camera path) gives images + ground-truth cameras;
+2. a few *sparse* views of it (2-3, the first frame of the clip among them) go through
+   :func:`fvgen.stages.priors.compute_priors` with their known poses -- exactly what
+   ``fvgen reconstruct --poses`` runs (SfM triangulation + plane-sweep MVS) -- so the dense cloud
+   carries real sparse-view artefacts;
+3. that cloud is drawn along the scene's real camera path (``F`` consecutive posed frames) by
+   :func:`fvgen.stages.warp.render_warp`, the warp stage's renderer; the real frames are the target;
+4. all frames are resized to the model size by :func:`fvgen.teacher.sample.resize_frames`, the
+   function ``fvgen generate`` uses.
+
+Evaluation scenes (``shared/datasets/``: fern, dtu_scan24, fox) must never enter training:
+:func:`check_not_eval` refuses them by name, by path and by image content, and every scene loader
+and the training data loader call it.
+
+Shards: one ``.npz`` per example, frames stored as JPEG (q 92) and masks as PNG bytes, so ~150
+embedded-size examples fit in the 64 MiB that travels to the GPU machine. Build them with
+``python -m fvgen.teacher.data build --out DIR ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import io
+import json
+import math
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..cameras import Camera, look_at, write_cameras_opencv_json
+from ..errors import FvgenError
+
+EVAL_SCENES = ("fern", "dtu_scan24", "fox")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+TRAIN_ROOT = SHARED / "datasets-train"
+EVAL_ROOT = SHARED / "datasets"
+
+
+# ----------------------------------------------------------------------------- the evaluation guard
+
+@functools.lru_cache(maxsize=1)
+def _eval_image_hashes() -> frozenset[str]:
+    hs = set()
+    if EVAL_ROOT.is_dir():
+        for p in EVAL_ROOT.rglob("*"):
+            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"):
+                hs.add(hashlib.sha256(p.read_bytes()).hexdigest())
+    return frozenset(hs)
+
+
+def check_not_eval(scene: Path | str, image_files: Sequence[Path] = ()) -> None:
+    """Raise FvgenError when ``scene`` is (or holds images of) an evaluation scene."""
+    p = Path(scene)
+    name = p.name.lower()
+    parts = [x.lower() for x in p.resolve().parts] if p.exists() else [x.lower() for x in p.parts]
+    try:
+        inside = EVAL_ROOT.exists() and p.exists() and p.resolve().is_relative_to(EVAL_ROOT.resolve())
+    except OSError:
+        inside = False
+    if inside or any(e in name for e in EVAL_SCENES) or any(x in EVAL_SCENES for x in parts):
+        raise FvgenError(f"{scene} is an evaluation scene ({', '.join(EVAL_SCENES)}); it must never be used in training")
+    hashes = _eval_image_hashes()
+    for f in image_files:
+        if hashlib.sha256(Path(f).read_bytes()).hexdigest() in hashes:
+            raise FvgenError(f"{f} is an image of an evaluation scene; it must never be used in training")
+
+
+# ----------------------------------------------------------------------------- scenes
+
+def train_scenes(root: Path = TRAIN_ROOT) -> list[Path]:
+    return sorted(p for p in Path(root).iterdir() if (p / "cameras_opencv.json").is_file()) if Path(root).is_dir() else []
+
+
+def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, list[Camera], list[str]]:
+    """Images [N, H, W, 3] (undistorted), cameras at that size, image names, in the cameras file's order."""
+    from ..cameras import read_cameras_opencv_json
+    from ..images import load_images
+    from ..undistort import undistort_image
+
+    scene_dir = Path(scene_dir)
+    cams = read_cameras_opencv_json(scene_dir / "cameras_opencv.json")
+    files = [scene_dir / "images" / Path(c.name).name for c in cams]
+    if not files or not all(f.is_file() for f in files):
+        files = [scene_dir / c.name for c in cams]
+    check_not_eval(scene_dir, files)
+    imgs = load_images(files, max_size)
+    w, h = imgs.size
+    out_imgs, out_cams = [], []
+    for im, c in zip(imgs.images, cams):
+        c = replace(c.scaled(w, h), name=Path(c.name).name)
+        if c.dist:
+            im, c = undistort_image(im, c)
+        out_imgs.append(im)
+        out_cams.append(c)
+    return np.stack(out_imgs), out_cams, [c.name for c in out_cams]
+
+
+def procedural_scene(seed: int, n: int, width: int = 320, height: int = 200) -> tuple[np.ndarray, list[Camera], list[str]]:
+    """A random procedural room (:class:`fvgen.demo._Scene`) seen from ``n`` cameras on a random
+    smooth path (arc of 20-60 degrees, varying height and distance)."""
+    from ..demo import _Scene
+
+    rng = np.random.default_rng(seed)
+    scene = _Scene(int(seed))
+    target = np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.3, 0.6), rng.uniform(-0.6, -0.2)])
+    arc = math.radians(rng.uniform(20, 60))
+    a0 = rng.uniform(-0.3, 0.3)
+    r0, r1 = rng.uniform(2.6, 4.0, 2)
+    y0, y1 = rng.uniform(0.9, 1.8, 2)
+    f = width * rng.uniform(0.75, 1.05)
+    K = [[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]]
+    cams, imgs = [], []
+    for i, s in enumerate(np.linspace(0, 1, n)):
+        a = a0 + arc * (s - 0.5)
+        r, y = r0 + (r1 - r0) * s, y0 + (y1 - y0) * s
+        eye = target + np.array([r * math.sin(a), y, r * math.cos(a)])
+        cam = Camera(K, look_at(eye, target, np.array([0.0, 1.0, 0.0])), width, height, name=f"p{seed}_{i:03d}.png")
+        cams.append(cam)
+        imgs.append(scene.render(cam, ss=1))
+    return np.stack(imgs).astype(np.float32), cams, [c.name for c in cams]
+
+
+# ----------------------------------------------------------------------------- examples
+
+def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_stride: int = 2,
+               sparse: int | None = None) -> tuple[list[int], list[int]]:
+    """(sparse view indices, clip indices): a clip of consecutive frames (stride 1..max_stride,
+    random direction) and 2-3 sparse views, the clip's first frame first, the others near the clip."""
+    stride = int(rng.integers(1, max_stride + 1))
+    while stride > 1 and (clip_len - 1) * stride + 1 > n_frames:
+        stride -= 1
+    span = (clip_len - 1) * stride + 1
+    if span > n_frames:
+        raise FvgenError(f"scene has {n_frames} frames, a clip needs {span}")
+    s = int(rng.integers(0, n_frames - span + 1))
+    clip = list(range(s, s + span, stride))
+    if rng.random() < 0.5:
+        clip = clip[::-1]
+    k = sparse or int(rng.integers(2, 4))
+    lo, hi = max(0, min(clip) - span // 2), min(n_frames, max(clip) + span // 2 + 1)
+    others = [i for i in range(lo, hi) if i != clip[0]]
+    extra = list(rng.choice(others, size=min(k - 1, len(others)), replace=False))
+    if rng.random() < 0.5 and clip[-1] not in extra:  # often an input view near the clip's end too
+        extra[-1] = clip[-1]
+    return [clip[0], *[int(e) for e in extra]], clip
+
+
+def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
+                 clip_ids: Sequence[int], width: int, height: int, priors_conf=None, device: str = "cpu",
+                 source: str = "") -> dict:
+    """One training example at the model size (uint8 arrays, see module docstring)."""
+    from ..config import PriorsConf, WarpConf
+    from ..images import LoadedImages
+    from ..stages.priors import compute_priors
+    from ..stages.warp import render_warp
+    from .sample import resize_frames
+
+    priors_conf = priors_conf or PriorsConf()
+    H, W = images.shape[1:3]
+    sub = LoadedImages([names[i] for i in sparse_ids], images[list(sparse_ids)], [(W, H)] * len(sparse_ids))
+    with tempfile.TemporaryDirectory() as td:
+        td = Path(td)
+        write_cameras_opencv_json([cams[i] for i in sparse_ids], td / "cameras_opencv.json")
+        priors, _ = compute_priors(sub, priors_conf, td / "work", td / "cameras_opencv.json", device)
+    clip_cams = [replace(cams[i], name=f"frame_{j:04d}") for j, i in enumerate(clip_ids)]
+    frames, masks = render_warp(priors, clip_cams, WarpConf(), device)
+
+    def rs(a):  # [F, H, W, C] float -> model size uint8
+        t = torch.as_tensor(np.asarray(a, np.float32)).permute(0, 3, 1, 2)
+        t = resize_frames(t, width, height).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        return np.round(t * 255).astype(np.uint8)
+
+    return {"ref": rs(images[clip_ids[0]][None])[0], "warp": rs(np.stack(frames)),
+            "mask": rs(np.stack(masks).astype(np.float32)[..., None])[..., 0], "gt": rs(images[list(clip_ids)]),
+            "meta": {"source": source, "sparse": [names[i] for i in sparse_ids], "clip": [names[i] for i in clip_ids],
+                     "coverage": float(np.mean(masks)), "points": len(priors.points),
+                     "cameras": [c.to_dict() for c in clip_cams]}}
+
+
+# ----------------------------------------------------------------------------- shards
+
+def _encode(frames: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    blobs, offs = [], [0]
+    for f in frames:
+        b = io.BytesIO()
+        if fmt == "jpeg":
+            Image.fromarray(f).save(b, format="JPEG", quality=92)
+        else:
+            Image.fromarray(f).save(b, format="PNG", optimize=True)
+        blobs.append(b.getvalue())
+        offs.append(offs[-1] + len(blobs[-1]))
+    return np.frombuffer(b"".join(blobs), np.uint8), np.asarray(offs, np.int64)
+
+
+def _decode(blob: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    raw = blob.tobytes()
+    return np.stack([np.asarray(Image.open(io.BytesIO(raw[offs[i]:offs[i + 1]]))) for i in range(len(offs) - 1)])
+
+
+def save_example(path: Path, ex: dict) -> None:
+    arrays = {}
+    for k, fmt in (("gt", "jpeg"), ("warp", "jpeg"), ("mask", "png")):
+        arrays[k], arrays[k + "_offs"] = _encode(ex[k], fmt)
+    arrays["ref"], arrays["ref_offs"] = _encode(ex["ref"][None], "jpeg")
+    arrays["meta"] = np.frombuffer(json.dumps(ex["meta"]).encode(), np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_example(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        ex = {k: _decode(z[k], z[k + "_offs"]) for k in ("gt", "warp", "mask")}
+        ex["ref"] = _decode(z["ref"], z["ref_offs"])[0]
+        ex["meta"] = json.loads(z["meta"].tobytes().decode())
+    return ex
+
+
+def example_files(folders: Sequence[str | Path]) -> list[Path]:
+    files = []
+    for d in folders:
+        d = Path(d)
+        fs = sorted(d.glob("*.npz")) if d.is_dir() else []
+        if not fs:
+            raise FvgenError(f"no example shards (*.npz) in {d}: build them with `python -m fvgen.teacher.data build`")
+        files += fs
+    return files
+
+
+def to_tensors(ex: dict, frames: int, flip: bool = False, reverse: bool = False) -> dict[str, torch.Tensor]:
+    """uint8 example -> ref [3, H, W], warp/gt [F, 3, H, W] in [-1, 1], mask [F, 1, H, W] in [0, 1].
+    Clips longer than ``frames`` are cut from the start (the reference frame)."""
+    def t(a):
+        return torch.as_tensor(a).float() / 255.0
+
+    gt = t(ex["gt"][:frames]).permute(0, 3, 1, 2) * 2 - 1
+    warp = t(ex["warp"][:frames]).permute(0, 3, 1, 2) * 2 - 1
+    mask = t(ex["mask"][:frames])[:, None]
+    ref = t(ex["ref"]).permute(2, 0, 1) * 2 - 1
+    if flip:
+        gt, warp, mask, ref = gt.flip(-1), warp.flip(-1), mask.flip(-1), ref.flip(-1)
+    if reverse:  # the reference stays the first frame's view: reverse only the later frames
+        gt = torch.cat([gt[:1], gt[1:].flip(0)])
+        warp = torch.cat([warp[:1], warp[1:].flip(0)])
+        mask = torch.cat([mask[:1], mask[1:].flip(0)])
+    return {"ref": ref, "warp": warp, "mask": mask, "gt": gt}
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    def __init__(self, folders: Sequence[str | Path], frames: int, augment: bool = True):
+        self.files = example_files(folders)
+        for f in self.files:  # the guard again, on what the shards say they were made from
+            src = json.loads(np.load(f, allow_pickle=False)["meta"].tobytes().decode()).get("source", "")
+            check_not_eval(src or f.stem)
+        self.frames, self.augment = frames, augment
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([i, int(time.time_ns() % (1 << 31))]) if self.augment else None
+        flip = bool(self.augment and rng.random() < 0.5)
+        return to_tensors(load_example(self.files[i]), self.frames, flip=flip)
+
+
+# ----------------------------------------------------------------------------- builder
+
+def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",), per_scene: int = 4,
+          procedural: int = 0, max_size: int = 320, seed: int = 0, pipeline_preset: str = "cpu",
+          device: str = "cpu", min_coverage: float = 0.05, log=print) -> list[Path]:
+    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped."""
+    from ..config import load_preset
+    from .configs import get_preset
+
+    p = get_preset(preset)
+    pconf = load_preset(pipeline_preset).priors
+    out = Path(out)
+    written = []
+    rng = np.random.default_rng(seed)
+    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
+    for d in dirs:  # never skipped: an evaluation scene aborts the whole build
+        check_not_eval(d)
+    jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
+    cache: dict = {}
+    for n, (kind, what) in enumerate(jobs):
+        t0 = time.time()
+        try:
+            if kind == "scene":
+                if what not in cache:
+                    cache.clear()
+                    cache[what] = load_posed_scene(what, max_size)
+                imgs, cams, names = cache[what]
+                src = f"datasets-train/{Path(what).name}"
+            else:
+                s = seed * 100003 + what
+                imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
+                src = f"procedural/{s}"
+            sparse, clip = pick_views(len(imgs), p.frames, rng)
+            ex = make_example(imgs, cams, names, sparse, clip, p.width, p.height, pconf, device, src)
+        except FvgenError as e:
+            log(f"skip {kind} {what}: {e}")
+            continue
+        if ex["meta"]["coverage"] < min_coverage:
+            log(f"skip {kind} {what}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
+            continue
+        path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}.npz"
+        save_example(path, ex)
+        written.append(path)
+        log(f"{path.name}: coverage {ex['meta']['coverage']:.2f}, {path.stat().st_size / 1e6:.2f} MB, {time.time() - t0:.1f}s")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fvgen.teacher.data", description="teacher training examples")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write example shards (.npz)")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--preset", default="embedded")
+    b.add_argument("--scenes", nargs="*", default=["all"], help="names under shared/datasets-train or folders")
+    b.add_argument("--per-scene", type=int, default=4)
+    b.add_argument("--procedural", type=int, default=0, help="procedural room examples")
+    b.add_argument("--max-size", type=int, default=320, help="long side the priors and warps are made at")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--pipeline-preset", default="cpu", help="fvgen preset whose [priors] settings are used")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--min-coverage", type=float, default=0.05, help="skip examples whose warps cover less")
+    a = ap.parse_args(argv)
+    try:
+        fs = build(a.out, a.preset, a.scenes, a.per_scene, a.procedural, a.max_size, a.seed, a.pipeline_preset, a.device,
+                   a.min_coverage)
+    except FvgenError as e:
+        print(f"error: {e}")
+        return 2
+    print(f"{len(fs)} examples in {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

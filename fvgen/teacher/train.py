@@ -1,0 +1,578 @@
+"""Training the teacher: ``train_teacher(config, out_dir)`` / ``python -m fvgen.teacher.train``.
+
+Two phases in one resumable run: (1) the AutoencoderKL on single frames (``vae_steps``), then its
+latent scale is calibrated; (2) the UNet + reference encoder on v-prediction with the VAE frozen
+(``unet_steps``), dropping all conditioning with probability ``cond_drop`` (classifier-free
+guidance). bf16 autocast on CUDA, AdamW with warm-up, gradient clipping, EMA of the denoiser.
+
+Multi-GPU: launch the same command with ``torchrun --nproc_per_node=N``; the torch.distributed
+environment variables switch on DDP (NCCL), each rank takes its slice of a seeded permutation of the
+examples, rank 0 writes everything.
+
+``OUT`` layout::
+
+    log.jsonl        one line per logged step (phase, step, loss, lr, samples/s ...)
+    ckpt/            resume state: state.json (phase, step, epoch, data position), unet/ vae/ ref/
+                     ema_unet/ ema_ref/ (save_pretrained, shards <= 15 MB) and optim/ (AdamW state
+                     in safetensors shards <= 15 MB); every file <= 16 MiB
+    model/           the usable model (EMA weights, bf16): what ``fvgen generate --model`` takes
+    samples/         step_XXXXXXX.mp4: warp | sample | ground truth, and .png of the middle frame
+
+``max_minutes`` bounds a chunk: at the budget the run checkpoints and returns ``status: paused``;
+calling it again resumes (``resume=True``). ``benchmark`` steps measure samples/s on random data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FvgenError
+from .configs import TrainConf, load_train_config
+from .model import MAX_SHARD, TeacherModel
+from .vae import calibrate_scaling, vae_loss
+
+SHARD_BYTES = 15 * 1000 * 1000
+
+
+# ----------------------------------------------------------------------------- distributed
+
+class Dist:
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local)
+            self.device = torch.device("cuda", self.local)
+        else:
+            self.device = torch.device("cpu")
+        if self.enabled and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def all_mean(self, x: float) -> float:
+        if not self.enabled:
+            return x
+        t = torch.tensor([x], device=self.device, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return float(t) / self.world
+
+    def any(self, flag: bool) -> bool:
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t)
+
+
+# ----------------------------------------------------------------------------- modules for DDP
+
+class Denoiser(nn.Module):
+    """UNet + reference encoder as one module (one DDP wrapper, one optimizer)."""
+
+    def __init__(self, model: TeacherModel):
+        super().__init__()
+        self.unet, self.ref = model.unet, model.ref
+        self._model = [model]
+
+    def forward(self, noisy, t, cat_nolref, ref_latent, keep):
+        m = self._model[0]
+        tokens = self.ref(ref_latent) * keep[:, None, None]
+        Fr = noisy.shape[1]
+        cat = torch.cat([cat_nolref, ref_latent[:, None].expand(-1, Fr, -1, -1, -1)], 2) * keep[:, None, None, None, None]
+        return m.denoise(noisy, t, cat, tokens, unet=self.unet)
+
+
+class VaeLoss(nn.Module):
+    def __init__(self, vae, kl_weight):
+        super().__init__()
+        self.vae, self.kl_weight = vae, kl_weight
+
+    def forward(self, x):
+        return vae_loss(self.vae, x, self.kl_weight)
+
+
+# ----------------------------------------------------------------------------- steps
+
+@torch.no_grad()
+def encode_batch(model: TeacherModel, batch: dict) -> dict:
+    """Pixel batch -> latents: target (sampled), warp+mask concat (no reference part), ref latent."""
+    B, Fr = batch["gt"].shape[:2]
+    x0 = model.encode(batch["gt"], sample=True)
+    cat, _ = model.condition(batch["ref"], batch["warp"], batch["mask"])
+    c = model.preset.latent_channels
+    return {"x0": x0, "cat": cat[:, :, :c + 1], "ref": cat[:, 0, c + 1:]}
+
+
+def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, scheduler, cond_drop: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    x0 = lat["x0"]
+    B = x0.shape[0]
+    dev = x0.device
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (B,), generator=generator).to(dev)
+    noise = torch.randn(x0.shape, generator=generator).to(dev, x0.dtype)
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = scheduler.get_velocity(x0, noise, t)
+    keep = (torch.rand(B, generator=generator) >= cond_drop).to(dev, x0.dtype)
+    v = denoiser(noisy, t, lat["cat"], lat["ref"], keep)
+    return F.mse_loss(v.float(), target.float())
+
+
+def make_train_scheduler(model: TeacherModel):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**model.scheduler_config)
+
+
+# ----------------------------------------------------------------------------- state I/O
+
+def save_tensors_sharded(tensors: dict[str, torch.Tensor], folder: Path, prefix: str) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{prefix}-*.safetensors"):
+        old.unlink()
+    shard, size, k = {}, 0, 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        nb = t.numel() * t.element_size()
+        if shard and size + nb > SHARD_BYTES:
+            save_file(shard, str(folder / f"{prefix}-{k:04d}.safetensors"))
+            shard, size, k = {}, 0, k + 1
+        if nb > SHARD_BYTES:  # split one big tensor along its first dim
+            parts = max(1, math.ceil(nb / SHARD_BYTES))
+            for j, piece in enumerate(t.flatten().chunk(parts)):
+                save_file({f"{name}@split{j}of{parts}@{list(t.shape)}": piece.clone()},
+                          str(folder / f"{prefix}-{k:04d}.safetensors"))
+                k += 1
+            continue
+        shard[name] = t
+        size += nb
+    if shard:
+        save_file(shard, str(folder / f"{prefix}-{k:04d}.safetensors"))
+
+
+def load_tensors_sharded(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out, splits = {}, {}
+    for f in sorted(folder.glob(f"{prefix}-*.safetensors")):
+        for k, v in load_file(str(f)).items():
+            if "@split" in k:
+                name, rest, shape = k.split("@")
+                j, n = rest[len("split"):].split("of")
+                splits.setdefault((name, int(n), shape), {})[int(j)] = v
+            else:
+                out[k] = v
+    for (name, n, shape), pieces in splits.items():
+        out[name] = torch.cat([pieces[j] for j in range(n)]).reshape(json.loads(shape))
+    return out
+
+
+def save_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+               for i, st in sd["state"].items() for k, v in st.items()}
+    save_tensors_sharded(tensors, folder, "optim")
+    (folder / "optim.json").write_text(json.dumps({"param_groups": sd["param_groups"]}))
+
+
+def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> bool:
+    if not (folder / "optim.json").is_file():
+        return False
+    groups = json.loads((folder / "optim.json").read_text())["param_groups"]
+    state: dict = {}
+    for k, v in load_tensors_sharded(folder, "optim").items():
+        i, name = k.split(".", 1)
+        state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return True
+
+
+# ----------------------------------------------------------------------------- the run
+
+class Run:
+    def __init__(self, conf: TrainConf, out: Path, resume: bool, max_minutes: float | None, dist: Dist,
+                 num_workers: int | None = None):
+        self.conf, self.out, self.dist = conf, Path(out), dist
+        self.t_start = time.time()
+        self.budget = None if not max_minutes else max_minutes * 60.0
+        self.dev = dist.device
+        self.ckpt = self.out / "ckpt"
+        self.state = {"phase": "vae" if conf.vae_steps > 0 else "unet", "step": 0, "epoch": 0, "pos": 0,
+                      "seconds": 0.0, "config": asdict(conf)}
+        resumed = resume and (self.ckpt / "state.json").is_file()
+        if resumed:
+            self.state.update(json.loads((self.ckpt / "state.json").read_text()))
+            self.model = TeacherModel.load(self.ckpt, self.dev, torch.float32)
+        elif conf.init_from:
+            self.model = TeacherModel.load(Path(conf.init_from), self.dev, torch.float32)
+        else:
+            self.model = TeacherModel.random(conf.preset, conf.seed).to(self.dev)
+        self.model.info["trained"] = False
+        self.resumed = resumed
+        self.num_workers = (8 if self.dev.type == "cuda" else 1) if num_workers is None else num_workers
+        self.log_f = open(self.out / "log.jsonl", "a") if dist.main else None
+
+    # -- data --------------------------------------------------------------------------
+    def _dataset(self):
+        from .data import ExampleDataset
+
+        if not hasattr(self, "_ds"):
+            self._ds = ExampleDataset(self.conf.data, self.model.preset.frames, self.conf.augment)
+        return self._ds
+
+    def batches(self):
+        """Infinite batches for this rank, resuming at the recorded (epoch, position); the next
+        batch is decoded by a thread pool while the current one trains (``pos`` counts only
+        batches handed out, so a checkpoint never skips or repeats examples)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ds = self._dataset()
+        B, W, r = self.conf.batch_size, self.dist.world, self.dist.rank
+        n = len(ds)
+        if n < B * W:
+            raise FvgenError(f"{n} training examples are fewer than one global batch ({B * W})")
+
+        def plan():
+            epoch, pos = self.state["epoch"], self.state["pos"]
+            while True:
+                perm = np.random.default_rng([self.conf.seed, epoch]).permutation(n)
+                while pos + B * W <= n:
+                    start = pos + r * B
+                    yield epoch, pos + B * W, perm[start:start + B].tolist()
+                    pos += B * W
+                epoch, pos = epoch + 1, 0
+
+        pool = ThreadPoolExecutor(max(1, self.num_workers or 1))
+        it = plan()
+        nxt = None
+        while True:
+            if nxt is None:
+                e, p, idx = next(it)
+                nxt = (e, p, [pool.submit(ds.__getitem__, i) for i in idx])
+            e, p, futs = nxt
+            e2, p2, idx2 = next(it)
+            nxt = (e2, p2, [pool.submit(ds.__getitem__, i) for i in idx2])
+            items = [f.result() for f in futs]
+            self.state["epoch"], self.state["pos"] = e, p
+            yield {k: torch.stack([it_[k] for it_ in items]).to(self.dev, non_blocking=True) for k in items[0]}
+
+    # -- logging, checkpoints ----------------------------------------------------------
+    def log(self, **kw):
+        if self.log_f:
+            self.log_f.write(json.dumps({"time": round(time.time(), 1), **kw}) + "\n")
+            self.log_f.flush()
+
+    def over_budget(self) -> bool:
+        return self.dist.any(self.budget is not None and time.time() - self.t_start > self.budget)
+
+    def checkpoint(self, opt, ema: dict | None):
+        self.state["seconds"] += time.time() - self.t_start
+        self.t_start = time.time()
+        if self.dist.main:
+            tmp = self.out / ".ckpt.tmp"
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save(tmp, dtype=None, info={"trained": False, "checkpoint": True})
+            if ema:
+                for k, m in ema.items():
+                    m.save_pretrained(tmp / f"ema_{k}", safe_serialization=True, max_shard_size=MAX_SHARD)
+            if opt is not None:
+                save_optimizer(opt, tmp / "optim")
+            (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
+            old = self.out / ".ckpt.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if self.ckpt.exists():
+                os.replace(self.ckpt, old)
+            os.replace(tmp, self.ckpt)
+            shutil.rmtree(old, ignore_errors=True)
+        self.dist.barrier()
+
+    def export(self, ema: dict | None):
+        """The usable model folder (EMA weights, bf16)."""
+        if not self.dist.main:
+            return
+        import shutil
+
+        tmp = self.out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(tmp, dtype=torch.bfloat16, modules=ema,
+                        info={"trained": True, "vae_steps": self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"],
+                              "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
+                              "train_config": asdict(self.conf), "ema": bool(ema)})
+        shutil.rmtree(self.out / "model", ignore_errors=True)
+        os.replace(tmp, self.out / "model")
+
+    # -- phases ------------------------------------------------------------------------
+    def _opt(self, params, lr):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=self.conf.weight_decay, betas=(0.9, 0.99))
+
+    def _lr(self, opt, base):
+        w = self.conf.warmup
+        s = self.state["step"]
+        for g in opt.param_groups:
+            g["lr"] = base * min(1.0, (s + 1) / w) if w else base
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.conf.bf16 and self.dev.type == "cuda")
+
+    def _wrap(self, module):
+        if self.dist.enabled:
+            return nn.parallel.DistributedDataParallel(module, device_ids=[self.dist.local] if self.dev.type == "cuda" else None)
+        return module
+
+    def train_vae(self) -> str:
+        c = self.conf
+        vae = self.model.vae
+        vae.train()
+        net = self._wrap(VaeLoss(vae, c.kl_weight))
+        opt = self._opt(vae.parameters(), c.vae_lr)
+        if self.resumed:
+            load_optimizer(opt, self.ckpt / "optim")
+        it = self.batches()
+        t0, seen = time.time(), 0
+        while self.state["step"] < c.vae_steps:
+            batch = next(it)
+            x = torch.cat([batch["gt"].flatten(0, 1), batch["ref"]])  # frames are independent images
+            x = x[torch.randperm(len(x))[: max(c.batch_size * 4, 8)]]
+            self._lr(opt, c.vae_lr)
+            with self._autocast():
+                loss, figs = net(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(vae.parameters(), c.grad_clip)
+            opt.step()
+            self.state["step"] += 1
+            seen += len(x)
+            s = self.state["step"]
+            if s % c.log_every == 0 or s == c.vae_steps:
+                self.log(phase="vae", step=s, loss=self.dist.all_mean(float(loss.detach())), grad_norm=float(gn),
+                         images_per_s=seen * self.dist.world / (time.time() - t0), **figs)
+                t0, seen = time.time(), 0
+            if s % c.ckpt_every == 0 and s < c.vae_steps:
+                self.checkpoint(opt, None)
+            if s < c.vae_steps and self.over_budget():
+                self.checkpoint(opt, None)
+                return "paused"
+        # calibrate the latent scale on a batch, then switch phase
+        vae.eval()
+        batch = next(it)
+        frames = batch["gt"].flatten(0, 1)[:64]
+        scale = calibrate_scaling(vae, frames)
+        if self.dist.enabled:
+            scale = self.dist.all_mean(scale)
+            vae.register_to_config(scaling_factor=scale)
+        self.log(phase="vae", step=self.state["step"], scaling_factor=scale)
+        self.state.update(phase="unet", step=0)
+        self.resumed = False  # the VAE optimizer state is not the UNet's
+        self.checkpoint(None, None)
+        return "done"
+
+    def train_unet(self) -> str:
+        c = self.conf
+        m = self.model
+        m.vae.eval().requires_grad_(False)
+        den = Denoiser(m)
+        den.train()
+        ema = {"unet": copy.deepcopy(m.unet).requires_grad_(False), "ref": copy.deepcopy(m.ref).requires_grad_(False)}
+        if self.resumed and (self.ckpt / "ema_unet").is_dir():
+            from diffusers import UNetSpatioTemporalConditionModel
+
+            from .model import RefEncoder
+
+            ema["unet"] = UNetSpatioTemporalConditionModel.from_pretrained(self.ckpt / "ema_unet").to(self.dev).requires_grad_(False)
+            ema["ref"] = RefEncoder.from_pretrained(self.ckpt / "ema_ref").to(self.dev).requires_grad_(False)
+        net = self._wrap(den)
+        opt = self._opt(den.parameters(), c.unet_lr)
+        if self.resumed:
+            load_optimizer(opt, self.ckpt / "optim")
+        sched = make_train_scheduler(m)
+        sched.alphas_cumprod = sched.alphas_cumprod.to(self.dev)
+        it = self.batches()
+        gen = torch.Generator().manual_seed(c.seed * 1000 + self.state["step"] * 7 + self.dist.rank)
+        t0, seen = time.time(), 0
+        status = "done"
+        while self.state["step"] < c.unet_steps:
+            batch = next(it)
+            if c.augment and torch.rand(1, generator=gen).item() < 0.5:
+                for k in ("gt", "warp", "mask"):  # time reversal, reference frame kept first
+                    batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
+            self._lr(opt, c.unet_lr)
+            with self._autocast():
+                lat = encode_batch(m, batch)
+                loss = diffusion_loss(m, net, lat, sched, c.cond_drop, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(den.parameters(), c.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                d = min(c.ema_decay, (1 + self.state["step"]) / (10 + self.state["step"]))
+                for k, src in (("unet", m.unet), ("ref", m.ref)):
+                    for pe, p in zip(ema[k].parameters(), src.parameters()):
+                        pe.lerp_(p, 1 - d)
+            self.state["step"] += 1
+            seen += batch["gt"].shape[0]
+            s = self.state["step"]
+            if s % c.log_every == 0 or s == c.unet_steps:
+                self.log(phase="unet", step=s, loss=self.dist.all_mean(float(loss.detach())), grad_norm=float(gn),
+                         lr=opt.param_groups[0]["lr"], clips_per_s=seen * self.dist.world / (time.time() - t0))
+                t0, seen = time.time(), 0
+            if c.sample_every and s % c.sample_every == 0:
+                self.sample(ema, batch, s)
+            if s % c.ckpt_every == 0 and s < c.unet_steps:
+                self.checkpoint(opt, ema)
+                self.export(ema)
+            if s < c.unet_steps and self.over_budget():
+                status = "paused"
+                break
+        self.checkpoint(opt, ema)
+        self.export(ema)
+        return status
+
+    @torch.no_grad()
+    def sample(self, ema: dict, batch: dict, step: int):
+        if not self.dist.main:
+            return
+        from ..video import write_mp4, write_pngs
+        from .sample import sample_latents
+
+        m = self.model
+        view = TeacherModel(m.preset, ema["unet"], m.vae, ema["ref"])
+        view.scheduler_config = m.scheduler_config
+        view.eval()
+        out = sample_latents(view, batch["ref"][:1], batch["warp"][:1], batch["mask"][:1], self.conf.sample_steps,
+                             cfg=3.0, generator=torch.Generator().manual_seed(0), autocast=self.conf.bf16)
+        for net in ("unet", "ref"):
+            ema[net].train(False)
+        def img(x):
+            return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+        row = np.concatenate([img(batch["warp"][0]), img(out[0]), img(batch["gt"][0])], axis=2)
+        d = self.out / "samples"
+        write_mp4(d / f"step_{step:07d}.mp4", list(row), fps=8)
+        write_pngs(d, [row[len(row) // 2]], [f"step_{step:07d}"])
+        self.model.unet.train()
+        self.model.ref.train()
+
+    def benchmark(self, steps: int) -> dict:
+        """samples/s of UNet training steps on random data (the data pipeline excluded)."""
+        c, m, p = self.conf, self.model, self.model.preset
+        den = Denoiser(m).train()
+        net = self._wrap(den)
+        opt = self._opt(den.parameters(), c.unet_lr)
+        sched = make_train_scheduler(m)
+        sched.alphas_cumprod = sched.alphas_cumprod.to(self.dev)
+        B, Fr = c.batch_size, p.frames
+        batch = {"gt": torch.rand(B, Fr, 3, p.height, p.width, device=self.dev) * 2 - 1,
+                 "warp": torch.rand(B, Fr, 3, p.height, p.width, device=self.dev) * 2 - 1,
+                 "mask": (torch.rand(B, Fr, 1, p.height, p.width, device=self.dev) > 0.3).float(),
+                 "ref": torch.rand(B, 3, p.height, p.width, device=self.dev) * 2 - 1}
+        times = []
+        for i in range(steps + 2):
+            if self.dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.time()
+            with self._autocast():
+                lat = encode_batch(m, batch)
+                loss = diffusion_loss(m, net, lat, sched, c.cond_drop)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if self.dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.time() - t)
+        st = float(np.median(times[2:]))
+        res = {"world_size": self.dist.world, "batch_per_gpu": B, "frames": Fr, "size": [p.width, p.height],
+               "s_per_step": st, "samples_per_s": B * self.dist.world / st, "params": m.num_params(),
+               "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if self.dev.type == "cuda" else None}
+        self.log(benchmark=res)
+        return res
+
+
+def train_teacher(config_path: str | Path, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
+                  benchmark: int = 0, num_workers: int | None = None, **overrides) -> dict:
+    """Train (or resume) the teacher described by ``config_path`` (a name in
+    :data:`~fvgen.teacher.configs.TRAIN_CONFIGS` or a TOML file) into ``out_dir``.
+
+    Returns ``{"status": "done" | "paused" | "benchmark", "phase", "step", "model": out/model or None, ...}``."""
+    conf = load_train_config(str(config_path), **overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dist = Dist()
+    torch.manual_seed(conf.seed + dist.rank)
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    run = Run(conf, out, resume, max_minutes, dist, num_workers)
+    if dist.main:
+        (out / "config.json").write_text(json.dumps(asdict(conf), indent=1))
+    if benchmark:
+        return {"status": "benchmark", **run.benchmark(benchmark)}
+    if not conf.data:
+        raise FvgenError("the training config lists no example shards (data = [...]); build them with "
+                         "`python -m fvgen.teacher.data build --out DIR`")
+    status = "done"
+    if run.state["phase"] == "vae":
+        status = run.train_vae()
+    if status != "paused" and run.state["phase"] == "unet" and not run.over_budget():
+        status = run.train_unet()
+    elif status != "paused":
+        status = "paused"
+    res = {"status": status, "phase": run.state["phase"], "step": run.state["step"],
+           "model": str(out / "model") if (out / "model").is_dir() else None}
+    if dist.main:
+        run.log(event="exit", **res)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fvgen.teacher.train", description="train the fvgen teacher")
+    ap.add_argument("--config", default="embedded", help="tiny, embedded or a TOML file of TrainConf keys")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", nargs="*", help="example shard folders (override the config)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="checkpoint and exit after this long")
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--init-from", default=None, help="a model folder to start from")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--vae-steps", type=int, default=None)
+    ap.add_argument("--unet-steps", type=int, default=None)
+    ap.add_argument("--benchmark", type=int, default=0, help="measure samples/s over N steps on random data")
+    ap.add_argument("--workers", type=int, default=None)
+    a = ap.parse_args(argv)
+    try:
+        res = train_teacher(a.config, a.out, not a.no_resume, a.max_minutes, a.benchmark, a.workers,
+                            data=tuple(a.data) if a.data else None, init_from=a.init_from, batch_size=a.batch_size,
+                            vae_steps=a.vae_steps, unet_steps=a.unet_steps)
+    except FvgenError as e:
+        print(f"error: {e}")
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(res))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
