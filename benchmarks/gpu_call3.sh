@@ -18,5 +18,6 @@ step 120 python3 -m fvgen reconstruct .gpu/fern3 --views 3 --out /tmp/r_fern --d
 cp /tmp/r_fern/run.json "$O/reconstruct_first_run.json"
 step 60 python3 -m fvgen reconstruct .gpu/fern3 --views 3 --out /tmp/r_fern --device cuda
 cp /tmp/r_fern/run.json "$O/reconstruct_rerun.json"
+step 90 python3 benchmarks/fit_speed.py /tmp/r_fern/priors --iterations 3000 --json "$O/fit_speed.json"
 step 240 python3 benchmarks/dust3r_bench.py --out "$O/dust3r_bench.json" > "$O/dust3r_bench.log" 2>&1; tail -25 "$O/dust3r_bench.log"
 ls -la "$O"
