@@ -78,9 +78,8 @@ def save_ply(splats: dict[str, torch.Tensor], path: Path) -> None:
                            p["opacities"].reshape(n, 1), p["scales"], p["quats"]], axis=1)
     if not np.isfinite(cols).all():
         raise FvgenError("the fitted splats contain NaN or Inf values; refusing to write a broken .ply")
-    v = np.empty(n, dtype=[(name, "<f4") for name in names])
-    for i, name in enumerate(names):
-        v[name] = cols[:, i]
+    # One contiguous float32 block viewed as the structured vertex array (no per-column copies).
+    v = np.ascontiguousarray(cols, dtype="<f4").view(np.dtype([(name, "<f4") for name in names])).reshape(n)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     PlyData([PlyElement.describe(v, "vertex")], byte_order="<").write(str(path))
