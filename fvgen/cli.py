@@ -128,6 +128,51 @@ def warp(
 
 @app.command()
 @handle_errors
+def generate(
+    out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="a folder written by `fvgen reconstruct`"),
+    traj: str = typer.Option("orbit", "--traj", "-t", help=TRAJ_HELP),
+    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="frames along the trajectory"),
+    model: Optional[Path] = typer.Option(None, "--model", help="teacher model folder (teacher.json + "
+                                         "diffusers subfolders); none ships trained yet"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50)"),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
+    preset: str = typer.Option("default", "--preset", "-p", help=PRESET_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    force: List[str] = typer.Option([], "--force", help="recompute warp, generate or all"),
+):
+    """Novel-view video from the cached priors: warp along a trajectory, then the video model."""
+    from .stages.generate import generate as run
+
+    if frames is not None and frames < 2:
+        raise FvgenError("--frames must be at least 2")
+    res = run(out, _conf(preset), traj, frames, model, steps, device, force, cfg)
+    _echo_results([res], out)
+    typer.echo(str(res.path / "rgb.mp4"))
+
+
+train_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train fvgen's models.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("teacher")
+@handle_errors
+def train_teacher(
+    config: str = typer.Option("embedded", "--config", help="training config name (tiny, embedded) or .toml file"),
+    out: Path = typer.Option(..., "--out", "-o", help="training folder (checkpoints, log.jsonl, samples, model/)"),
+    data: List[Path] = typer.Option([], "--data", help="folders of example shards (python -m fvgen.teacher.data build)"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),
+    no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
+):
+    """Train (or resume) the point-cloud-conditioned video diffusion teacher; torchrun for several GPUs."""
+    from .teacher.train import train_teacher as run
+
+    overrides = {"data": tuple(str(d) for d in data)} if data else {}
+    res = run(config, out, resume=not no_resume, max_minutes=max_minutes, **overrides)
+    typer.echo(f"{res['status']} at step {res['step']} ({res['phase']}): {res.get('model') or out}")
+
+
+@app.command()
+@handle_errors
 def render(
     scene: Path = typer.Argument(..., help="a Gaussian splat .ply (INRIA layout)"),
     traj: Optional[str] = typer.Option(None, "--traj", "-t", help=TRAJ_HELP + "; default orbit, or the "

@@ -1,0 +1,268 @@
+"""The teacher (issue 3) on CPU with tiny random models: training, I/O, sampler, data, generate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from fvgen.errors import FvgenError  # noqa: E402
+from fvgen.teacher import data as tdata  # noqa: E402
+from fvgen.teacher.configs import PRESETS  # noqa: E402
+from fvgen.teacher.model import TeacherModel, resolve_model, weights_hash  # noqa: E402
+from fvgen.teacher.sample import make_scheduler, sample_latents, trailing_timesteps, windows  # noqa: E402
+
+TRAIN_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets-train"
+EVAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def _batch(p, B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    F, H, W = p.frames, p.height, p.width
+    return {"gt": torch.rand(B, F, 3, H, W, generator=g) * 2 - 1, "warp": torch.rand(B, F, 3, H, W, generator=g) * 2 - 1,
+            "mask": (torch.rand(B, F, 1, H, W, generator=g) > 0.4).float(), "ref": torch.rand(B, 3, H, W, generator=g) * 2 - 1}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(2)
+    return TeacherModel.random("tiny", seed=0)
+
+
+def test_training_lowers_loss_on_fixed_batch(tiny):
+    from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
+
+    m = TeacherModel.random("tiny", seed=1)
+    den = Denoiser(m).train()
+    opt = torch.optim.Adam(den.parameters(), lr=1e-3)
+    sched = make_train_scheduler(m)
+    lat = encode_batch(m, _batch(m.preset))
+    losses = []
+    for _ in range(8):
+        loss = diffusion_loss(m, den, lat, sched, cond_drop=0.0, generator=torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_vae_loss_lowers(tiny):
+    from fvgen.teacher.vae import vae_loss
+
+    m = TeacherModel.random("tiny", seed=2)
+    x = _batch(m.preset)["gt"].flatten(0, 1)
+    opt = torch.optim.Adam(m.vae.parameters(), lr=1e-3)
+    first = None
+    for _ in range(6):
+        loss, _ = vae_loss(m.vae, x, generator=torch.Generator().manual_seed(0))
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    tiny.save(tmp_path / "m", dtype=None)
+    m2 = TeacherModel.load(tmp_path / "m")
+    for name, mod in tiny.modules().items():
+        a, b = mod.state_dict(), m2.modules()[name].state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert m2.preset == tiny.preset
+    # the shipping format: bf16, shards <= 15 MB, a content hash that changes with the weights
+    tiny.save(tmp_path / "b")
+    m3 = TeacherModel.load(tmp_path / "b")
+    k = next(iter(tiny.unet.state_dict()))
+    assert torch.equal(m3.unet.state_dict()[k], tiny.unet.state_dict()[k].bfloat16().float())
+    assert all(f.stat().st_size <= 15 * 10 ** 6 for f in (tmp_path / "b").rglob("*.safetensors"))
+    assert weights_hash(tmp_path / "m") != weights_hash(tmp_path / "b")
+
+
+def test_sampler_timesteps_are_trailing(tiny):
+    for steps in (1, 7, 50):
+        ts = [int(t) for t in make_scheduler(tiny, steps).timesteps]
+        assert len(ts) == steps
+        assert ts[0] == 999  # the terminal (zero-SNR) timestep is sampled
+        assert ts == trailing_timesteps(steps)
+        assert ts == sorted(ts, reverse=True)
+    s = make_scheduler(tiny, 10)
+    assert float(s.alphas_cumprod[-1]) == 0.0  # zero terminal SNR
+    assert s.config.prediction_type == "v_prediction"
+
+
+def test_cfg_on_off_shapes(tiny):
+    p = tiny.preset
+    b = _batch(p, B=1)
+    for cfg in (1.0, 3.0):
+        out = sample_latents(tiny, b["ref"], b["warp"], b["mask"], steps=2, cfg=cfg,
+                             generator=torch.Generator().manual_seed(0))
+        assert out.shape == (1, p.frames, 3, p.height, p.width)
+        assert torch.isfinite(out).all() and out.abs().max() <= 1
+
+
+def test_windows_cover_clip():
+    assert windows(3, 4) == [(0, 3)]
+    w = windows(10, 4)
+    assert w[0][0] == 0 and w[-1][1] == 10 and all(b - a == 4 for a, b in w)
+
+
+def test_paper_preset_loads_external_folder(tmp_path):
+    p = replace(PRESETS["tiny"], name="paper", width=512, height=320, frames=16)
+    TeacherModel.random(p).save(tmp_path / "paper", info={"trained": True})
+    m = TeacherModel.load(tmp_path / "paper")
+    assert (m.preset.width, m.preset.height, m.preset.frames) == (512, 320, 16)
+    assert resolve_model(tmp_path / "paper") == tmp_path / "paper"
+    x = torch.randn(1, 2, 4, 320 // 4, 512 // 4)
+    cat = torch.zeros(1, 2, 9, 80, 128)
+    v = m.denoise(x, torch.tensor([999]), cat, torch.zeros(1, 4, 32))
+    assert v.shape == x.shape
+    with pytest.raises(FvgenError, match="not found"):
+        TeacherModel.load(tmp_path / "missing")
+    with pytest.raises(FvgenError, match="not found"):
+        resolve_model(tmp_path / "missing")
+
+
+def test_generate_refuses_without_weights(tmp_path):
+    from fvgen.config import load_preset
+    from fvgen.stages.generate import generate
+
+    with pytest.raises(FvgenError, match="no trained teacher weights"):
+        generate(tmp_path / "out", load_preset("cpu"), "orbit", None, None, 50, "cpu")
+    with pytest.raises(FvgenError, match="not found"):
+        generate(tmp_path / "out", load_preset("cpu"), "orbit", None, tmp_path / "nope", 50, "cpu")
+    TeacherModel.random("tiny").save(tmp_path / "untrained")  # random weights are refused too
+    with pytest.raises(FvgenError, match="untrained"):
+        generate(tmp_path / "out", load_preset("cpu"), "orbit", None, tmp_path / "untrained", 50, "cpu")
+    assert not (tmp_path / "out" / "generate").exists()
+
+
+def test_eval_scene_guard(tmp_path):
+    for name in ("fern", "dtu_scan24", "fox"):
+        with pytest.raises(FvgenError, match="evaluation scene"):
+            tdata.check_not_eval(EVAL_ROOT / name)
+        with pytest.raises(FvgenError, match="evaluation scene"):
+            tdata.check_not_eval(tmp_path / name)
+    with pytest.raises(FvgenError, match="evaluation scene"):
+        tdata.build(tmp_path / "shards", "tiny", [str(EVAL_ROOT / "fern")], per_scene=1)
+    tdata.check_not_eval(tmp_path / "some_train_scene")
+    imgs = sorted((EVAL_ROOT / "fern").rglob("*.png")) + sorted((EVAL_ROOT / "fern").rglob("*.JPG")) + \
+        sorted((EVAL_ROOT / "fern").rglob("*.jpg"))
+    if imgs:  # the same pixels under another name are refused too
+        copy = tmp_path / "renamed" / "images" / "a.jpg"
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(imgs[0].read_bytes())
+        with pytest.raises(FvgenError, match="evaluation scene"):
+            tdata.check_not_eval(copy.parent.parent, [copy])
+
+
+def test_data_builder_on_real_scene(tmp_path):
+    scene = TRAIN_ROOT / "milk_carton"
+    if not (scene / "cameras_opencv.json").is_file():
+        pytest.skip("shared/datasets-train/milk_carton not present")
+    from fvgen.config import load_preset
+
+    imgs, cams, names = tdata.load_posed_scene(scene, max_size=160)
+    assert len(imgs) == len(cams) >= 8 and imgs.shape[-1] == 3
+    p = PRESETS["tiny"]
+    sparse, clip = tdata.pick_views(len(imgs), p.frames, np.random.default_rng(0), sparse=2)
+    assert sparse[0] == clip[0] and len(clip) == p.frames and len(sparse) == 2
+    ex = tdata.make_example(imgs, cams, names, sparse, clip, p.width, p.height, load_preset("cpu").priors,
+                            source="datasets-train/milk_carton")
+    assert ex["gt"].shape == ex["warp"].shape == (p.frames, p.height, p.width, 3)
+    assert ex["mask"].shape == (p.frames, p.height, p.width) and ex["ref"].shape == (p.height, p.width, 3)
+    cov = ex["mask"].astype(float).mean() / 255
+    assert 0.01 < cov < 0.99  # sparse-view clouds leave holes, and cover something
+    assert ex["mask"][0].mean() / 255 >= cov - 0.05  # the first frame is an input view
+    tdata.save_example(tmp_path / "e.npz", ex)
+    back = tdata.load_example(tmp_path / "e.npz")
+    assert np.array_equal(back["mask"], ex["mask"]) and back["meta"]["clip"] == ex["meta"]["clip"]
+    assert np.abs(back["gt"].astype(int) - ex["gt"]).mean() < 3  # JPEG q92
+
+
+def _fake_shards(folder: Path, n: int, p) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        gt = rng.integers(0, 255, (p.frames, p.height, p.width, 3), dtype=np.uint8)
+        mask = (rng.random((p.frames, p.height, p.width)) > 0.3).astype(np.uint8) * 255
+        tdata.save_example(folder / f"ex{i}.npz", {"gt": gt, "warp": gt * (mask[..., None] > 0), "mask": mask,
+                                                   "ref": gt[0], "meta": {"source": "procedural/test"}})
+
+
+def test_train_teacher_resume_and_budget(tmp_path):
+    from fvgen.teacher.train import train_teacher
+
+    _fake_shards(tmp_path / "shards", 4, PRESETS["tiny"])
+    data = (str(tmp_path / "shards"),)
+    r = train_teacher("tiny", tmp_path / "run", data=data, vae_steps=2, unet_steps=3, sample_every=3)
+    assert r["status"] == "done" and r["phase"] == "unet" and r["step"] == 3
+    meta = json.loads((tmp_path / "run" / "model" / "teacher.json").read_text())
+    assert meta["trained"] is True and meta["unet_steps"] == 3 and meta["ema"] is True
+    assert (tmp_path / "run" / "samples" / "step_0000003.mp4").is_file()
+    assert all(f.stat().st_size <= 16 * 2 ** 20 for f in (tmp_path / "run").rglob("*") if f.is_file())
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(x.get("phase") == "vae" for x in log) and any(x.get("phase") == "unet" for x in log)
+    state = json.loads((tmp_path / "run" / "ckpt" / "state.json").read_text())
+    r = train_teacher("tiny", tmp_path / "run", data=data, vae_steps=2, unet_steps=5, sample_every=0)
+    assert r["step"] == 5  # resumed, not restarted
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log if x.get("phase") == "unet" and "loss" in x][-2:] == [4, 5]
+    assert (tmp_path / "run" / "ckpt" / "optim" / "optim.json").is_file() and state["step"] == 3
+    # a time budget: checkpoint after the first step and report "paused"
+    r = train_teacher("tiny", tmp_path / "run2", data=data, max_minutes=1e-6, vae_steps=3, unet_steps=3)
+    assert r["status"] == "paused" and r["phase"] == "vae" and r["step"] == 1
+    b = train_teacher("tiny", tmp_path / "bench", benchmark=1)
+    assert b["samples_per_s"] > 0
+
+
+def test_generate_stage_end_to_end(tmp_path):
+    """A tiny *trained* (a few steps) model through `generate`: files, cameras, the cache."""
+    from fvgen.cameras import look_at, Camera
+    from fvgen.config import load_preset
+    from fvgen.images import save_image
+    from fvgen.prior import PointCloud, Priors
+    from fvgen.stages.generate import generate
+    from fvgen.teacher.train import train_teacher
+
+    _fake_shards(tmp_path / "shards", 2, PRESETS["tiny"])
+    r = train_teacher("tiny", tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=1, unet_steps=1,
+                      sample_every=0)
+    out = tmp_path / "out"
+    rng = np.random.default_rng(0)
+    K = [[60, 0, 39.5], [0, 60, 29.5], [0, 0, 1]]
+    cams = [Camera(K, look_at(np.array([x, 0.0, -3.0]), np.zeros(3), np.array([0.0, -1.0, 0.0])), 80, 60,
+                   name=f"v{i}.png") for i, x in enumerate((-0.5, 0.0, 0.5))]
+    Priors(cams, PointCloud(rng.uniform(-1, 1, (3000, 3)), rng.random((3000, 3)))).save(out / "priors")
+    for c in cams:
+        save_image(out / "priors" / "images" / c.name, rng.random((60, 80, 3)))
+    (out / "priors" / "stage.json").write_text(json.dumps({"key": "test", "figures": {}}))
+    res = generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=2, device="cpu")
+    assert res.status == "computed"
+    assert len(list((res.path / "rgb").glob("*.png"))) == 5
+    for f in ("rgb.mp4", "compare.mp4", "cameras.json", "transforms.json"):
+        assert (res.path / f).is_file()
+    again = generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=2, device="cpu")
+    assert again.status == "cached"
+    other = generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=3, device="cpu")
+    assert other.status == "computed"  # steps are part of the key
+
+
+def test_biharmonic_baseline_fills_holes():
+    from fvgen.teacher.baseline import biharmonic_fill, clip_metrics
+
+    yy, xx = np.mgrid[0:48, 0:64] / 64.0
+    img = np.stack([xx, yy, 0.5 * (xx + yy)], -1).astype(np.float32)
+    mask = np.ones((48, 64), bool)
+    mask[10:20, 20:40] = False
+    filled = biharmonic_fill(img * mask[..., None], mask)
+    assert np.abs(filled - img)[~mask].mean() < 0.02
+    m = clip_metrics([filled], [img], [mask.astype(np.float32)])
+    warp = clip_metrics([img * mask[..., None]], [img], [mask.astype(np.float32)])
+    assert m["psnr_holes"] > warp["psnr_holes"] + 10 and 0 < m["hole_fraction"] < 1
