@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvgen.cameras import Camera, read_cameras_opencv_json
+from fvgen.cameras import Camera, axes_convergence, read_cameras_opencv_json
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 SCENES = ("fern", "dtu_scan24", "fox")
@@ -27,14 +27,7 @@ def fox_split(cams: list[Camera]) -> tuple[list[int], list[int]]:
     taken about world up (the mean camera -y axis: z in this recentred frame) around the point
     the optical axes converge on."""
     C = np.stack([c.center for c in cams])
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c in cams:
-        d = c.c2w[:3, 2]
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ c.center
-    target = np.linalg.solve(A, b)
+    target, _ = axes_convergence(cams)
     up = -np.mean([c.c2w[:3, 1] for c in cams], 0)
     up /= np.linalg.norm(up)
     rel = C - target

@@ -110,6 +110,21 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     return c2w
 
 
+def axes_convergence(cameras: Sequence[Camera]) -> tuple[np.ndarray, float]:
+    """The point closest (least squares) to every camera's optical axis, and the condition
+    number of that problem (large for near-parallel axes, e.g. forward-facing captures)."""
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for c in cameras:
+        d = c.c2w[:3, 2]
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ c.center
+    cond = float(np.linalg.cond(A))
+    x = np.linalg.lstsq(A, b, rcond=None)[0]
+    return x, cond
+
+
 def rotation_angle_deg(R: np.ndarray) -> float:
     # atan2(sin, cos) stays accurate near 0 and 180 degrees, unlike arccos of the trace
     R = np.asarray(R, float)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cameras import Camera
+from .cameras import Camera, axes_convergence
 from .errors import FvgenError
 from .prior import PointCloud
 from .undistort import undistort_image
@@ -234,16 +234,9 @@ def _resize_stack(images: np.ndarray, cams: Sequence[Camera], max_size: int, dev
 
 def _axes_convergence_depth(cams: Sequence[Camera], ref: int) -> float | None:
     """Depth in ``ref`` of the point closest to all optical axes, if in front of every camera."""
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c in cams:
-        d = c.c2w[:3, 2]
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ c.center
-    if np.linalg.cond(A) > 1e6:
+    X, cond = axes_convergence(cams)
+    if cond > 1e6:
         return None
-    X = np.linalg.solve(A, b)
     depths = [float((c.w2c[:3, :3] @ X + c.w2c[:3, 3])[2]) for c in cams]
     if min(depths) <= 0:
         return None

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cameras import Camera, look_at, project_to_so3, read_cameras_opencv_json, read_transforms_json
+from .cameras import Camera, axes_convergence, look_at, project_to_so3, read_cameras_opencv_json, read_transforms_json
 from .errors import FvgenError
 
 NAMED = ("orbit", "spiral", "interp")
@@ -32,16 +32,9 @@ NAMED = ("orbit", "spiral", "interp")
 def scene_centre(cameras: Sequence[Camera], points: np.ndarray | None = None) -> np.ndarray:
     """The point the cameras look at: least-squares closest point to their optical axes, falling
     back to the points' median when the axes are near parallel (forward-facing captures)."""
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c in cameras:
-        d = c.c2w[:3, 2]
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ c.center
     centres = np.stack([c.center for c in cameras])
-    if np.linalg.cond(A) < 1e4:
-        x = np.linalg.solve(A, b)
+    x, cond = axes_convergence(cameras)
+    if cond < 1e4:
         # Must be in front of the cameras on average.
         if np.mean([(x - c.center) @ c.c2w[:3, 2] for c in cameras]) > 0:
             return x

@@ -136,10 +136,12 @@ def test_interrupted_run_resumes_cleanly(tmp_path):
     folder survives, and the result equals an uninterrupted run's."""
     preset = write_preset(tmp_path / "small.toml")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fvgen", "reconstruct", str(DEMO), "--views", "3", "--preset", str(preset),
-           "--out", str(out), "--device", "cpu", "--iterations", "400"]
+    def cmd(folder, iterations):
+        return [sys.executable, "-m", "fvgen", "reconstruct", str(DEMO), "--views", "3", "--preset", str(preset),
+                "--out", str(folder), "--device", "cpu", "--iterations", str(iterations)]
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen(cmd(out, 400), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob(".fit.tmp-*")):
         time.sleep(0.2)
@@ -149,14 +151,13 @@ def test_interrupted_run_resumes_cleanly(tmp_path):
     p.wait()
     assert (out / "priors" / "stage.json").exists()
     assert not (out / "fit" / "stage.json").exists()
-    res = subprocess.run(cmd[:-1] + ["30"], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(cmd(out, 30), capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     st = stages(out)
     assert st["priors"]["status"] == "cached" and st["fit"]["status"] == "computed"
     assert not list(out.glob(".*.tmp-*"))
     fresh = tmp_path / "fresh"
-    res = subprocess.run(cmd[:-3] + ["--out", str(fresh), "--iterations", "30"], capture_output=True, text=True,
-                         env=env, timeout=600)
+    res = subprocess.run(cmd(fresh, 30), capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     from fvgen.splats import load_ply
 

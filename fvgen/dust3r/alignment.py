@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import FvgenError
+from .pairs import DisjointSets
 
 
 @dataclass
@@ -132,21 +133,9 @@ def estimate_focal(pts: torch.Tensor, pix: torch.Tensor, w: torch.Tensor, f_min:
 
 
 def _max_spanning_tree(n: int, scores: dict[tuple[int, int], float]) -> list[tuple[int, int]]:
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    tree = []
-    for (i, j), _ in sorted(scores.items(), key=lambda kv: -kv[1]):
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[ri] = rj
-            tree.append((i, j))
-    return tree
+    """Kruskal: edges by decreasing score, kept when they join two components."""
+    sets = DisjointSets(n)
+    return [(i, j) for (i, j), _ in sorted(scores.items(), key=lambda kv: -kv[1]) if sets.union(i, j)]
 
 
 def _cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:

@@ -60,15 +60,30 @@ def make_pairs(n: int, graph: str = "complete", winsize: int = 3, refid: int = 0
     return sorted(und | {(j, i) for i, j in und})
 
 
-def is_connected(n: int, pairs: list[tuple[int, int]]) -> bool:
-    parent = list(range(n))
+class DisjointSets:
+    """Union-find over ``0..n-1`` (path halving)."""
 
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        p = self.parent
+        while p[a] != a:
+            p[a] = p[p[a]]
+            a = p[a]
         return a
 
+    def union(self, a: int, b: int) -> bool:
+        """Join the sets of ``a`` and ``b``; False when they were one set already."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        self.parent[ra] = rb
+        return True
+
+
+def is_connected(n: int, pairs: list[tuple[int, int]]) -> bool:
+    sets = DisjointSets(n)
     for i, j in pairs:
-        parent[find(i)] = find(j)
-    return len({find(i) for i in range(n)}) == 1
+        sets.union(i, j)
+    return len({sets.find(i) for i in range(n)}) == 1
