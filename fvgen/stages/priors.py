@@ -50,8 +50,10 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
 
 
 def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
-                   device: str) -> tuple[Priors, LoadedImages]:
-    """Run the configured backend; returns the priors and the (undistorted) images they refer to."""
+                   device: str, progress=None) -> tuple[Priors, LoadedImages]:
+    """Run the configured backend; returns the priors and the (undistorted) images they refer to.
+    ``progress(done, fields)`` is called after each of its two steps (poses, dense cloud)."""
+    progress = progress or (lambda done, fields=None: None)
     known = load_poses(poses, images.names, images.size) if poses is not None else None
     if known is not None and any(c.dist for c in known):
         pairs = [undistort_image(im, c) for im, c in zip(images.images, known)]
@@ -62,12 +64,14 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         from ..sfm import estimate_poses
 
         cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
+        progress(1, {"step": "dense stereo"})
         if any(c.dist for c in cams):
             pairs = [undistort_image(im, c) for im, c in zip(images.images, cams)]
             images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
             cams = [p[1] for p in pairs]
         cams = [replace(c, name=n) for c, n in zip(cams, images.names)]
         dense, minfo = dense_point_cloud(images.images, cams, sparse, conf.mvs, device=device)
+        progress(2, {"points": len(dense)})
         info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
         return Priors(cams, dense, sparse, info), images
     if conf.backend == "dust3r":
@@ -79,6 +83,7 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         if known is not None:
             raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
         pri = dust3r_priors(images, conf.dust3r, Path(conf.checkpoint), device)
+        progress(2, {"points": len(pri.points)})
         return pri, images
     raise FvgenError(f"unknown priors backend {conf.backend!r}: use sfm or dust3r")
 
@@ -91,8 +96,12 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
     k = key(images_conf, conf, inputs, device)
 
     def compute(tmp: Path) -> dict:
+        from ..progress import progress_bar
+
         images = load_images(inputs.image_files, images_conf.max_size)
-        priors, images = compute_priors(images, conf, tmp, inputs.poses, device)
+        with progress_bar(f"priors ({conf.backend})", 2) as update:
+            update(0, {"step": "poses" if conf.backend == "sfm" else "pairs + alignment"})
+            priors, images = compute_priors(images, conf, tmp, inputs.poses, device, update)
         for name, img in zip(images.names, images.images):
             save_image(tmp / "images" / f"{Path(name).stem}.png", img)
         priors.info["image_files"] = [str(Path(p).resolve()) for p in inputs.image_files]
