@@ -91,14 +91,16 @@ def run_stage(root: Path, name: str, key: str, compute: Callable[[Path], dict],
         (tmp / STAGE_FILE).write_text(json.dumps(
             {"stage": name, "key": key, "seconds": seconds, "figures": _jsonable(figures),
              "fvgen": __version__}, indent=1))
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return StageResult(name, key, final, "computed", seconds, _jsonable(figures))
 
 
-def _replace_dir(new: Path, final: Path) -> None:
+def replace_dir(new: Path, final: Path) -> None:
+    """Put folder ``new`` at ``final``, replacing what was there, without a moment where ``final``
+    holds a half-written folder."""
     if final.exists():
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(final, old)

@@ -27,7 +27,7 @@ from .errors import FvgenError
 from .fit import render_splats
 from .images import list_image_files, read_image, resize_image, save_image
 from .metrics import lpips_status, psnr, ssim
-from .pipeline import _command, _fit_with_progress, check_force, resolve_device
+from .pipeline import command_line, fit_with_progress, check_force, resolve_device
 from .splats import load_ply
 from .stages import priors as priors_stage
 from .undistort import undistort_image
@@ -80,7 +80,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     with run_lock(out):
         inputs = priors_stage.PriorsInputs(tuple(train_files), scene_dir if poses == "gt" else None)
         pri_res = priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
-        fit_res = _fit_with_progress(conf, pri_res, out, device, force)
+        fit_res = fit_with_progress(conf, pri_res, out, device, force)
         pri, _ = priors_stage.load(pri_res.path)
         size = (pri.cameras[0].width, pri.cameras[0].height)
         gt_test = load_poses(scene_dir, [f.name for f in test_files], size)
@@ -144,5 +144,5 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             "seconds": round(time.perf_counter() - start, 2),
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        write_run_json(out, _command(), [pri_res, fit_res], {"preset": conf.name, "device": device})
+        write_run_json(out, command_line(), [pri_res, fit_res], {"preset": conf.name, "device": device})
     return metrics

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from .cache import StageResult, run_lock, write_run_json
+from .cache import StageResult, replace_dir, run_lock, write_run_json
 from .cameras import write_cameras_opencv_json, write_colmap_text, write_transforms_json
 from .config import PipelineConf
 from .errors import FvgenError
@@ -56,15 +56,13 @@ def check_force(force: Iterable[str]) -> set[str]:
     return force
 
 
-def _command() -> str:
+def command_line() -> str:
     return " ".join(["fvgen", *sys.argv[1:]])
 
 
 def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Path, device: str,
                poses: Path | None, force: set[str]) -> StageResult:
-    files = list_image_files(images_dir)
-    if not files:
-        raise FvgenError(f"no images in {images_dir} (looked for .jpg .jpeg .png .tif .tiff .bmp .webp)")
+    files = list_image_files(images_dir)  # raises when there are none
     if len(files) < 2:
         raise FvgenError(f"need at least 2 images, found 1 in {images_dir} ({files[0].name})")
     files = select_views(files, views)
@@ -73,31 +71,26 @@ def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Pat
 
 
 def export(out: Path, priors: StageResult, fit: StageResult) -> None:
-    """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically)."""
+    """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically):
+    ``scene.ply``, ``cameras/`` (transforms.json, cameras.json and a COLMAP text model, beside
+    the images they describe in ``cameras/images/``) and ``renders/``."""
     pri = priors_stage.Priors.load(priors.path)
     tmp = out / ".scene.ply.tmp"
     shutil.copyfile(fit.path / "scene.ply", tmp)
     os.replace(tmp, out / "scene.ply")
     cams_tmp = out / ".cameras.tmp"
     shutil.rmtree(cams_tmp, ignore_errors=True)
-    write_transforms_json(pri.cameras, cams_tmp / "transforms.json", file_prefix="images/")
-    write_cameras_opencv_json(pri.cameras, cams_tmp / "cameras.json")
+    shutil.copytree(priors.path / "images", cams_tmp / "images")  # the pixels the cameras refer to
+    cams = [replace(c, name=f"{Path(c.name).stem}.png") for c in pri.cameras]
+    write_transforms_json(cams, cams_tmp / "transforms.json", file_prefix="images/")
+    write_cameras_opencv_json(cams, cams_tmp / "cameras.json")
     sparse = pri.sparse if pri.sparse is not None else pri.points
-    write_colmap_text(pri.cameras, cams_tmp / "colmap", sparse.xyz, sparse.rgb)
-    _swap_dir(cams_tmp, out / "cameras")
+    write_colmap_text(cams, cams_tmp / "colmap", sparse.xyz, sparse.rgb)
+    replace_dir(cams_tmp, out / "cameras")
     renders_tmp = out / ".renders.tmp"
     shutil.rmtree(renders_tmp, ignore_errors=True)
     shutil.copytree(fit.path / "renders", renders_tmp)
-    _swap_dir(renders_tmp, out / "renders")
-
-
-def _swap_dir(new: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old-export")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(renders_tmp, out / "renders")
 
 
 def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineConf, device: str = "auto",
@@ -107,14 +100,14 @@ def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineCo
     out = Path(out)
     with run_lock(out):
         pri = run_priors(conf, Path(images_dir), views, out, device, poses, force)
-        fit = _fit_with_progress(conf, pri, out, device, force)
+        fit = fit_with_progress(conf, pri, out, device, force)
         export(out, pri, fit)
         results = [pri, fit]
-        write_run_json(out, _command(), results, {"preset": conf.name, "device": device})
+        write_run_json(out, command_line(), results, {"preset": conf.name, "device": device})
     return {"out": out, "results": results}
 
 
-def _fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str]) -> StageResult:
+def fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str]) -> StageResult:
     with progress_bar("fit 3DGS", conf.fit.iterations) as update:
         return fit_stage.main(conf.fit, pri, out, device, force="fit" in force, progress=update)
 
@@ -138,5 +131,5 @@ def warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: s
         pri = find_priors(out)
         with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
             res = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
-        write_run_json(out, _command(), [pri, res], {"preset": conf.name, "device": device})
+        write_run_json(out, command_line(), [pri, res], {"preset": conf.name, "device": device})
     return res

@@ -75,7 +75,9 @@ def test_reconstruct_writes_the_outputs(run_dir):
     splats = load_ply(run_dir / "scene.ply")
     assert splats["means"].shape[1] == 3 and torch.isfinite(splats["means"]).all()
     cams = read_transforms_json(run_dir / "cameras" / "transforms.json")
-    assert len(cams) == 3 and [c.name for c in cams] == ["view_00.jpg", "view_04.jpg", "view_07.jpg"]
+    assert len(cams) == 3 and [c.name for c in cams] == ["view_00.png", "view_04.png", "view_07.png"]
+    for c in cams:  # transforms.json and the COLMAP model sit beside the images they describe
+        assert (run_dir / "cameras" / "images" / c.name).is_file()
     assert len(read_colmap_model(run_dir / "cameras" / "colmap")) == 3
     assert sorted(p.name for p in (run_dir / "renders").iterdir()) == ["view_00.png", "view_04.png", "view_07.png"]
     # the splats live in the input cameras' frame: they sit in front of the cameras
@@ -112,7 +114,8 @@ def test_warp_writes_videos_masks_and_cameras(run_dir):
     assert res.path == folder and res.status == "computed"
     for f in ("rgb.mp4", "mask.mp4", "transforms.json", "cameras.json"):
         assert (folder / f).stat().st_size > 0, f
-    assert len(read_transforms_json(folder / "transforms.json")) == 6
+    warp_cams = read_transforms_json(folder / "transforms.json")
+    assert len(warp_cams) == 6 and all((folder / "rgb" / c.name).is_file() for c in warp_cams)
     masks = np.stack([read_image(p)[..., 0] > 0.5 for p in sorted((folder / "mask").glob("*.png"))])
     assert masks.shape[0] == 6
     assert 0.2 < masks.mean() < 1.0  # the prior covers much of each frame, and leaves holes

@@ -107,7 +107,7 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
     (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
     ``warp``, ``generate`` or ``all``."""
     from ..cache import run_lock, write_run_json
-    from ..pipeline import _command, find_priors, resolve_device
+    from ..pipeline import command_line, find_priors, resolve_device
     from ..progress import progress_bar
     from ..teacher.model import resolve_model
     from . import warp as warp_stage
@@ -139,5 +139,5 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
         total = g.steps * len(windows(w.figures.get("frames", wconf.frames), int(meta["preset"]["frames"])))
         with progress_bar(f"generate {w.path.name}", total) as update:
             res = main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
-        write_run_json(out, _command(), [pri, w, res], {"preset": conf.name, "device": device})
+        write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})
     return res

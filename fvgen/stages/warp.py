@@ -9,6 +9,7 @@ turns into photo-real frames.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,8 @@ def main(conf: WarpConf, priors_result: StageResult, root: Path, device: str = "
         write_pngs(tmp / "mask", [m.astype(np.float32) for m in masks], names)
         write_mp4(tmp / "rgb.mp4", frames, conf.fps)
         write_mp4(tmp / "mask.mp4", [m.astype(np.float32) for m in masks], conf.fps)
-        write_transforms_json(cams, tmp / "transforms.json", file_prefix="rgb/",
-                              extra={"mask_prefix": "mask/"})
+        write_transforms_json([replace(c, name=f"{c.name}.png") for c in cams], tmp / "transforms.json",
+                              file_prefix="rgb/", extra={"mask_prefix": "mask/"})
         write_cameras_opencv_json(cams, tmp / "cameras.json")
         cov = [float(m.mean()) for m in masks]
         return {"trajectory": name, "frames": len(cams), "coverage_mean": float(np.mean(cov)),
