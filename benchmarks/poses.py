@@ -4,11 +4,8 @@ Scenes (read from ``../shared/datasets`` beside the checkout, never copied):
 
 - fern: LLFF train split, frames 1, 10, 19 (504x378 as stored).
 - dtu_scan24: frames 25, 22, 28 (384x384 as stored; calibrated ground truth).
-- fox: 3 frames spread over the capture arc. Rule: the "look-at point" is the least-squares point
-  closest to all cameras' optical axes; "up" is the mean of the cameras' up vectors (-y of c2w);
-  each camera's azimuth is the angle of its centre around the look-at point in the plane normal
-  to up; frames are sorted by azimuth and the ones at 20 %, 50 % and 80 % of the sorted list
-  (index ``round(p * (N - 1))``) are taken. Fox has lens distortion (OPENCV k1, k2, p1, p2 in
+- fox: the 3 train frames of ``benchmarks/splits.py`` (azimuth 20/50/80 % among the frames near
+  the median elevation). Fox has lens distortion (OPENCV k1, k2, p1, p2 in
   ``cameras_opencv.json``): images are NOT undistorted; registration uses them as stored with
   fvgen's default pinhole camera model (SIMPLE_PINHOLE), i.e. distortion is ignored. Its reference poses come from COLMAP
   themselves (so are fern's): errors of 0.1-0.3 deg are within the reference's noise.
@@ -43,45 +40,22 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fvgen.cameras import Camera, pose_errors, read_cameras_opencv_json  # noqa: E402
 from fvgen.errors import FvgenError  # noqa: E402
 from fvgen.images import load_images  # noqa: E402
 from fvgen.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
+from splits import split  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
-SPLITS = {"fern": [1, 10, 19], "dtu_scan24": [25, 22, 28], "fox": "arc"}
-
-
-def arc_split(cams: list[Camera], fractions=(0.2, 0.5, 0.8)) -> list[int]:
-    """Frames at ``fractions`` of the azimuth-sorted arc (see module docstring)."""
-    A, b = np.zeros((3, 3)), np.zeros(3)
-    for c in cams:
-        d = c.c2w[:3, 2] / np.linalg.norm(c.c2w[:3, 2])
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ c.center
-    target = np.linalg.solve(A, b)
-    up = -np.mean([c.c2w[:3, 1] for c in cams], axis=0)
-    up /= np.linalg.norm(up)
-    e1 = cams[0].center - target
-    e1 -= up * (e1 @ up)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(up, e1)
-    az = [np.arctan2((c.center - target) @ e2, (c.center - target) @ e1) for c in cams]
-    # unwrap around the largest gap so the arc is contiguous
-    order = np.argsort(az)
-    s = np.array(az)[order]
-    gaps = np.diff(np.concatenate([s, [s[0] + 2 * np.pi]]))
-    start = (int(np.argmax(gaps)) + 1) % len(s)
-    order = np.roll(order, -start)
-    return [int(order[int(round(p * (len(order) - 1)))]) for p in fractions]
+SPLITS = ("fern", "dtu_scan24", "fox")  # train views from benchmarks/splits.py
 
 
 def scene_views(scene: str) -> tuple[list[Path], list[Camera], list[int]]:
     folder = DATASETS / scene
     cams = read_cameras_opencv_json(folder / "cameras_opencv.json")
-    idx = SPLITS[scene] if SPLITS[scene] != "arc" else arc_split(cams)
+    idx = split(scene, cams)[0]
     return [folder / cams[i].name for i in idx], [cams[i] for i in idx], idx
 
 

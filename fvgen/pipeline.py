@@ -126,10 +126,17 @@ def warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: s
     device = resolve_device(device)
     force = check_force(force)
     out = Path(out)
-    wconf = replace(conf.warp, traj=traj, frames=frames or conf.warp.frames)
     with run_lock(out):
-        pri = find_priors(out)
-        with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
-            res = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
+        pri, res = run_warp(out, conf, traj, frames, device, "warp" in force)
         write_run_json(out, command_line(), [pri, res], {"preset": conf.name, "device": device})
     return res
+
+
+def run_warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: str,
+             force: bool) -> tuple[StageResult, StageResult]:
+    """The finished priors of ``out`` and the warp stage along ``traj`` (for callers holding the
+    lock of ``out``: ``warp`` and ``generate``)."""
+    wconf = replace(conf.warp, traj=traj, frames=frames or conf.warp.frames)
+    pri = find_priors(out)
+    with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
+        return pri, warp_stage.main(wconf, pri, out, device, force=force, progress=update)

@@ -21,13 +21,7 @@ from fvgen.dust3r.model import Dust3rModelConfig, RoPE2D, build_model, count_par
 from fvgen.dust3r.pairs import is_connected, make_pairs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two cores, often shared: one intra-op thread is faster and steadier for these small tensors."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ W, H = 128, 96
 K = np.array([[110.0, 0.0, (W - 1) / 2], [0.0, 110.0, (H - 1) / 2], [0.0, 0.0, 1.0]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is faster and immune to a busy machine's CPU contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _texture(p: np.ndarray, seed: int) -> np.ndarray:

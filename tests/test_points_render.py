@@ -10,13 +10,7 @@ from fvgen.render.points import render_points, render_points_cameras, typical_sp
 K = np.array([[50.0, 0.0, 15.5], [0.0, 50.0, 11.5], [0.0, 0.0, 1.0]])  # 32 x 24 image
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is faster and immune to a busy machine's CPU contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_projection_matches_hand_computed_pixel():

@@ -107,10 +107,9 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
     (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
     ``warp``, ``generate`` or ``all``."""
     from ..cache import run_lock, write_run_json
-    from ..pipeline import command_line, find_priors, resolve_device
+    from ..pipeline import command_line, resolve_device, run_warp
     from ..progress import progress_bar
     from ..teacher.model import resolve_model
-    from . import warp as warp_stage
 
     model_dir = resolve_model(model)  # refuse before any work
     device = resolve_device(device)
@@ -128,15 +127,12 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
     if cfg is not None:
         g = replace(g, cfg=float(cfg))
     out = Path(out)
-    wconf = replace(conf.warp, traj=traj, frames=frames or conf.warp.frames)
     with run_lock(out):
-        pri = find_priors(out)
-        with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
-            w = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
+        pri, w = run_warp(out, conf, traj, frames, device, "warp" in force)
         from ..teacher.sample import windows
 
         meta = json.loads((model_dir / "teacher.json").read_text())
-        total = g.steps * len(windows(w.figures.get("frames", wconf.frames), int(meta["preset"]["frames"])))
+        total = g.steps * len(windows(w.figures["frames"], int(meta["preset"]["frames"])))
         with progress_bar(f"generate {w.path.name}", total) as update:
             res = main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
         write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})
