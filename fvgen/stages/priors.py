@@ -77,11 +77,6 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
     if conf.backend == "dust3r":
         from ..dust3r import dust3r_priors
 
-        if not conf.checkpoint:
-            raise FvgenError("the dust3r backend needs a checkpoint: pass --checkpoint "
-                             "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
-        if known is not None:
-            raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
         pri = dust3r_priors(images, conf.dust3r, Path(conf.checkpoint), device)
         progress(2, {"points": len(pri.points)})
         return pri, images
@@ -93,6 +88,12 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
     if len(inputs.image_files) < 2:
         n = len(inputs.image_files)
         raise FvgenError(f"need at least 2 images, got {n}" + (f" ({inputs.image_files[0].name})" if n else ""))
+    if conf.backend == "dust3r":  # refuse before any work
+        if not conf.checkpoint:
+            raise FvgenError("the dust3r backend needs a checkpoint: pass --checkpoint "
+                             "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
+        if inputs.poses is not None:
+            raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
     k = key(images_conf, conf, inputs, device)
 
     def compute(tmp: Path) -> dict:
