@@ -93,7 +93,7 @@ def main() -> None:
                 args.json.write_text(json.dumps({"preset": conf.name, "iterations": conf.fit.iterations,
                                                  "init": conf.fit.init, "host": platform.node(),
                                                  "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
-    print(f"\n| scene | poses | PSNR | SSIM | Gaussians | wall s |\n|---|---|---|---|---|---|")
+    print("\n| scene | poses | PSNR | SSIM | Gaussians | wall s |\n|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['scene']} | {r['poses']} | failed: {r['error'][:60]} | | | |")

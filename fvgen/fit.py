@@ -74,8 +74,6 @@ def render_splats(splats: dict[str, torch.Tensor], cameras: Sequence[Camera], sh
                   background: torch.Tensor | None = None, render_mode: str = "RGB"):
     """Render raw splat parameters at ``cameras`` (all of one size): colours [C, H, W, 3],
     alphas [C, H, W, 1] and the rasterizer's info dict."""
-    from .render.gaussians import rasterize
-
     viewmats, Ks = gsplat_camera(cameras, splats["means"].device)
     return rasterize_at(splats, viewmats, Ks, cameras[0].width, cameras[0].height, sh_degree, background,
                         render_mode)

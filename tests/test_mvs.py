@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fvgen.cameras import Camera, look_at, read_cameras_opencv_json
 from fvgen.errors import FvgenError

@@ -199,7 +199,6 @@ def project_gaussians(
     Returns radii [C, N, 2] int32 (0 = culled), means2d [C, N, 2], depths [C, N],
     conics [C, N, 3] (inverse 2D covariance: xx, xy, yy), compensations [C, N] or None.
     Culled entries hold finite values (and get zero gradient)."""
-    dtype = means.dtype
     R = viewmats[:, :3, :3]  # [C, 3, 3]
     t = viewmats[:, :3, 3]  # [C, 3]
     means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]

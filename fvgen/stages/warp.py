@@ -18,7 +18,7 @@ import torch
 from ..cache import StageResult, cache_key, run_stage
 from ..cameras import Camera, write_cameras_opencv_json, write_transforms_json
 from ..config import WarpConf
-from ..prior import PointCloud, Priors
+from ..prior import Priors
 from ..trajectories import NAMED, make_trajectory
 from ..video import write_mp4, write_pngs
 
