@@ -181,3 +181,21 @@ def test_eval_on_fern_with_gt_poses(tmp_path):
     assert data["results"]["lpips"] is None and "unavailable" in data["lpips_reason"]
     assert (tmp_path / "eval" / "compare" / "image000.png").exists()
     assert m["results"] == data["results"]
+
+
+def test_fit_with_extra_views_weights_and_masks(run_dir):
+    """The fit takes extra views (as generated clips will come) with their own weight and
+    per-pixel masks; a warp folder has exactly that layout (rgb/, mask/, cameras.json)."""
+    from fvgen.pipeline import find_priors
+    from fvgen.stages import fit as fit_stage
+
+    res = warp(run_dir, small_conf(), "orbit", 6, device="cpu")
+    pri = find_priors(run_dir)
+    conf = small_conf(**{"fit.iterations": 12}).fit
+    extra = fit_stage.ExtraViews(res.path, res.key, weight=0.25)
+    out = fit_stage.main(conf, pri, run_dir, "cpu", extra=[extra])
+    assert out.status == "computed"
+    assert out.figures["input_views"] == 3 and out.figures["extra_views"] == 6
+    assert np.isfinite(out.figures["final_loss"])
+    again = fit_stage.main(conf, pri, run_dir, "cpu", extra=[fit_stage.ExtraViews(res.path, res.key, weight=0.5)])
+    assert again.status == "computed" and again.key != out.key  # the weight is part of the key
