@@ -18,7 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="fvgen: a few photos in, a 3D Gaussian Splatting scene out.")
 
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda"
-PRESET_HELP = "preset name from pipelines/ (default, cpu, paper) or a .toml file"
+PRESET_HELP = ("preset name from pipelines/ (default, cpu, paper) or a .toml file; when not given: default "
+               "with a CUDA GPU, cpu without one")
 TRAJ_HELP = "orbit, spiral, interp, or a .json camera path (cameras_opencv.json / transforms.json)"
 FORCE_HELP = "recompute this stage even when cached: priors, fit, warp or all (repeatable)"
 
@@ -49,17 +50,22 @@ def handle_errors(fn):
     return wrapper
 
 
-def _conf(preset: str):
+def _conf(preset: str | None, device: str):
+    """The named preset; without one, ``default`` where the run gets a CUDA GPU and ``cpu``
+    elsewhere (the default preset's fit would take hours on a CPU)."""
     from .config import load_preset
+    from .pipeline import resolve_device
 
-    return load_preset(preset)
+    if preset is None:
+        preset = "default" if resolve_device(device) == "cuda" else "cpu"
+    return load_preset(preset)  # its name is shown with the results and kept in run.json
 
 
-def _echo_results(results, out: Path) -> None:
+def _echo_results(results, out: Path, preset: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"fvgen run in {out}")
+    t = Table(title=f"fvgen run in {out} (preset {preset})")
     for col in ("stage", "status", "seconds", "key figures"):
         t.add_column(col)
     for r in results:
@@ -76,7 +82,7 @@ def reconstruct(
     views: Optional[int] = typer.Option(None, "--views", "-n", help="use N views spread over the folder "
                                         "(sorted by name, indices round(linspace(0, count-1, N))); default all"),
     out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="output folder"),
-    preset: str = typer.Option("default", "--preset", "-p", help=PRESET_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     poses: Optional[Path] = typer.Option(None, "--poses", help="known cameras: transforms.json, a COLMAP "
                                          "model folder, poses_bounds.npy or cameras_opencv.json"),
@@ -89,7 +95,7 @@ def reconstruct(
     from .config import with_overrides
     from .pipeline import reconstruct as run
 
-    conf = _conf(preset)
+    conf = _conf(preset, device)
     changes = {}
     if priors:
         changes["priors.backend"] = priors
@@ -101,7 +107,7 @@ def reconstruct(
         changes["fit.iterations"] = iterations
     conf = with_overrides(conf, **changes)
     res = run(images_dir, views, out, conf, device, poses, force)
-    _echo_results(res["results"], out)
+    _echo_results(res["results"], out, conf.name)
     typer.echo(str(out / "scene.ply"))
 
 
@@ -111,7 +117,7 @@ def warp(
     out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="a folder written by `fvgen reconstruct`"),
     traj: str = typer.Option("orbit", "--traj", "-t", help=TRAJ_HELP),
     frames: Optional[int] = typer.Option(None, "--frames", "-f", help="frames along the trajectory"),
-    preset: str = typer.Option("default", "--preset", "-p", help=PRESET_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
 ):
@@ -120,8 +126,9 @@ def warp(
 
     if frames is not None and frames < 2:
         raise FvgenError("--frames must be at least 2")
-    res = run(out, _conf(preset), traj, frames, device, force)
-    _echo_results([res], out)
+    conf = _conf(preset, device)
+    res = run(out, conf, traj, frames, device, force)
+    _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
 
 
@@ -135,7 +142,7 @@ def generate(
                                          "diffusers subfolders); none ships trained yet"),
     steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50)"),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
-    preset: str = typer.Option("default", "--preset", "-p", help=PRESET_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: List[str] = typer.Option([], "--force", help="recompute warp, generate or all"),
 ):
@@ -144,8 +151,9 @@ def generate(
 
     if frames is not None and frames < 2:
         raise FvgenError("--frames must be at least 2")
-    res = run(out, _conf(preset), traj, frames, model, steps, device, force, cfg)
-    _echo_results([res], out)
+    conf = _conf(preset, device)
+    res = run(out, conf, traj, frames, model, steps, device, force, cfg)
+    _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
 
 
@@ -199,7 +207,7 @@ def eval_(
     test: str = typer.Option(..., "--test", help="comma-separated indices of the held-out views"),
     poses: str = typer.Option("gt", "--poses", help="gt (the scene's cameras) or estimated (our priors)"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (metrics.json, compare/)"),
-    preset: str = typer.Option("default", "--preset", "-p", help=PRESET_HELP),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="3DGS fit steps (overrides the preset)"),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
@@ -209,7 +217,7 @@ def eval_(
     from .evaluate import evaluate, parse_indices, scene_image_files
 
     n = len(scene_image_files(scene_dir))
-    conf = _conf(preset)
+    conf = _conf(preset, device)
     if iterations is not None:
         conf = with_overrides(conf, **{"fit.iterations": iterations})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,

@@ -33,3 +33,11 @@ def test_overrides_nested():
     conf = with_overrides(load_preset("cpu"), **{"fit.iterations": 7, "priors.backend": "dust3r"})
     assert conf.fit.iterations == 7 and conf.priors.backend == "dust3r"
     assert conf.fit.sh_degree == load_preset("cpu").fit.sh_degree
+
+
+def test_cli_picks_the_preset_for_the_device():
+    from fvgen.cli import _conf
+
+    assert _conf(None, "cpu").name == "cpu"  # no GPU: the default preset's fit would take hours
+    assert _conf("default", "cpu").name == "default"  # an explicit choice wins
+    assert _conf("paper", "cpu").name == "paper"
