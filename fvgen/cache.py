@@ -60,6 +60,14 @@ class StageResult:
     status: str  # "computed" or "cached"
     seconds: float
     figures: dict = field(default_factory=dict)
+    run_id: str = ""  # new for every computation of the stage
+
+    @property
+    def token(self) -> str:
+        """What later stages key on: the key *and* the computation that produced the folder, so
+        a recomputed stage (``--force``, or a non-deterministic one) invalidates its successors
+        even when its own key is unchanged."""
+        return f"{self.key}.{self.run_id}"
 
     def to_json(self) -> dict:
         return {"stage": self.stage, "key": self.key, "status": self.status,
@@ -82,20 +90,22 @@ def run_stage(root: Path, name: str, key: str, compute: Callable[[Path], dict],
     start = time.perf_counter()
     meta = read_stage(final)
     if meta is not None and meta.get("key") == key and not force:
-        return StageResult(name, key, final, "cached", time.perf_counter() - start, meta.get("figures", {}))
+        return StageResult(name, key, final, "cached", time.perf_counter() - start, meta.get("figures", {}),
+                           meta.get("run_id", ""))
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         figures = compute(tmp) or {}
         seconds = time.perf_counter() - start
+        run_id = uuid.uuid4().hex[:12]
         (tmp / STAGE_FILE).write_text(json.dumps(
-            {"stage": name, "key": key, "seconds": seconds, "figures": _jsonable(figures),
+            {"stage": name, "key": key, "run_id": run_id, "seconds": seconds, "figures": _jsonable(figures),
              "fvgen": __version__}, indent=1))
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return StageResult(name, key, final, "computed", seconds, _jsonable(figures))
+    return StageResult(name, key, final, "computed", seconds, _jsonable(figures), run_id)
 
 
 def replace_dir(new: Path, final: Path) -> None:
@@ -110,11 +120,17 @@ def replace_dir(new: Path, final: Path) -> None:
         os.replace(new, final)
 
 
+STAGE_PARENTS = (".", "warp", "generate")  # folders that hold stage folders
+
+
 def clean_stale(root: Path) -> None:
-    """Remove temporary folders left by an interrupted run (call with the lock held)."""
-    for pattern in ("**/.*.tmp-*", "**/.*.old-*"):
-        for p in Path(root).glob(pattern):
-            shutil.rmtree(p, ignore_errors=True)
+    """Remove temporary folders left by an interrupted run (call with the lock held); only in
+    the folders that hold stages, never elsewhere under ``root``."""
+    for parent in STAGE_PARENTS:
+        for pattern in (".*.tmp-*", ".*.old-*"):
+            for p in (Path(root) / parent).glob(pattern):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
 
 
 @contextmanager

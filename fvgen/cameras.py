@@ -264,12 +264,27 @@ def _shift_principal_point(K: np.ndarray, delta: float) -> np.ndarray:
 
 
 def read_transforms_json(path: Path) -> list[Camera]:
-    """instant-ngp / nerfstudio ``transforms.json`` (OpenGL c2w; intrinsics global or per frame)."""
+    """instant-ngp / nerfstudio ``transforms.json`` (OpenGL c2w; intrinsics global or per frame;
+    pinhole with optional OPENCV distortion)."""
     path = Path(path)
+    try:
+        return _read_transforms_json(path)
+    except FvgenError:
+        raise
+    except FileNotFoundError:
+        raise FvgenError(f"camera file not found: {path}") from None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise FvgenError(f"{path}: not a readable transforms.json ({type(e).__name__}: {e})") from None
+
+
+def _read_transforms_json(path: Path) -> list[Camera]:
     data = json.loads(path.read_text())
     cams = []
     for f in data["frames"]:
         g = {**data, **f}
+        model = str(g.get("camera_model", "OPENCV")).upper()
+        if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):
+            raise FvgenError(f"{path}: camera model {model} is not supported (pinhole or OPENCV only)")
         if "w" not in g or "h" not in g:
             raise FvgenError(f"{path}: frames have no image size (w, h)")
         w, h = int(g["w"]), int(g["h"])
@@ -313,7 +328,10 @@ def read_llff_poses_bounds(path: Path, image_names: Sequence[str], image_size: t
     """LLFF ``poses_bounds.npy``: rows follow the sorted image names; ``hwf`` refers to the
     original resolution, so intrinsics are scaled to ``image_size`` = (w, h) as LLFF loaders do.
     The principal point is the image centre."""
-    arr = np.load(path)
+    try:
+        arr = np.load(path)
+    except (ValueError, OSError) as e:
+        raise FvgenError(f"{path}: not a readable poses_bounds.npy ({e})") from None
     if arr.ndim != 2 or arr.shape[1] != 17:
         raise FvgenError(f"{path}: not an LLFF poses_bounds.npy (expected N x 17)")
     if len(arr) != len(image_names):
@@ -341,7 +359,7 @@ def read_dtu_cameras_npz(path: Path, image_names: Sequence[str], image_size: tup
     ``source_size`` (the cropped source, w, h) to ``image_size``, as MonoSDF does for DTU
     (``crop_offset=(200, 0), source_size=(1200, 1200)`` for the 384x384 crops of 1600x1200;
     see :func:`dtu_center_crop`). P's pixel origin is taken as the top-left corner."""
-    data = np.load(path)
+    data = _load_npz(path)
     w, h = image_size
     cams = []
     for i, name in enumerate(sorted(image_names)):
@@ -363,6 +381,15 @@ def read_dtu_cameras_npz(path: Path, image_names: Sequence[str], image_size: tup
     return cams
 
 
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz, read at once so the file is closed again."""
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise FvgenError(f"{path}: not a readable cameras.npz ({e})") from None
+
+
 def dtu_center_crop(path: Path, image_size: tuple[int, int]):
     """``(crop_offset, source_size)`` for ``read_dtu_cameras_npz`` when the images are a centre
     crop of the calibrated frames (MonoSDF's DTU preprocessing), else ``((0, 0), None)``.
@@ -372,9 +399,9 @@ def dtu_center_crop(path: Path, image_size: tuple[int, int]):
     ``image_size`` has another aspect ratio, the images are taken to be the largest centred crop
     of that aspect (DTU 384x384: offset (200, 0), source 1200x1200), as the dataset README says.
     """
-    data = np.load(path)
+    data = _load_npz(path)
     pp = []
-    for k in data.files:
+    for k in data:
         if k.startswith("world_mat_"):
             i = k[len("world_mat_"):]
             scale_mat = data[f"scale_mat_{i}"] if f"scale_mat_{i}" in data else np.eye(4)
@@ -508,35 +535,57 @@ def load_poses(path: Path, image_names: Sequence[str], image_size: tuple[int, in
     images were cut from the calibrated frames; by default :func:`dtu_center_crop` infers it
     (a centred crop when the aspect ratios differ, as in MonoSDF's 384x384 DTU crops).
     """
+    p = pose_source(path)
+    if p.is_dir():
+        cams = read_colmap_model(p)
+    elif p.suffix == ".json":
+        cams = read_cameras_opencv_json(p) if _is_opencv_list(p) else read_transforms_json(p)
+    elif p.suffix == ".npy":
+        all_names = _sibling_image_names(p.parent) or list(image_names)
+        cams = read_llff_poses_bounds(p, all_names, image_size)
+    else:  # .npz
+        all_names = _sibling_image_names(p.parent) or list(image_names)
+        crop_offset, source_size = dtu_crop if dtu_crop is not None else dtu_center_crop(p, image_size)
+        cams = read_dtu_cameras_npz(p, all_names, image_size, crop_offset, source_size)
+    return _match_cameras(cams, image_names, image_size, p)
+
+
+def pose_source(path: Path) -> Path:
+    """The pose file or COLMAP model folder that :func:`load_poses` reads for ``path``."""
     path = Path(path)
     if not path.exists():
         raise FvgenError(f"pose file or folder not found: {path}")
-    candidates = [path] if path.is_file() else [
-        path / n for n in ("cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz",
-                           "sparse/0", "sparse", ".")
-    ]
-    for p in candidates:
-        if not p.exists():
-            continue
-        if p.name == "cameras_opencv.json" or (p.suffix == ".json" and "cameras_opencv" in p.name):
-            cams = read_cameras_opencv_json(p)
-        elif p.suffix == ".json":
-            cams = read_transforms_json(p)
-        elif p.name.endswith("poses_bounds.npy"):
-            all_names = _sibling_image_names(p.parent) or list(image_names)
-            cams = read_llff_poses_bounds(p, all_names, image_size)
-        elif p.suffix == ".npz":
-            all_names = _sibling_image_names(p.parent) or list(image_names)
-            crop_offset, source_size = dtu_crop if dtu_crop is not None else dtu_center_crop(p, image_size)
-            cams = read_dtu_cameras_npz(p, all_names, image_size, crop_offset, source_size)
-        elif p.is_dir() and ((p / "cameras.txt").exists() or (p / "cameras.bin").exists()) and (
-                (p / "images.txt").exists() or (p / "images.bin").exists()):
-            cams = read_colmap_model(p)
-        else:
-            continue
-        return _match_cameras(cams, image_names, image_size, p)
+    if path.is_file():
+        if path.suffix not in (".json", ".npy", ".npz"):
+            raise FvgenError(f"{path}: not a pose file (.json, poses_bounds.npy or cameras.npz)")
+        return path
+    for name in ("cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz"):
+        if (path / name).is_file():
+            return path / name
+    for p in (path / "sparse" / "0", path / "sparse", path):
+        if p.is_dir() and any((p / f).exists() for f in ("cameras.txt", "cameras.bin")) and any(
+                (p / f).exists() for f in ("images.txt", "images.bin")):
+            return p
     raise FvgenError(f"{path}: no supported pose file (cameras_opencv.json, transforms.json, "
                      "poses_bounds.npy, cameras.npz or a COLMAP model)")
+
+
+def pose_source_files(path: Path) -> list[Path]:
+    """The files whose content decides the cameras :func:`load_poses` returns for ``path`` (for
+    cache keys): the pose file or COLMAP model files, never anything else in the folder."""
+    p = pose_source(path)
+    if p.is_dir():
+        return sorted(f for f in p.iterdir() if f.name in ("cameras.txt", "cameras.bin", "images.txt", "images.bin"))
+    return [p]
+
+
+def _is_opencv_list(path: Path) -> bool:
+    """A ``cameras_opencv.json``-style list (frames with ``c2w``), whatever the file is called."""
+    try:
+        frames = json.loads(Path(path).read_text()).get("frames") or [{}]
+    except (ValueError, AttributeError, OSError):
+        return False
+    return isinstance(frames[0], dict) and "c2w" in frames[0]
 
 
 def _sibling_image_names(folder: Path) -> list[str]:

@@ -21,7 +21,8 @@ DEVICE_HELP = "auto (CUDA when available), cpu or cuda"
 PRESET_HELP = ("preset name from pipelines/ (default, cpu, paper) or a .toml file; when not given: default "
                "with a CUDA GPU, cpu without one")
 TRAJ_HELP = "orbit, spiral, interp, or a .json camera path (cameras_opencv.json / transforms.json)"
-FORCE_HELP = "recompute this stage even when cached: priors, fit, warp or all (repeatable)"
+FORCE_HELP = ("recompute a stage even when cached, and every stage after it: priors or fit (reconstruct, eval), "
+              "warp (warp), or all; repeatable")
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +81,28 @@ def from_dict(cls, data: dict, where: str = ""):
 
 def _coerce(value, typ, name):
     origin = typing.get_origin(typ)
-    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if origin in (typing.Union, types.UnionType):  # e.g. int | None
+        for option in typing.get_args(typ):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, option, name)
+            except FvgenError:
+                continue
+        raise FvgenError(f"setting {name} must be {typ}, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FvgenError(f"setting {name} must be a number, got {value!r}")
         return float(value)
     if typ in (int, str, bool):
         if type(value) is not typ:
             raise FvgenError(f"setting {name} must be {typ.__name__}, got {value!r}")
         return value
     if origin is tuple or typ is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise FvgenError(f"setting {name} must be a list, got {value!r}")
         return tuple(value)
     if origin is typing.Literal:
         if value not in typing.get_args(typ):

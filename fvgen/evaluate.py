@@ -11,6 +11,8 @@ implementations used) and ``OUT/compare/<view>.png`` (ground truth | render | |e
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +57,8 @@ def parse_indices(text: str, n: int, what: str) -> list[int]:
         idx = [int(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
         raise FvgenError(f"--{what} takes comma-separated image indices, got {text!r}") from None
+    if len(set(idx)) != len(idx):
+        raise FvgenError(f"--{what} lists a view twice: {text}")
     bad = [i for i in idx if not 0 <= i < n]
     if bad or not idx:
         raise FvgenError(f"--{what} indices {bad or text!r} out of range: the scene has {n} images (0..{n - 1})")
@@ -66,7 +70,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     if poses not in ("gt", "estimated"):
         raise FvgenError(f"--poses takes gt or estimated, not {poses!r}")
     device = resolve_device(device)
-    force = check_force(force)
+    force = check_force(force, ("priors", "fit"))
     scene_dir, out = Path(scene_dir), Path(out)
     files = scene_image_files(scene_dir)
     overlap = sorted(set(train) & set(test))
@@ -107,6 +111,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             test_cams = gt_test
         splats = load_ply(fit_res.path / "scene.ply", device=device)
         lp_model, lp_impl = lpips_status()
+        shutil.rmtree(out / "compare", ignore_errors=True)  # no images left from another --test
         per_view = []
         for f, cam, cam_gt in zip(test_files, test_cams, gt_test):
             img = resize_image(read_image(f), *size)
@@ -143,6 +148,8 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             "device": device,
             "seconds": round(time.perf_counter() - start, 2),
         }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        tmp = out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1))
+        os.replace(tmp, out / "metrics.json")
         write_run_json(out, command_line(), [pri_res, fit_res], {"preset": conf.name, "device": device})
     return metrics

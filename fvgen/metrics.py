@@ -43,12 +43,10 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
 def lpips_status() -> tuple[object | None, str]:
     """(an LPIPS callable or None, implementation or reason)."""
     try:
-        import lpips  # noqa: F401
+        import lpips
     except ImportError:
         return None, "unavailable: the lpips package and its pretrained backbone weights are not installed"
     try:
-        import lpips
-
         model = lpips.LPIPS(net="alex", verbose=False, pretrained=True)
     except Exception as e:  # weights missing locally (no downloads here)
         return None, f"unavailable: LPIPS weights could not be loaded locally ({type(e).__name__})"

@@ -18,7 +18,7 @@ import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .cache import StageResult, replace_dir, run_lock, write_run_json
 from .cameras import write_cameras_opencv_json, write_colmap_text, write_transforms_json
@@ -30,8 +30,6 @@ from .stages import fit as fit_stage
 from .stages import priors as priors_stage
 from .stages import warp as warp_stage
 
-DEFAULT_OUT = Path("fvgen_out")
-STAGES = ("priors", "fit", "warp")
 
 
 def resolve_device(device: str) -> str:
@@ -46,13 +44,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def check_force(force: Iterable[str]) -> set[str]:
+def check_force(force: Iterable[str], allowed: Sequence[str]) -> set[str]:
+    """``--force`` values for a command that runs the stages ``allowed`` (``all`` = every one)."""
     force = set(force)
     if "all" in force:
-        return set(STAGES)
-    unknown = force - set(STAGES)
+        return set(allowed)
+    unknown = force - set(allowed)
     if unknown:
-        raise FvgenError(f"--force takes {', '.join(STAGES)} or all, not {', '.join(sorted(unknown))}")
+        raise FvgenError(f"--force takes {', '.join(allowed)} or all here, not {', '.join(sorted(unknown))}")
     return force
 
 
@@ -96,7 +95,7 @@ def export(out: Path, priors: StageResult, fit: StageResult) -> None:
 def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineConf, device: str = "auto",
                 poses: Path | None = None, force: Iterable[str] = ()) -> dict:
     device = resolve_device(device)
-    force = check_force(force)
+    force = check_force(force, ("priors", "fit"))
     out = Path(out)
     with run_lock(out):
         pri = run_priors(conf, Path(images_dir), views, out, device, poses, force)
@@ -118,13 +117,14 @@ def find_priors(out: Path) -> StageResult:
     meta = read_stage(out / "priors")
     if meta is None:
         raise FvgenError(f"no finished run in {out}: run `fvgen reconstruct IMAGES_DIR --out {out}` first")
-    return StageResult("priors", meta["key"], out / "priors", "cached", 0.0, meta.get("figures", {}))
+    return StageResult("priors", meta["key"], out / "priors", "cached", 0.0, meta.get("figures", {}),
+                       meta.get("run_id", ""))
 
 
 def warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: str = "auto",
          force: Iterable[str] = ()) -> StageResult:
     device = resolve_device(device)
-    force = check_force(force)
+    force = check_force(force, ("warp",))
     out = Path(out)
     with run_lock(out):
         pri, res = run_warp(out, conf, traj, frames, device, "warp" in force)

@@ -120,7 +120,3 @@ def load_ply(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.
         "sh0": t(col(["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :]),
         "shN": t(rest),
     }
-
-
-def sh_degree_of(splats: dict[str, torch.Tensor]) -> int:
-    return int(round(math.sqrt(splats["shN"].shape[1] + 1))) - 1

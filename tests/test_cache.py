@@ -34,6 +34,8 @@ def test_run_stage_computes_then_reuses(tmp_path):
     assert r3.status == "computed" and len(calls) == 2
     r4 = run_stage(tmp_path, "stage", "k2", compute, force=True)
     assert r4.status == "computed" and len(calls) == 3
+    assert r4.key == r3.key and r4.token != r3.token  # later stages see the recomputation
+    assert run_stage(tmp_path, "stage", "k2", compute).token == r4.token
     assert read_stage(tmp_path / "stage")["key"] == "k2"
 
 

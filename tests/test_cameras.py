@@ -367,3 +367,21 @@ def test_pose_errors_zero_and_similarity_invariant():
     # focal at another resolution is compared after scaling
     half = [c.scaled(320, 240) for c in cams]
     assert pose_errors(half, cams)["focal_error_rel_mean"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_load_poses_reads_by_content_and_refuses_bad_files(tmp_path):
+    cams = _random_cameras(3, seed=7)
+    write_cameras_opencv_json(cams, tmp_path / "cameras.json")  # fvgen's own name for this layout
+    names = [c.name for c in cams]
+    got = load_poses(tmp_path / "cameras.json", names, (cams[0].width, cams[0].height))
+    _assert_same(got, cams, pose_tol=1e-9)
+    (tmp_path / "transforms.json").write_text("{broken")
+    with pytest.raises(FvgenError, match="not a readable transforms.json"):
+        read_transforms_json(tmp_path / "transforms.json")
+    (tmp_path / "transforms.json").write_text(json.dumps({"camera_model": "OPENCV_FISHEYE", "frames": [
+        {"file_path": "a.png", "w": 4, "h": 4, "fl_x": 2, "transform_matrix": np.eye(4).tolist()}]}))
+    with pytest.raises(FvgenError, match="not supported"):
+        read_transforms_json(tmp_path / "transforms.json")
+    (tmp_path / "poses.txt").write_text("x")
+    with pytest.raises(FvgenError, match="not a pose file"):
+        load_poses(tmp_path / "poses.txt", names, (8, 8))

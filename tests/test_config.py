@@ -41,3 +41,18 @@ def test_cli_picks_the_preset_for_the_device():
     assert _conf(None, "cpu").name == "cpu"  # no GPU: the default preset's fit would take hours
     assert _conf("default", "cpu").name == "default"  # an explicit choice wins
     assert _conf("paper", "cpu").name == "paper"
+
+
+def test_float_and_optional_settings_are_type_checked(tmp_path):
+    p = tmp_path / "bad.toml"
+    for bad in ('"abc"', "true", "[1, 2]"):
+        p.write_text(f"[fit]\nssim_lambda = {bad}\n")
+        with pytest.raises(FvgenError, match="ssim_lambda must be a number"):
+            load_preset(str(p))
+    p.write_text("[fit]\nssim_lambda = 1\n")
+    assert load_preset(str(p)).fit.ssim_lambda == 1.0
+    p.write_text("[priors.sfm]\nmax_keypoints = 'many'\n")
+    with pytest.raises(FvgenError, match="max_keypoints"):
+        load_preset(str(p))
+    p.write_text("[priors.sfm]\nmax_keypoints = 2048\n")
+    assert load_preset(str(p)).priors.sfm.max_keypoints == 2048

@@ -102,6 +102,10 @@ def test_unchanged_rerun_is_cached_and_changes_recompute_downstream_only(run_dir
     reconstruct(DEMO, 3, run_dir, small_conf(**{"fit.iterations": 12}), device="cpu", force=["fit"])
     st = stages(run_dir)
     assert st["priors"]["status"] == "cached" and st["fit"]["status"] == "computed"
+    # a recomputed stage invalidates the stages after it, even under an unchanged key
+    reconstruct(DEMO, 3, run_dir, small_conf(**{"fit.iterations": 12}), device="cpu", force=["priors"])
+    st = stages(run_dir)
+    assert st["priors"]["status"] == "computed" and st["fit"]["status"] == "computed"
     assert not list(run_dir.glob(".*.tmp-*"))
 
 
@@ -192,10 +196,10 @@ def test_fit_with_extra_views_weights_and_masks(run_dir):
     res = warp(run_dir, small_conf(), "orbit", 6, device="cpu")
     pri = find_priors(run_dir)
     conf = small_conf(**{"fit.iterations": 12}).fit
-    extra = fit_stage.ExtraViews(res.path, res.key, weight=0.25)
+    extra = fit_stage.ExtraViews(res.path, res.token, weight=0.25)
     out = fit_stage.main(conf, pri, run_dir, "cpu", extra=[extra])
     assert out.status == "computed"
     assert out.figures["input_views"] == 3 and out.figures["extra_views"] == 6
     assert np.isfinite(out.figures["final_loss"])
-    again = fit_stage.main(conf, pri, run_dir, "cpu", extra=[fit_stage.ExtraViews(res.path, res.key, weight=0.5)])
+    again = fit_stage.main(conf, pri, run_dir, "cpu", extra=[fit_stage.ExtraViews(res.path, res.token, weight=0.5)])
     assert again.status == "computed" and again.key != out.key  # the weight is part of the key

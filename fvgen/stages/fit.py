@@ -29,7 +29,8 @@ NAME = "fit"
 @dataclass(frozen=True)
 class ExtraViews:
     """Views beside the inputs (e.g. generated ones): a stage folder with ``rgb/``, ``mask/`` and
-    ``cameras.json``, its cache key, and the weight of its images in the loss."""
+    ``cameras.json``, its stage token (``StageResult.token``), and the weight of its images in
+    the loss."""
 
     folder: Path
     key: str
@@ -48,7 +49,7 @@ def _load_extra(extra: ExtraViews, size: tuple[int, int]):
 
 def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "cpu",
          extra: Sequence[ExtraViews] = (), force: bool = False, progress=None) -> StageResult:
-    k = cache_key(NAME, VERSION, conf, priors_result.key, *[e.key for e in extra],
+    k = cache_key(NAME, VERSION, conf, priors_result.token, *[e.key for e in extra],
                   weights=[e.weight for e in extra], device=device)
 
     def compute(tmp: Path) -> dict:

@@ -62,7 +62,7 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
     from ..teacher.model import weights_hash
 
     name = Path(warp_result.path).name
-    k = cache_key("generate", VERSION, conf, warp_result.key, priors_result.key, weights=weights_hash(model_dir))
+    k = cache_key("generate", VERSION, conf, warp_result.token, priors_result.token, weights=weights_hash(model_dir))
 
     def compute(tmp: Path) -> dict:
         import torch
@@ -107,18 +107,13 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
     (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
     ``warp``, ``generate`` or ``all``."""
     from ..cache import run_lock, write_run_json
-    from ..pipeline import command_line, resolve_device, run_warp
+    from ..pipeline import check_force, command_line, resolve_device, run_warp
     from ..progress import progress_bar
     from ..teacher.model import resolve_model
 
     model_dir = resolve_model(model)  # refuse before any work
     device = resolve_device(device)
-    force = set(force)
-    bad = force - {"warp", "generate", "all"}
-    if bad:
-        raise FvgenError(f"--force takes warp, generate or all here, not {', '.join(sorted(bad))}")
-    if "all" in force:
-        force = {"warp", "generate"}
+    force = check_force(force, ("warp", "generate"))
     g = gen_conf or GenerateConf(fps=conf.warp.fps)
     if steps is not None:
         if steps < 1:

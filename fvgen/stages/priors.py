@@ -32,15 +32,21 @@ class PriorsInputs:
 
 
 def _hash_poses(path: Path | None) -> str:
+    """Hash of what decides the known cameras: the pose file (or COLMAP model files) that
+    :func:`fvgen.cameras.load_poses` reads, and for row-ordered formats (LLFF, DTU) the sibling
+    image names that map rows to images. Nothing else in the folder (e.g. an output folder inside
+    it) enters the key."""
     if path is None:
         return ""
-    path = Path(path)
+    from ..cameras import _sibling_image_names, pose_source_files
+
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
-                                                 if p.is_file() and p.suffix in (".json", ".npy", ".npz", ".txt", ".bin"))
+    files = pose_source_files(path)
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
+    if files[0].suffix in (".npy", ".npz"):
+        h.update("\n".join(_sibling_image_names(files[0].parent)).encode())
     return h.hexdigest()
 
 
@@ -94,6 +100,11 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
                              "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
         if inputs.poses is not None:
             raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
+    stems = [Path(f).stem for f in inputs.image_files]
+    dup = sorted({n for n in stems if stems.count(n) > 1})
+    if dup:
+        raise FvgenError(f"several images share a name ({', '.join(dup[:3])}): rename them, e.g. "
+                         f"{dup[0]}.jpg and {dup[0]}.png")
     k = key(images_conf, conf, inputs, device)
 
     def compute(tmp: Path) -> dict:

@@ -57,7 +57,7 @@ def render_warp(priors: Priors, cameras: list[Camera], conf: WarpConf, device: s
 def main(conf: WarpConf, priors_result: StageResult, root: Path, device: str = "cpu",
          force: bool = False, progress=None) -> StageResult:
     name = traj_name(conf.traj)
-    k = cache_key("warp", VERSION, conf, priors_result.key, traj=name)
+    k = cache_key("warp", VERSION, conf, priors_result.token, traj=name)
 
     def compute(tmp: Path) -> dict:
         priors = Priors.load(priors_result.path)
