@@ -8,6 +8,7 @@ images as every later stage sees them (``images/*.png``, resized, undistorted), 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,8 +52,13 @@ def _hash_poses(path: Path | None) -> str:
 
 
 def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device: str) -> str:
+    checkpoint = ""
+    if conf.backend == "dust3r":  # a checkpoint replaced at the same path must not reuse the cache
+        st = Path(conf.checkpoint).stat()
+        checkpoint = f"{Path(conf.checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
-                     poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "")
+                     poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
+                     checkpoint=checkpoint)
 
 
 def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
@@ -95,9 +101,12 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
         n = len(inputs.image_files)
         raise FvgenError(f"need at least 2 images, got {n}" + (f" ({inputs.image_files[0].name})" if n else ""))
     if conf.backend == "dust3r":  # refuse before any work
+        conf = replace(conf, checkpoint=conf.checkpoint or os.environ.get("FVGEN_DUST3R_CHECKPOINT", ""))
         if not conf.checkpoint:
             raise FvgenError("the dust3r backend needs a checkpoint: pass --checkpoint "
-                             "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth")
+                             "PATH/DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth (or set FVGEN_DUST3R_CHECKPOINT)")
+        if not Path(conf.checkpoint).is_file():
+            raise FvgenError(f"DUSt3R checkpoint not found: {conf.checkpoint}")
         if inputs.poses is not None:
             raise FvgenError("--poses is not supported with --priors dust3r; use --priors sfm")
     stems = [Path(f).stem for f in inputs.image_files]
