@@ -61,7 +61,8 @@ def main() -> None:
     rows = []
     for scene in args.scenes:
         root = args.data / scene
-        names = [f.name for f in scene_image_files(root)]
+        files_all = scene_image_files(root)
+        names = [f.name for f in files_all]
         train_n, test_n = split_files(scene, args.data)
         train, test = [names.index(n) for n in train_n], [names.index(n) for n in test_n]
         if args.copy_data:
@@ -72,7 +73,7 @@ def main() -> None:
             if args.priors_only:
                 from fvgen.stages import priors as priors_stage
 
-                files = tuple(scene_image_files(root)[i] for i in train)
+                files = tuple(files_all[i] for i in train)
                 res = priors_stage.main(conf.images, conf.priors, priors_stage.PriorsInputs(
                     files, root if poses == "gt" else None), args.out / tag, "cpu")
                 print(json.dumps({"scene": scene, "poses": poses, "priors": res.status, **res.figures}), flush=True)

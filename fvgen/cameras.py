@@ -589,15 +589,10 @@ def _is_opencv_list(path: Path) -> bool:
 
 
 def _sibling_image_names(folder: Path) -> list[str]:
-    from .images import list_image_files
+    """Names of the images beside a row-ordered pose file (LLFF, DTU)."""
+    from .images import find_scene_images
 
-    for sub in ("images", "images_8", "image", "."):
-        d = folder / sub
-        if d.is_dir():
-            files = list_image_files(d, strict=False)
-            if files:
-                return [f.name for f in files]
-    return []
+    return [f.name for f in find_scene_images(folder)]
 
 
 def _match_cameras(cams: list[Camera], image_names: Sequence[str], image_size, source: Path) -> list[Camera]:

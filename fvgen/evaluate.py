@@ -27,7 +27,7 @@ from .cameras import align_cameras, load_poses
 from .config import PipelineConf
 from .errors import FvgenError
 from .fit import render_splats
-from .images import list_image_files, read_image, resize_image, save_image
+from .images import find_scene_images, read_image, resize_image, save_image
 from .metrics import lpips_status, psnr, ssim
 from .pipeline import command_line, fit_with_progress, check_force, resolve_device
 from .splats import load_ply
@@ -42,11 +42,7 @@ def scene_image_files(scene_dir: Path) -> list[Path]:
     scene_dir = Path(scene_dir)
     if not scene_dir.is_dir():
         raise FvgenError(f"scene folder not found: {scene_dir}")
-    for sub in ("images", "images_8", "image"):
-        files = list_image_files(scene_dir / sub, strict=False)
-        if files:
-            return files
-    files = list_image_files(scene_dir, strict=False)
+    files = find_scene_images(scene_dir)
     if not files:
         raise FvgenError(f"no images in {scene_dir} or its images/ folder")
     return files

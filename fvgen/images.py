@@ -53,6 +53,17 @@ def list_image_files(folder: Path, strict: bool = True) -> list[Path]:
     return files
 
 
+def find_scene_images(folder: Path) -> list[Path]:
+    """A posed scene's image files: in ``images/``, ``images_8/`` or ``image/`` (the first that
+    holds any), else in ``folder`` itself; empty when there are none."""
+    folder = Path(folder)
+    for d in (folder / "images", folder / "images_8", folder / "image", folder):
+        files = list_image_files(d, strict=False)
+        if files:
+            return files
+    return []
+
+
 def select_views(files: Sequence[Path], n: int | None) -> list[Path]:
     """``n`` views spread evenly over the name-sorted folder: indices ``round(linspace(0, len-1, n))``
     (first and last always included); all of them when the folder holds ``n`` or fewer."""
@@ -162,6 +173,7 @@ def hash_files(files: Sequence[Path]) -> str:
 def save_image(path: Path, img: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    arr = np.clip(np.round(np.asarray(img) * 255.0), 0, 255).astype(np.uint8)
+    from .video import to_uint8
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, arr)
+    iio.imwrite(path, to_uint8(img))
