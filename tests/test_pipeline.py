@@ -23,7 +23,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 SMALL = {
     "name": "test-small",
     "images": {"max_size": 240},
-    "priors": {"sfm": {"matcher": "sift"}, "mvs": {"max_image_size": 240, "num_planes": 32, "coarse_planes": 32}},
+    "priors": {"sfm": {"matcher": "sift", "num_threads": 1}, "mvs": {"max_image_size": 240, "num_planes": 32, "coarse_planes": 32}},
     "warp": {"frames": 6},
     "fit": {"iterations": 30, "sh_degree": 1, "sh_degree_interval": 10, "max_init_points": 8000,
             "refine_start_iter": 10, "refine_every": 10},
