@@ -187,6 +187,49 @@ def test_data_builder_on_real_scene(tmp_path):
     assert np.abs(back["gt"].astype(int) - ex["gt"]).mean() < 3  # JPEG q92
 
 
+def test_path_order_follows_the_capture_path():
+    from fvgen.cameras import Camera, look_at
+
+    K = [[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]]
+    angles = np.linspace(0, 1.5, 12)  # an arc of cameras around the origin
+    cams = [Camera(K, look_at(np.array([3 * np.sin(a), 0.2, 3 * np.cos(a)]), np.zeros(3), np.array([0.0, -1.0, 0.0])),
+                   64, 48, name=f"IMG_{i}.jpg") for i, a in enumerate(angles)]
+    shuffled = [cams[i] for i in (3, 11, 0, 7, 5, 1, 9, 2, 10, 4, 8, 6)]  # e.g. files listed by name
+    order = tdata.path_order(shuffled)
+    names = [shuffled[i].name for i in order]
+    expect = [c.name for c in cams]
+    assert names == expect or names == expect[::-1]
+
+
+def test_pick_views_keeps_inputs_on_the_clip_path():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        sparse, clip = tdata.pick_views(40, 16, rng)
+        assert sparse[0] == clip[0] and set(sparse) <= set(clip) and len(set(sparse)) == len(sparse)
+        assert all(abs(b - a) == 1 for a, b in zip(clip, clip[1:]))
+        c = tdata.clip_from(sparse[-1], 40, 16, 1, rng)
+        assert c is not None and c[0] == sparse[-1] and len(c) == 16 and all(0 <= i < 40 for i in c)
+    assert tdata.clip_from(5, 10, 16, 1, rng) is None
+
+
+def test_sample_video_failure_does_not_stop_training(tmp_path, monkeypatch):
+    import fvgen.video
+    from fvgen.teacher.train import train_teacher
+
+    def broken(*a, **k):
+        raise RuntimeError("no ffmpeg here")
+
+    monkeypatch.setattr(fvgen.video, "write_mp4", broken)
+    _fake_shards(tmp_path / "shards", 4, PRESETS["tiny"])
+    r = train_teacher("tiny", tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=1, unet_steps=2,
+                      sample_every=1)
+    assert r["status"] == "done" and r["step"] == 2
+    assert (tmp_path / "run" / "samples" / "step_0000001.png").is_file()
+    assert not list((tmp_path / "run" / "samples").glob(".*tmp*"))
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("sample video not written" in x.get("warning", "") for x in log)
+
+
 def _fake_shards(folder: Path, n: int, p) -> None:
     rng = np.random.default_rng(0)
     for i in range(n):

@@ -104,7 +104,26 @@ def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, 
             im, c = undistort_image(im, c)
         out_imgs.append(im)
         out_cams.append(c)
-    return np.stack(out_imgs), out_cams, [c.name for c in out_cams]
+    order = path_order(out_cams)
+    return np.stack(out_imgs)[order], [out_cams[i] for i in order], [out_cams[i].name for i in order]
+
+
+def path_order(cams: Sequence[Camera]) -> list[int]:
+    """Frames reordered along the capture path (files are listed by name, which is not the path
+    order, e.g. ``IMG_3`` after ``IMG_28``): a greedy nearest-neighbour chain over camera centres
+    and viewing directions, started at the frame farthest from the others' mean, so that
+    consecutive frames of a clip are neighbouring views."""
+    c = np.stack([cam.c2w[:3, 3] for cam in cams])
+    d = np.stack([cam.c2w[:3, 2] for cam in cams])
+    scale = np.median(np.linalg.norm(c - c.mean(0), axis=1)) + 1e-9
+    dist = np.linalg.norm(c[:, None] - c[None], axis=-1) / scale + 0.5 * np.linalg.norm(d[:, None] - d[None], axis=-1)
+    cur = int(np.argmax(np.linalg.norm(c - c.mean(0), axis=1)))
+    order, left = [cur], set(range(len(cams))) - {cur}
+    while left:
+        cur = min(left, key=lambda j: dist[cur, j])
+        order.append(cur)
+        left.remove(cur)
+    return order
 
 
 def procedural_scene(seed: int, n: int, width: int = 320, height: int = 200) -> tuple[np.ndarray, list[Camera], list[str]]:
@@ -134,7 +153,7 @@ def procedural_scene(seed: int, n: int, width: int = 320, height: int = 200) -> 
 
 # ----------------------------------------------------------------------------- examples
 
-def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_stride: int = 2,
+def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_stride: int = 1,
                sparse: int | None = None) -> tuple[list[int], list[int]]:
     """(sparse view indices, clip indices): a clip of consecutive frames (stride 1..max_stride,
     random direction) and 2-3 sparse views, the clip's first frame first, the others near the clip."""
@@ -149,23 +168,32 @@ def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_strid
     if rng.random() < 0.5:
         clip = clip[::-1]
     k = sparse or int(rng.integers(2, 4))
-    lo, hi = max(0, min(clip) - span // 2), min(n_frames, max(clip) + span // 2 + 1)
-    others = [i for i in range(lo, hi) if i != clip[0]]
+    # the other inputs lie on the clip's own path, as when fvgen warps between or near its inputs:
+    # views far off the path leave the warps nearly empty (measured: 1-7 % coverage)
+    others = [i for i in clip if i != clip[0]]
     extra = list(rng.choice(others, size=min(k - 1, len(others)), replace=False))
     if rng.random() < 0.5 and clip[-1] not in extra:  # often an input view near the clip's end too
         extra[-1] = clip[-1]
     return [clip[0], *[int(e) for e in extra]], clip
 
 
-def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
-                 clip_ids: Sequence[int], width: int, height: int, priors_conf=None, device: str = "cpu",
-                 source: str = "") -> dict:
-    """One training example at the model size (uint8 arrays, see module docstring)."""
-    from ..config import PriorsConf, WarpConf
+def clip_from(start: int, n_frames: int, clip_len: int, stride: int, rng: np.random.Generator) -> list[int] | None:
+    """Consecutive frames (every ``stride``-th) beginning at ``start``, forward or backward (random
+    when both fit); None when neither fits."""
+    span = (clip_len - 1) * stride
+    dirs = [d for d in (1, -1) if 0 <= start + d * span < n_frames]
+    if not dirs:
+        return None
+    d = dirs[int(rng.integers(len(dirs)))]
+    return list(range(start, start + d * span + d, d * stride))
+
+
+def make_priors(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
+                priors_conf=None, device: str = "cpu"):
+    """The dense prior of the sparse views with their known poses: what ``fvgen reconstruct --poses`` runs."""
+    from ..config import PriorsConf
     from ..images import LoadedImages
     from ..stages.priors import compute_priors
-    from ..stages.warp import render_warp
-    from .sample import resize_frames
 
     priors_conf = priors_conf or PriorsConf()
     H, W = images.shape[1:3]
@@ -174,6 +202,16 @@ def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str
         td = Path(td)
         write_cameras_opencv_json([cams[i] for i in sparse_ids], td / "cameras_opencv.json")
         priors, _ = compute_priors(sub, priors_conf, td / "work", td / "cameras_opencv.json", device)
+    return priors
+
+
+def clip_example(priors, images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
+                 clip_ids: Sequence[int], width: int, height: int, device: str = "cpu", source: str = "") -> dict:
+    """The prior drawn along ``clip_ids`` by the warp stage's renderer, with the real frames as target."""
+    from ..config import WarpConf
+    from ..stages.warp import render_warp
+    from .sample import resize_frames
+
     clip_cams = [replace(cams[i], name=f"frame_{j:04d}") for j, i in enumerate(clip_ids)]
     frames, masks = render_warp(priors, clip_cams, WarpConf(), device)
 
@@ -187,6 +225,14 @@ def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str
             "meta": {"source": source, "sparse": [names[i] for i in sparse_ids], "clip": [names[i] for i in clip_ids],
                      "coverage": float(np.mean(masks)), "points": len(priors.points),
                      "cameras": [c.to_dict() for c in clip_cams]}}
+
+
+def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
+                 clip_ids: Sequence[int], width: int, height: int, priors_conf=None, device: str = "cpu",
+                 source: str = "") -> dict:
+    """One training example at the model size (uint8 arrays, see module docstring)."""
+    priors = make_priors(images, cams, names, sparse_ids, priors_conf, device)
+    return clip_example(priors, images, cams, names, sparse_ids, clip_ids, width, height, device, source)
 
 
 # ----------------------------------------------------------------------------- shards
@@ -271,6 +317,9 @@ class ExampleDataset(torch.utils.data.Dataset):
             src = json.loads(np.load(f, allow_pickle=False)["meta"].tobytes().decode()).get("source", "")
             check_not_eval(src or f.stem)
         self.frames, self.augment = frames, augment
+        # decoded examples are kept (uint8, ~5 MB each at the embedded size): the training run
+        # loops over a few hundred examples many times, and JPEG decoding would be the bottleneck
+        self._decoded: dict[int, dict] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -278,15 +327,19 @@ class ExampleDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([i, int(time.time_ns() % (1 << 31))]) if self.augment else None
         flip = bool(self.augment and rng.random() < 0.5)
-        return to_tensors(load_example(self.files[i]), self.frames, flip=flip)
+        ex = self._decoded.get(i)
+        if ex is None:
+            ex = self._decoded[i] = load_example(self.files[i])
+        return to_tensors(ex, self.frames, flip=flip)
 
 
 # ----------------------------------------------------------------------------- builder
 
 def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",), per_scene: int = 4,
           procedural: int = 0, max_size: int = 320, seed: int = 0, pipeline_preset: str = "cpu",
-          device: str = "cpu", min_coverage: float = 0.05, log=print) -> list[Path]:
-    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped."""
+          device: str = "cpu", min_coverage: float = 0.05, clips_per_prior: int = 1, log=print) -> list[Path]:
+    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped.
+    ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior."""
     from ..config import load_preset
     from .configs import get_preset
 
@@ -314,17 +367,24 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
                 imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
                 src = f"procedural/{s}"
             sparse, clip = pick_views(len(imgs), p.frames, rng)
-            ex = make_example(imgs, cams, names, sparse, clip, p.width, p.height, pconf, device, src)
+            priors = make_priors(imgs, cams, names, sparse, pconf, device)
         except FvgenError as e:
             log(f"skip {kind} {what}: {e}")
             continue
-        if ex["meta"]["coverage"] < min_coverage:
-            log(f"skip {kind} {what}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
-            continue
-        path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}.npz"
-        save_example(path, ex)
-        written.append(path)
-        log(f"{path.name}: coverage {ex['meta']['coverage']:.2f}, {path.stat().st_size / 1e6:.2f} MB, {time.time() - t0:.1f}s")
+        # one prior serves a clip from each of its sparse views (the warp is cheap, the prior is not)
+        stride = abs(clip[1] - clip[0]) if len(clip) > 1 else 1
+        clips = [clip] + [c for c in (clip_from(v, len(imgs), p.frames, stride, rng) for v in sparse[1:clips_per_prior])
+                          if c is not None]
+        for j, cl in enumerate(clips):
+            ex = clip_example(priors, imgs, cams, names, sparse, cl, p.width, p.height, device, src)
+            if ex["meta"]["coverage"] < min_coverage:
+                log(f"skip {kind} {what} clip {j}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
+                continue
+            path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}_{j}.npz"
+            save_example(path, ex)
+            written.append(path)
+            log(f"{path.name}: coverage {ex['meta']['coverage']:.2f}, {path.stat().st_size / 1e6:.2f} MB, "
+                f"{time.time() - t0:.1f}s")
     return written
 
 
@@ -342,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--pipeline-preset", default="cpu", help="fvgen preset whose [priors] settings are used")
     b.add_argument("--device", default="cpu")
     b.add_argument("--min-coverage", type=float, default=0.05, help="skip examples whose warps cover less")
+    b.add_argument("--clips-per-prior", type=int, default=1, help="clips per dense prior, each from one of its sparse views")
     a = ap.parse_args(argv)
     try:
         fs = build(a.out, a.preset, a.scenes, a.per_scene, a.procedural, a.max_size, a.seed, a.pipeline_preset, a.device,
-                   a.min_coverage)
+                   a.min_coverage, a.clips_per_prior)
     except FvgenError as e:
         print(f"error: {e}")
         return 2

@@ -51,6 +51,12 @@ except ImportError:  # pragma: no cover
         return fn
 
 
+def require_diffusers() -> None:
+    """A one-line error instead of a NameError deep in the teacher when diffusers is missing."""
+    if ModelMixin is nn.Module:
+        raise FvgenError("the teacher needs diffusers: pip install 'diffusers>=0.30'")
+
+
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
                         beta_end=0.012, rescale_betas_zero_snr=True, prediction_type="v_prediction",
                         timestep_spacing="trailing", clip_sample=False)
@@ -121,6 +127,7 @@ class TeacherModel:
     def random(cls, preset: str | ModelPreset, seed: int = 0) -> "TeacherModel":
         p = get_preset(preset) if isinstance(preset, str) else preset
         p.check()
+        require_diffusers()
         torch.manual_seed(seed)
         return cls(p, build_unet(p), build_vae(p), RefEncoder(p.latent_channels, p.cross_attention_dim, p.ref_patch),
                    {"trained": False})
@@ -185,6 +192,7 @@ class TeacherModel:
         missing = [s for s in ("unet", "vae", "ref") if not (folder / s / "config.json").is_file()]
         if missing:
             raise FvgenError(f"{folder}: missing {', '.join(missing)} (each a diffusers save_pretrained folder)")
+        require_diffusers()
         try:
             unet = UNetSpatioTemporalConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
             vae = _load_vae(folder / "vae", dtype)

@@ -18,7 +18,7 @@ examples, rank 0 writes everything.
     model/           the usable model (EMA weights, bf16): what ``fvgen generate --model`` takes
     samples/         step_XXXXXXX.mp4: warp | sample | ground truth, and .png of the middle frame
 
-``max_minutes`` bounds a chunk: at the budget the run checkpoints and returns ``status: paused``;
+``max_minutes`` bounds a chunk (so does ``stop_file``, as soon as it exists): at the budget the run checkpoints and returns ``status: paused``;
 calling it again resumes (``resume=True``). ``benchmark`` steps measure samples/s on random data.
 """
 
@@ -213,9 +213,11 @@ def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> bool:
 
 class Run:
     def __init__(self, conf: TrainConf, out: Path, resume: bool, max_minutes: float | None, dist: Dist,
-                 num_workers: int | None = None):
+                 num_workers: int | None = None, stop_file: str | Path | None = None):
         self.conf, self.out, self.dist = conf, Path(out), dist
-        self.t_start = time.time()
+        self.stop_file = Path(stop_file) if stop_file else None
+        self.t_start = time.time()  # start of the current accounting interval (state["seconds"])
+        self.t_launch = self.t_start  # start of this chunk: the max_minutes budget runs from here
         self.budget = None if not max_minutes else max_minutes * 60.0
         self.dev = dist.device
         self.ckpt = self.out / "ckpt"
@@ -285,7 +287,8 @@ class Run:
             self.log_f.flush()
 
     def over_budget(self) -> bool:
-        return self.dist.any(self.budget is not None and time.time() - self.t_start > self.budget)
+        stop = self.stop_file is not None and self.stop_file.exists()
+        return self.dist.any(stop or (self.budget is not None and time.time() - self.t_launch > self.budget))
 
     def checkpoint(self, opt, ema: dict | None):
         self.state["seconds"] += time.time() - self.t_start
@@ -470,8 +473,13 @@ class Run:
             return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
         row = np.concatenate([img(batch["warp"][0]), img(out[0]), img(batch["gt"][0])], axis=2)
         d = self.out / "samples"
-        write_mp4(d / f"step_{step:07d}.mp4", list(row), fps=8)
         write_pngs(d, [row[len(row) // 2]], [f"step_{step:07d}"])
+        try:  # a sample video is a nicety: a host without ffmpeg (the lent H200) must not stop training
+            write_mp4(d / f"step_{step:07d}.mp4", list(row), fps=8)
+        except Exception as e:  # noqa: BLE001 (imageio raises several unrelated types)
+            for tmp in d.glob(f".step_{step:07d}.tmp.*"):
+                tmp.unlink()
+            self.log(step=step, warning=f"sample video not written: {type(e).__name__}: {str(e)[:160]}")
         self.model.unet.train()
         self.model.ref.train()
 
@@ -511,7 +519,8 @@ class Run:
 
 
 def train_teacher(config_path: str | Path, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
-                  benchmark: int = 0, num_workers: int | None = None, **overrides) -> dict:
+                  benchmark: int = 0, num_workers: int | None = None, stop_file: str | Path | None = None,
+                  **overrides) -> dict:
     """Train (or resume) the teacher described by ``config_path`` (a name in
     :data:`~fvgen.teacher.configs.TRAIN_CONFIGS` or a TOML file) into ``out_dir``.
 
@@ -524,7 +533,7 @@ def train_teacher(config_path: str | Path, out_dir: str | Path, resume: bool = T
     if dist.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    run = Run(conf, out, resume, max_minutes, dist, num_workers)
+    run = Run(conf, out, resume, max_minutes, dist, num_workers, stop_file)
     if dist.main:
         (out / "config.json").write_text(json.dumps(asdict(conf), indent=1))
     if benchmark:
@@ -559,9 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unet-steps", type=int, default=None)
     ap.add_argument("--benchmark", type=int, default=0, help="measure samples/s over N steps on random data")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--stop-file", default=None, help="checkpoint and exit (paused) as soon as this file exists")
     a = ap.parse_args(argv)
     try:
-        res = train_teacher(a.config, a.out, not a.no_resume, a.max_minutes, a.benchmark, a.workers,
+        res = train_teacher(a.config, a.out, not a.no_resume, a.max_minutes, a.benchmark, a.workers, a.stop_file,
                             data=tuple(a.data) if a.data else None, init_from=a.init_from, batch_size=a.batch_size,
                             vae_steps=a.vae_steps, unet_steps=a.unet_steps)
     except FvgenError as e:

@@ -1,0 +1,245 @@
+"""The teacher on held-out views of the evaluation scenes, against the raw warp and a classical fill.
+
+Three steps, so that the GPU only does the sampling:
+
+``prepare`` (CPU): for fern, dtu_scan24 and fox, the dense prior of the 3 train views of the standard
+split (ground-truth poses, the ``cpu`` preset's priors at ``--max-size``: the path the teacher's
+training examples went through), then for every test view a 16-frame camera path interpolated
+from the nearest train view (frame 0, the reference) to the test view (the last frame), drawn by
+the warp stage's renderer. One ``.npz`` per test view: reference image, warped frames, masks and
+the test image (ground truth of the last frame only).
+
+``run`` (GPU or CPU): the teacher samples each clip (``fvgen.teacher.sample.generate_clip``, the
+function ``fvgen generate`` uses) and saves the generated last frames.
+
+``score`` (CPU): PSNR/SSIM of the last frame against the test image, on all pixels and on the hole
+pixels (warp mask 0), for: the raw warp (holes black), the warp with its holes filled by
+scikit-image's biharmonic inpainting, the teacher, and the teacher's pixels in the holes only
+(warp kept where it is valid).
+
+    python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval
+    python benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model fvgen/teacher/weights/embedded --out OUT
+    python benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated OUT --json benchmarks/results/teacher_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from splits import DATASETS, SCENES, split  # noqa: E402
+
+FRAMES = 16
+
+
+def _encode(frames: np.ndarray, fmt: str):
+    import io
+
+    from PIL import Image
+
+    blobs, offs = [], [0]
+    for f in frames:
+        b = io.BytesIO()
+        if fmt == "jpeg95":
+            Image.fromarray(f).save(b, format="JPEG", quality=95)
+        else:
+            Image.fromarray(f).save(b, format="PNG", optimize=True)
+        blobs.append(b.getvalue())
+        offs.append(offs[-1] + len(blobs[-1]))
+    return np.frombuffer(b"".join(blobs), np.uint8), np.asarray(offs, np.int64)
+
+
+def load_clip(f: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(meta, ref [H, W, 3], warp [F, H, W, 3] floats in [0, 1], masks [F, H, W] bool, gt [H, W, 3] floats)."""
+    from fvgen.teacher.data import _decode
+
+    z = np.load(f)
+    meta = json.loads(z["meta"].tobytes())
+    ref = _decode(z["ref"], z["ref_offs"])[0].astype(np.float32) / 255
+    warp = _decode(z["warp"], z["warp_offs"]).astype(np.float32) / 255
+    masks = _decode(z["mask"], z["mask_offs"]) > 127
+    return meta, ref, warp, masks, z["gt"].astype(np.float32) / 255
+
+
+def u8(a: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+
+
+def nearest_view(cams, target) -> int:
+    """The train camera closest to ``target`` (centre distance over the train spread + direction)."""
+    C = np.stack([c.center for c in cams])
+    scale = np.linalg.norm(C - C.mean(0), axis=1).max() + 1e-9
+    d = [np.linalg.norm(c.center - target.center) / scale + np.linalg.norm(c.c2w[:3, 2] - target.c2w[:3, 2])
+         for c in cams]
+    return int(np.argmin(d))
+
+
+def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
+    import tempfile
+
+    from fvgen.cameras import load_poses, read_cameras_opencv_json
+    from fvgen.config import WarpConf, load_preset
+    from fvgen.evaluate import scene_image_files
+    from fvgen.images import load_images, read_image, resize_image
+    from fvgen.stages.priors import compute_priors
+    from fvgen.stages.warp import render_warp
+    from fvgen.trajectories import interp
+    from fvgen.undistort import undistort_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    conf = load_preset("cpu").priors
+    for name in scenes:
+        root = DATASETS / name
+        files = scene_image_files(root)
+        cams_all = read_cameras_opencv_json(root / "cameras_opencv.json")
+        train, test = split(name, cams_all)
+        by_name = {f.name: f for f in files}
+        train_files = [by_name[Path(cams_all[i].name).name] for i in train]
+        test_files = [by_name[Path(cams_all[i].name).name] for i in test]
+        t0 = time.time()
+        imgs = load_images(train_files, max_size)
+        with tempfile.TemporaryDirectory() as td:
+            priors, imgs = compute_priors(imgs, conf, Path(td), root, device)
+        t_priors = time.time() - t0
+        size = imgs.size
+        test_cams = load_poses(root, [f.name for f in test_files], size)
+        for f, cam in zip(test_files, test_cams):
+            gt = resize_image(read_image(f), *size)
+            if cam.dist:
+                gt, cam = undistort_image(gt, cam)
+            k = nearest_view(priors.cameras, cam)
+            path = interp([replace(priors.cameras[k], dist=None), replace(cam, dist=None)], FRAMES)
+            frames, masks = render_warp(priors, path, WarpConf(), device)
+            # JPEG (q 95) for the images and PNG for the masks keep the 36 clips small enough to carry
+            warp_b, warp_o = _encode(u8(np.stack(frames)), "jpeg95")
+            mask_b, mask_o = _encode(np.stack(masks).astype(np.uint8) * 255, "png")
+            ref_b, ref_o = _encode(u8(imgs.images[k])[None], "jpeg95")
+            np.savez_compressed(out / f"{name}__{f.stem}.npz", ref=ref_b, ref_offs=ref_o, warp=warp_b, warp_offs=warp_o,
+                     mask=mask_b, mask_offs=mask_o, gt=u8(gt),
+                     meta=np.frombuffer(json.dumps({
+                                    "scene": name, "test_view": f.name, "ref_view": train_files[k].name,
+                                    "train": [t.name for t in train_files], "size": list(size),
+                                    "points": len(priors.points), "priors_seconds": round(t_priors, 1),
+                                    "coverage_last": float(np.mean(masks[-1]))}).encode(), np.uint8))
+        print(f"{name}: {len(test_files)} clips, {len(priors.points)} points, priors {t_priors:.1f}s", flush=True)
+
+
+def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int) -> None:
+    import torch
+
+    from fvgen.teacher.model import TeacherModel
+    from fvgen.teacher.sample import generate_clip
+    from fvgen.video import write_mp4
+
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = TeacherModel.load(model_dir, dev, torch.float32).eval()
+    files = sorted(clips.glob("*.npz"))
+    times, seen = [], set()
+    for f in files:
+        meta, ref, warp, masks, _ = load_clip(f)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        gen = generate_clip(model, lambda a: ref, list(warp), list(masks), steps=steps, cfg=cfg, seed=seed)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.time() - t0)
+        np.savez_compressed(out / f.name, last=u8(gen[-1]))
+        if meta["scene"] not in seen:  # one video per scene: warp | teacher
+            seen.add(meta["scene"])
+            write_mp4(out / f"{meta['scene']}.mp4", [np.concatenate([w, g], 1) for w, g in zip(warp, gen)], fps=8)
+        print(f"{f.stem}: {times[-1]:.2f}s", flush=True)
+    (out / "run.json").write_text(json.dumps({
+        "model": str(model_dir), "steps": steps, "cfg": cfg, "device": str(dev), "seed": seed,
+        "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
+        "seconds_per_clip_median": float(np.median(times)), "clips": len(files),
+        "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}, indent=1))
+
+
+def score(clips: Path, generated: Path, out_json: Path | None) -> dict:
+    from fvgen.teacher.baseline import biharmonic_fill, clip_metrics
+
+    rows = []
+    for f in sorted(clips.glob("*.npz")):
+        g = generated / f.name
+        if not g.is_file():
+            raise SystemExit(f"error: no generated frame for {f.name} in {generated}")
+        meta, _, warps, masks, gt = load_clip(f)
+        warp, mask = warps[-1], masks[-1]
+        teacher = np.load(g)["last"].astype(np.float32) / 255
+        methods = {
+            "warp": warp,
+            "biharmonic": biharmonic_fill(warp, mask),
+            "teacher": teacher,
+            "teacher_in_holes": np.where(mask[..., None], warp, teacher),
+        }
+        row = {"scene": meta["scene"], "view": meta["test_view"], "coverage": float(mask.mean())}
+        for k, img in methods.items():
+            row[k] = clip_metrics([img], [gt], [mask])
+        rows.append(row)
+    summary = {}
+    for scene in [s for s in SCENES if any(r["scene"] == s for r in rows)] + ["all"]:
+        rs = [r for r in rows if scene in ("all", r["scene"])]
+        summary[scene] = {"views": len(rs), "coverage": float(np.mean([r["coverage"] for r in rs]))}
+        for k in ("warp", "biharmonic", "teacher", "teacher_in_holes"):
+            summary[scene][k] = {m: float(np.nanmean([r[k][m] if r[k][m] is not None else np.nan for r in rs]))
+                                 for m in ("psnr", "ssim", "psnr_holes", "ssim_holes")}
+    res = {"summary": summary, "views": rows, "machine": platform.node(), "date": time.strftime("%Y-%m-%d")}
+    run_json = generated / "run.json"
+    if run_json.is_file():
+        res["run"] = json.loads(run_json.read_text())
+    if out_json:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(res, indent=1))
+    print("| scene | views | coverage | method | PSNR all | SSIM all | PSNR holes | SSIM holes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for scene, s in summary.items():
+        for k in ("warp", "biharmonic", "teacher", "teacher_in_holes"):
+            m = s[k]
+            print(f"| {scene} | {s['views']} | {s['coverage']:.2f} | {k} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
+                  f"{m['psnr_holes']:.2f} | {m['ssim_holes']:.3f} |")
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--scenes", nargs="*", default=list(SCENES))
+    p.add_argument("--max-size", type=int, default=320)
+    p.add_argument("--device", default="cpu")
+    r = sub.add_parser("run")
+    r.add_argument("--clips", type=Path, required=True)
+    r.add_argument("--model", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--steps", type=int, default=50)
+    r.add_argument("--cfg", type=float, default=3.0)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("score")
+    s.add_argument("--clips", type=Path, required=True)
+    s.add_argument("--generated", type=Path, required=True)
+    s.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        prepare(a.out, a.scenes, a.max_size, a.device)
+    elif a.cmd == "run":
+        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed)
+    else:
+        score(a.clips, a.generated, a.json)
+
+
+if __name__ == "__main__":
+    main()
