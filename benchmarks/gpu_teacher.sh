@@ -1,37 +1,35 @@
 #!/usr/bin/env bash
 # Train the embedded teacher on the lent H200 across several device calls (see
 # shared/notes/gpu-training.md: a setsid daemon outlives the call that starts it while the machine
-# stays warm). Runs on the device machine, from the repository root:
+# stays warm, i.e. while the next call follows within 30 s). Runs on the device machine, from the
+# repository root:
 #
-#   bash benchmarks/gpu_teacher.sh start WAIT_S   install the carried wheels, copy the carried shard
-#                                                 folders, start the training loop, watch WAIT_S s
-#   bash benchmarks/gpu_teacher.sh more WAIT_S    copy newly carried shard folders (the loop picks
-#                                                 them up at its next chunk), watch WAIT_S s
-#   bash benchmarks/gpu_teacher.sh finish         stop at the next step, export, copy the EMA model,
-#                                                 the log and samples to $OUT
+#   bash benchmarks/gpu_teacher.sh start WAIT_S   install the carried wheels, build the training
+#                                                 examples there from the carried scenes (GPU MVS,
+#                                                 12 processes), start the training loop, watch
+#   bash benchmarks/gpu_teacher.sh watch WAIT_S   print the log for WAIT_S s
+#   bash benchmarks/gpu_teacher.sh finish         stop at the next step, export the EMA model, run
+#                                                 benchmarks/teacher_eval.py on the carried clips,
+#                                                 copy model (tar parts <= 15 MiB), log, samples,
+#                                                 generated frames to $OUT
 #
-# Carried: .gpu/wtrain/*.whl (diffusers, importlib_metadata) and .gpu/shards_*/ (example shards).
+# Carried (prepared on the CPU machine, all ignored by git, about 62 MB together):
+#   .gpu/wtrain/*.whl       diffusers + importlib_metadata (shared/tools/gpu-wheels)
+#   .gpu/train_scenes/      `python -m fvgen.teacher.data pack --out .gpu/train_scenes` (19 MB)
+#   .gpu/teacher_eval/      `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval` (36 MB)
+#   .gpu/init/ (optional)   a model folder to start from (TOML init_from), e.g. an earlier export
 set -u
 RUN=/tmp/teacher_run
 DATA=/tmp/teacher_data
 STOP=/tmp/teacher_stop
+CONFIG=${CONFIG:-benchmarks/teacher_embedded.toml}
 export PYTHONPATH=/tmp/site:$PWD
-
-copy_shards() {
-  mkdir -p "$DATA"
-  for d in .gpu/shards_*/; do
-    [ -d "$d" ] || continue
-    n=$(basename "$d")
-    [ -d "$DATA/$n" ] || cp -r "$d" "$DATA/$n"
-  done
-  echo "shard folders: $(ls "$DATA" | tr '\n' ' ') examples: $(ls "$DATA"/*/*.npz | wc -l)"
-}
 
 watch() {
   local end=$(( $(date +%s) + $1 ))
   while [ "$(date +%s)" -lt "$end" ]; do
     sleep 30
-    echo "--- $(date +%T) $(tail -n 1 $RUN/log.jsonl 2>/dev/null)"
+    echo "--- $(date +%T) $(tail -n 1 $RUN/log.jsonl 2>/dev/null | cut -c1-220)"
     pgrep -f "fvgen_teacher_loop" > /dev/null || { echo "loop not running"; tail -n 20 /tmp/teacher_loop.log; break; }
   done
 }
@@ -39,35 +37,43 @@ watch() {
 case "$1" in
   start)
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wtrain/*.whl || exit 1
-    copy_shards
-    rm -f "$STOP"
     nvidia-smi --query-gpu=name,memory.total --format=csv
+    t0=$(date +%s)
+    OMP_NUM_THREADS=1 python3 -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
+      --per-scene "${PER_SCENE:-40}" --clips-per-prior 3 --no-triangulate --device cuda --workers 12 \
+      --max-size 320 --seed "${SEED:-1}" 2>&1 | grep -v "^W2" | tail -n 3
+    echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$DATA"/built/*.npz | wc -l)"
+    rm -f "$STOP"
     setsid nohup bash -c 'exec -a fvgen_teacher_loop bash benchmarks/gpu_teacher.sh loop' > /tmp/teacher_loop.log 2>&1 < /dev/null &
     watch "$2"
     ;;
   loop)
-    # resumable chunks of 4 minutes; each chunk reads every shard folder present when it starts
+    # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
       torchrun --standalone --nproc_per_node="$(nvidia-smi -L | wc -l)" -m fvgen.teacher.train \
-        --config benchmarks/teacher_embedded.toml --out "$RUN" --data "$DATA"/*/ --max-minutes 4 \
-        --stop-file "$STOP" --workers 8 | tail -n 1 | tee -a /tmp/teacher_chunks.log
+        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes 9 --stop-file "$STOP" --workers 12 \
+        | tail -n 1 | tee -a /tmp/teacher_chunks.log
       grep -q '"status": "done"' /tmp/teacher_chunks.log && break
       sleep 1
     done
     echo "loop ended"
     ;;
-  more)
-    copy_shards
+  watch)
     watch "$2"
     ;;
   finish)
     touch "$STOP"
     while pgrep -f "fvgen_teacher_loop" > /dev/null; do sleep 2; done
-    tail -n 5 /tmp/teacher_loop.log
-    cp benchmarks/teacher_embedded.toml "$RUN/model/train.toml"
+    tail -n 3 /tmp/teacher_loop.log
+    cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
     cp "$RUN/log.jsonl" "$OUT/"
     tar -C "$RUN" -cf "$OUT/samples.tar" samples
+    if [ -d .gpu/teacher_eval ]; then
+      python3 benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --out /tmp/teacher_gen \
+        --steps 50 --cfg 3.0 2>&1 | tail -n 2
+      tar -C /tmp -cf "$OUT/generated.tar" teacher_gen
+    fi
     ls -la "$OUT"
     ;;
 esac

@@ -43,6 +43,10 @@ class WarpConf:
     height: int = 0
     point_radius_px: float = 0.0  # 0: from the cloud's point spacing
     fps: int = 10
+    # torch: our z-buffer (any device); gsplat: gsplat's CUDA rasterizer with near-opaque splats;
+    # auto: gsplat on CUDA when installed. The default stays torch until the gsplat path has passed
+    # its agreement test on a GPU (tests/test_points_render.py::test_gsplat_point_warp_matches_torch).
+    renderer: str = "torch"
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,19 @@ def _fake_shards(folder: Path, n: int, p) -> None:
                                                    "ref": gt[0], "meta": {"source": "procedural/test"}})
 
 
+def test_example_bank_matches_to_tensors(tmp_path):
+    p = PRESETS["tiny"]
+    _fake_shards(tmp_path / "s", 3, p)
+    bank = tdata.ExampleBank([tmp_path / "s"], p.frames)
+    assert len(bank) == 3
+    b = bank.batch([2, 0], flip=torch.tensor([True, False]))
+    for j, (i, flip) in enumerate(((2, True), (0, False))):
+        ref = tdata.to_tensors(tdata.load_example(bank.files[i]), p.frames, flip=flip)
+        for k in ("gt", "warp", "mask", "ref"):
+            assert b[k][j].shape == ref[k].shape
+            assert torch.allclose(b[k][j], ref[k], atol=1e-6), k
+
+
 def test_train_teacher_resume_and_budget(tmp_path):
     from fvgen.teacher.train import train_teacher
 

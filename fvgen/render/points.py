@@ -218,3 +218,61 @@ def render_points_cameras(xyz, rgb, cameras: Sequence, radius_px: float | None =
 
 
 __all__ = ["render_points", "render_points_cameras", "typical_spacing", "point_radii", "SPACING_TO_RADIUS"]
+
+
+# Front-to-back compositing with this opacity makes the nearest splat contribute 99 % of a pixel:
+# gsplat's alpha blending then acts as a z-buffer. A Gaussian of std s reaches alpha 0.5 at
+# s * sqrt(2 ln(2 * 0.99)) = 1.17 s, so s = radius / 1.17 covers the same disc as ``render_points``.
+_GS_OPACITY = 0.99
+_GS_RADIUS_TO_STD = 1.0 / math.sqrt(2.0 * math.log(2.0 * _GS_OPACITY))
+
+
+def render_points_gsplat(xyz: torch.Tensor, rgb: torch.Tensor, K, w2c, width: int, height: int,
+                         radius_px: float | None = None, world_radius=None, background=0.0, *,
+                         max_radius_px: float = 4.0, near: float = 1e-6
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`render_points` through gsplat's CUDA rasterizer (same arguments and outputs; CUDA
+    tensors only). Each point becomes a near-opaque isotropic Gaussian whose 0.5-alpha disc has the
+    pixel radius :func:`render_points` would draw (the same ``max_radius_px`` clamp); the mask is
+    accumulated alpha >= 0.5 and the colour is un-premultiplied there, the depth is gsplat's
+    expected depth. Agreement with the torch z-buffer is checked by
+    ``tests/test_render.py::test_gsplat_point_warp_matches_torch`` on the GPU machine."""
+    from gsplat import rasterization
+
+    device = xyz.device
+    xyz = _as_tensor(xyz, device).reshape(-1, 3)
+    rgb = _as_tensor(rgb, device).reshape(-1, 3)
+    K32 = _as_tensor(K, device).reshape(3, 3)
+    w2c32 = _as_tensor(w2c, device).reshape(4, 4)
+    W, H = int(width), int(height)
+    z = xyz @ w2c32[2, :3] + w2c32[2, 3]
+    front = z > near
+    xyz, rgb, z = xyz[front], rgb[front], z[front]
+    fx = float(K32[0, 0])
+    if radius_px is not None:
+        r_px = torch.full_like(z, float(radius_px))
+    else:
+        if world_radius is None:
+            world_radius = SPACING_TO_RADIUS * typical_spacing(xyz)
+        wr = (world_radius if isinstance(world_radius, (float, int))
+              else _as_tensor(world_radius, device).reshape(-1)[front])
+        r_px = fx * wr / z
+    r_px = r_px.clamp(0.5, max(0.5, float(max_radius_px)))
+    scales = (r_px * z / fx * _GS_RADIUS_TO_STD)[:, None].expand(-1, 3).contiguous()
+    quats = torch.zeros(len(xyz), 4, device=device)
+    quats[:, 0] = 1.0
+    opac = torch.full((len(xyz),), _GS_OPACITY, device=device)
+    # gsplat's pixel centres sit at +0.5 (pixel (0, 0) covers [0, 1)); ours at 0: shift cx, cy.
+    Kg = K32.clone()
+    Kg[0, 2] += 0.5
+    Kg[1, 2] += 0.5
+    out, alpha, _ = rasterization(xyz, quats, scales, opac, rgb.float(), w2c32[None], Kg[None], W, H,
+                                  near_plane=max(near, 1e-4), render_mode="RGB+ED", packed=False,
+                                  radius_clip=0.0, eps2d=0.0)
+    alpha = alpha[0, ..., 0]
+    mask = alpha >= 0.5
+    colour = out[0, ..., :3] / alpha.clamp_min(1e-6)[..., None]
+    bg = torch.as_tensor(background, dtype=torch.float32, device=device).reshape(-1).expand(3)
+    colour = torch.where(mask[..., None], colour, bg)
+    depth = torch.where(mask, out[0, ..., 3] / alpha.clamp_min(1e-6), torch.zeros_like(alpha))
+    return colour, mask, depth

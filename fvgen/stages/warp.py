@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import FvgenError
 from ..cache import StageResult, cache_key, run_stage
 from ..cameras import Camera, write_cameras_opencv_json, write_transforms_json
 from ..config import WarpConf
@@ -33,11 +34,31 @@ def traj_name(spec: str) -> str:
     return f"{p.stem}-{digest}"
 
 
+def _point_renderer(name: str, device: str):
+    """gsplat's rasterizer for ``gsplat`` (or ``auto`` on CUDA with gsplat installed); None: ours."""
+    if name not in ("auto", "torch", "gsplat"):
+        raise FvgenError(f"warp renderer {name!r}: use auto, torch or gsplat")
+    if name == "torch" or (name == "auto" and not str(device).startswith("cuda")):
+        return None
+    try:
+        import gsplat  # noqa: F401
+    except ImportError:
+        if name == "gsplat":
+            raise FvgenError("warp renderer gsplat: gsplat is not installed (pip install gsplat)") from None
+        return None
+    if not str(device).startswith("cuda"):
+        raise FvgenError("warp renderer gsplat needs a CUDA device (--device cuda)")
+    from ..render.points import render_points_gsplat
+
+    return render_points_gsplat
+
+
 def render_warp(priors: Priors, cameras: list[Camera], conf: WarpConf, device: str = "cpu",
                 progress=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """RGB frames [H, W, 3] and masks [H, W] (bool) of the point cloud at ``cameras``."""
     from ..render.points import SPACING_TO_RADIUS, render_points, typical_spacing
 
+    render_points = _point_renderer(conf.renderer, device) or render_points
     xyz = torch.as_tensor(priors.points.xyz, device=device)
     rgb = torch.as_tensor(priors.points.rgb, device=device)
     radius = SPACING_TO_RADIUS * typical_spacing(priors.points.xyz)  # once, not per frame

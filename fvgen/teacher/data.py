@@ -189,13 +189,25 @@ def clip_from(start: int, n_frames: int, clip_len: int, stride: int, rng: np.ran
 
 
 def make_priors(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
-                priors_conf=None, device: str = "cpu"):
-    """The dense prior of the sparse views with their known poses: what ``fvgen reconstruct --poses`` runs."""
+                priors_conf=None, device: str = "cpu", triangulate: bool = True):
+    """The dense prior of the sparse views with their known poses: what ``fvgen reconstruct --poses`` runs
+    (SfM triangulation with the known cameras, then plane-sweep MVS). ``triangulate=False`` skips the
+    SfM step (no pycolmap needed, e.g. on the GPU host): the MVS then finds its depth range with its
+    coarse sweep, as it does whenever sparse points are missing."""
     from ..config import PriorsConf
     from ..images import LoadedImages
     from ..stages.priors import compute_priors
 
     priors_conf = priors_conf or PriorsConf()
+    if not triangulate:
+        from ..mvs import dense_point_cloud
+        from ..prior import Priors
+
+        sub_cams = [replace(cams[i], name=names[i]) for i in sparse_ids]
+        dense, info = dense_point_cloud(images[list(sparse_ids)], sub_cams, None, priors_conf.mvs, device=device)
+        if len(dense) == 0:
+            raise FvgenError("the dense stereo found no points")
+        return Priors(sub_cams, dense, None, {"backend": "mvs-only", "poses": "given"})
     H, W = images.shape[1:3]
     sub = LoadedImages([names[i] for i in sparse_ids], images[list(sparse_ids)], [(W, H)] * len(sparse_ids))
     with tempfile.TemporaryDirectory() as td:
@@ -310,50 +322,103 @@ def to_tensors(ex: dict, frames: int, flip: bool = False, reverse: bool = False)
     return {"ref": ref, "warp": warp, "mask": mask, "gt": gt}
 
 
-class ExampleDataset(torch.utils.data.Dataset):
-    def __init__(self, folders: Sequence[str | Path], frames: int, augment: bool = True):
+class ExampleBank:
+    """Every training example decoded once and held as uint8 tensors on the training device
+    (~5 MB per embedded-size example: a few GB for thousands, small beside an H200's memory), so a
+    batch is an index into GPU memory: no per-step decoding, conversion or host-to-device copy,
+    which otherwise cost as much as the training step of the small embedded model."""
+
+    def __init__(self, folders: Sequence[str | Path], frames: int, device: str | torch.device = "cpu",
+                 threads: int = 8):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.files = example_files(folders)
         for f in self.files:  # the guard again, on what the shards say they were made from
             src = json.loads(np.load(f, allow_pickle=False)["meta"].tobytes().decode()).get("source", "")
             check_not_eval(src or f.stem)
-        self.frames, self.augment = frames, augment
-        # decoded examples are kept (uint8, ~5 MB each at the embedded size): the training run
-        # loops over a few hundred examples many times, and JPEG decoding would be the bottleneck
-        self._decoded: dict[int, dict] = {}
+        self.frames = frames
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            exs = list(pool.map(load_example, self.files))
+        sizes = {ex["gt"].shape[1:3] for ex in exs}
+        if len(sizes) != 1 or any(len(ex["gt"]) < frames for ex in exs):
+            raise FvgenError(f"example shards differ in size {sorted(sizes)} or hold fewer than {frames} frames")
+
+        def stack(key, cut=True):
+            return torch.from_numpy(np.stack([ex[key][:frames] if cut else ex[key] for ex in exs])).to(device)
+
+        self.gt, self.warp, self.mask, self.ref = stack("gt"), stack("warp"), stack("mask"), stack("ref", cut=False)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([i, int(time.time_ns() % (1 << 31))]) if self.augment else None
-        flip = bool(self.augment and rng.random() < 0.5)
-        ex = self._decoded.get(i)
-        if ex is None:
-            ex = self._decoded[i] = load_example(self.files[i])
-        return to_tensors(ex, self.frames, flip=flip)
+    def batch(self, idx: Sequence[int], flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """ref [B, 3, H, W], warp/gt [B, F, 3, H, W] in [-1, 1], mask [B, F, 1, H, W] in [0, 1];
+        ``flip`` [B] bool mirrors those examples horizontally (the same as :func:`to_tensors`)."""
+        i = torch.as_tensor(list(idx), dtype=torch.long, device=self.gt.device)
+
+        def img(t):  # uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]
+            return t.index_select(0, i).movedim(-1, -3).float().div_(127.5).sub_(1.0)
+
+        out = {"gt": img(self.gt), "warp": img(self.warp), "ref": img(self.ref),
+               "mask": self.mask.index_select(0, i).unsqueeze(-3).float().div_(255.0)}
+        if flip is not None and bool(flip.any()):
+            f = flip.to(out["gt"].device)
+            for k, v in out.items():
+                shape = (-1,) + (1,) * (v.ndim - 1)
+                out[k] = torch.where(f.reshape(shape), v.flip(-1), v)
+        return out
 
 
 # ----------------------------------------------------------------------------- builder
 
 def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",), per_scene: int = 4,
           procedural: int = 0, max_size: int = 320, seed: int = 0, pipeline_preset: str = "cpu",
-          device: str = "cpu", min_coverage: float = 0.05, clips_per_prior: int = 1, log=print) -> list[Path]:
+          device: str = "cpu", min_coverage: float = 0.05, clips_per_prior: int = 1, triangulate: bool = True,
+          workers: int = 1, log=print) -> list[Path]:
     """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped.
-    ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior."""
+    ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior.
+    ``workers`` > 1 builds in that many processes, one scene (or procedural batch) per task."""
+    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
+    for d in dirs:  # never skipped: an evaluation scene aborts the whole build
+        check_not_eval(d)
+    jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
+    args = dict(out=Path(out), preset=preset, max_size=max_size, seed=seed, pipeline_preset=pipeline_preset,
+                device=device, min_coverage=min_coverage, clips_per_prior=clips_per_prior, triangulate=triangulate)
+    numbered = list(enumerate(jobs))
+    if workers <= 1:
+        return _build_jobs(numbered, log=log, **args)
+    import multiprocessing as mp
+
+    groups: dict = {}
+    for n, job in numbered:  # one task per scene keeps each scene loaded once
+        groups.setdefault(str(job[1]) if job[0] == "scene" else f"proc{n % workers}", []).append((n, job))
+    ctx = mp.get_context("spawn")  # CUDA and fork do not mix
+    with ctx.Pool(workers) as pool:
+        parts = pool.starmap(_build_jobs_quiet, [(g, args) for g in groups.values()])
+    written = sorted(p for part in parts for p in part)
+    log(f"{len(written)} examples from {len(groups)} tasks in {workers} processes")
+    return written
+
+
+def _build_jobs_quiet(jobs, args):
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    return _build_jobs(jobs, log=lambda m: print(m, flush=True), **args)
+
+
+def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, pipeline_preset: str, device: str,
+                min_coverage: float, clips_per_prior: int, triangulate: bool, log=print) -> list[Path]:
     from ..config import load_preset
     from .configs import get_preset
 
     p = get_preset(preset)
     pconf = load_preset(pipeline_preset).priors
-    out = Path(out)
     written = []
-    rng = np.random.default_rng(seed)
-    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
-    for d in dirs:  # never skipped: an evaluation scene aborts the whole build
-        check_not_eval(d)
-    jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
+    rng = np.random.default_rng([seed, jobs[0][0]] if jobs else seed)
     cache: dict = {}
-    for n, (kind, what) in enumerate(jobs):
+    for n, (kind, what) in jobs:
         t0 = time.time()
         try:
             if kind == "scene":
@@ -367,7 +432,7 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
                 imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
                 src = f"procedural/{s}"
             sparse, clip = pick_views(len(imgs), p.frames, rng)
-            priors = make_priors(imgs, cams, names, sparse, pconf, device)
+            priors = make_priors(imgs, cams, names, sparse, pconf, device, triangulate)
         except FvgenError as e:
             log(f"skip {kind} {what}: {e}")
             continue
@@ -388,6 +453,34 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
     return written
 
 
+def pack(out: Path, scenes: Sequence[str] = ("all",), max_size: int = 320) -> int:
+    """Copy training scenes (cameras_opencv.json + images/ downsized to ``max_size``, JPEG q 95) into
+    ``out``: a few MB per scene, small enough to carry to the GPU host and build examples there."""
+    import shutil
+
+    from PIL import Image
+
+    from ..cameras import read_cameras_opencv_json
+
+    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
+    n = 0
+    for d in dirs:
+        cams = read_cameras_opencv_json(d / "cameras_opencv.json")
+        files = [d / "images" / Path(c.name).name for c in cams]
+        check_not_eval(d, files)
+        dst = Path(out) / d.name
+        (dst / "images").mkdir(parents=True, exist_ok=True)
+        shutil.copy(d / "cameras_opencv.json", dst / "cameras_opencv.json")  # cameras scale to the image size on load
+        for f in files:
+            im = Image.open(f)
+            s = min(1.0, max_size / max(im.size))
+            if s < 1.0:
+                im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
+            im.convert("RGB").save(dst / "images" / f.name, quality=95)
+            n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fvgen.teacher.data", description="teacher training examples")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -403,10 +496,25 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--device", default="cpu")
     b.add_argument("--min-coverage", type=float, default=0.05, help="skip examples whose warps cover less")
     b.add_argument("--clips-per-prior", type=int, default=1, help="clips per dense prior, each from one of its sparse views")
+    b.add_argument("--no-triangulate", action="store_true",
+                   help="skip SfM triangulation with the known poses (no pycolmap needed; MVS finds its depth range)")
+    b.add_argument("--workers", type=int, default=1, help="processes (one scene per task)")
+    k = sub.add_parser("pack", help="copy training scenes with images downsized, e.g. to carry them to the GPU host")
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--scenes", nargs="*", default=["all"])
+    k.add_argument("--max-size", type=int, default=320)
     a = ap.parse_args(argv)
+    if a.cmd == "pack":
+        try:
+            n = pack(a.out, a.scenes, a.max_size)
+        except FvgenError as e:
+            print(f"error: {e}")
+            return 2
+        print(f"{n} images in {a.out}")
+        return 0
     try:
         fs = build(a.out, a.preset, a.scenes, a.per_scene, a.procedural, a.max_size, a.seed, a.pipeline_preset, a.device,
-                   a.min_coverage, a.clips_per_prior)
+                   a.min_coverage, a.clips_per_prior, not a.no_triangulate, a.workers)
     except FvgenError as e:
         print(f"error: {e}")
         return 2

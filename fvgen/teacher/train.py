@@ -237,48 +237,36 @@ class Run:
         self.log_f = open(self.out / "log.jsonl", "a") if dist.main else None
 
     # -- data --------------------------------------------------------------------------
-    def _dataset(self):
-        from .data import ExampleDataset
+    def _bank(self):
+        from .data import ExampleBank
 
-        if not hasattr(self, "_ds"):
-            self._ds = ExampleDataset(self.conf.data, self.model.preset.frames, self.conf.augment)
-        return self._ds
+        if not hasattr(self, "_examples"):
+            t0 = time.time()
+            self._examples = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1)
+            self.log(event="data", examples=len(self._examples), seconds=round(time.time() - t0, 1))
+        return self._examples
 
     def batches(self):
-        """Infinite batches for this rank, resuming at the recorded (epoch, position); the next
-        batch is decoded by a thread pool while the current one trains (``pos`` counts only
-        batches handed out, so a checkpoint never skips or repeats examples)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        ds = self._dataset()
+        """Infinite batches for this rank, resuming at the recorded (epoch, position): each epoch a
+        seeded permutation of the examples, rank r taking its slice of every global batch; ``pos``
+        counts the batches handed out, so a checkpoint never skips or repeats examples."""
+        bank = self._bank()
         B, W, r = self.conf.batch_size, self.dist.world, self.dist.rank
-        n = len(ds)
+        n = len(bank)
         if n < B * W:
             raise FvgenError(f"{n} training examples are fewer than one global batch ({B * W})")
-
-        def plan():
-            epoch, pos = self.state["epoch"], self.state["pos"]
-            while True:
-                perm = np.random.default_rng([self.conf.seed, epoch]).permutation(n)
-                while pos + B * W <= n:
-                    start = pos + r * B
-                    yield epoch, pos + B * W, perm[start:start + B].tolist()
-                    pos += B * W
-                epoch, pos = epoch + 1, 0
-
-        pool = ThreadPoolExecutor(max(1, self.num_workers or 1))
-        it = plan()
-        nxt = None
+        epoch, pos = self.state["epoch"], self.state["pos"]
         while True:
-            if nxt is None:
-                e, p, idx = next(it)
-                nxt = (e, p, [pool.submit(ds.__getitem__, i) for i in idx])
-            e, p, futs = nxt
-            e2, p2, idx2 = next(it)
-            nxt = (e2, p2, [pool.submit(ds.__getitem__, i) for i in idx2])
-            items = [f.result() for f in futs]
-            self.state["epoch"], self.state["pos"] = e, p
-            yield {k: torch.stack([it_[k] for it_ in items]).to(self.dev, non_blocking=True) for k in items[0]}
+            perm = np.random.default_rng([self.conf.seed, epoch]).permutation(n)
+            while pos + B * W <= n:
+                idx = perm[pos + r * B:pos + r * B + B].tolist()
+                flip = None
+                if self.conf.augment:  # seeded by position: a resumed run sees the same flips
+                    flip = torch.from_numpy(np.random.default_rng([self.conf.seed, epoch, pos, r]).random(B) < 0.5)
+                pos += B * W
+                self.state["epoch"], self.state["pos"] = epoch, pos
+                yield bank.batch(idx, flip)
+            epoch, pos = epoch + 1, 0
 
     # -- logging, checkpoints ----------------------------------------------------------
     def log(self, **kw):
@@ -567,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-steps", type=int, default=None)
     ap.add_argument("--unet-steps", type=int, default=None)
     ap.add_argument("--benchmark", type=int, default=0, help="measure samples/s over N steps on random data")
-    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="threads that decode the example shards at start")
     ap.add_argument("--stop-file", default=None, help="checkpoint and exit (paused) as soon as this file exists")
     a = ap.parse_args(argv)
     try:
