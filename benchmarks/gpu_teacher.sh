@@ -19,10 +19,15 @@
 #   .gpu/teacher_eval/      `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval` (36 MB)
 #   .gpu/init/ (optional)   a model folder to start from (TOML init_from), e.g. an earlier export
 set -u
-RUN=/tmp/teacher_run
-DATA=/tmp/teacher_data
-STOP=/tmp/teacher_stop
+ROOT=${ROOT:-/tmp}
+RUN=$ROOT/teacher_run
+DATA=$ROOT/teacher_data
+STOP=$ROOT/teacher_stop
 CONFIG=${CONFIG:-benchmarks/teacher_embedded.toml}
+# overridable for a dry run on a CPU machine, e.g. PY=.venv/bin/python DEVICE=cpu NPROC=1 PRESET=tiny
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+PRESET=${PRESET:-embedded}
 export PYTHONPATH=/tmp/site:$PWD
 
 watch() {
@@ -30,30 +35,34 @@ watch() {
   while [ "$(date +%s)" -lt "$end" ]; do
     sleep 30
     echo "--- $(date +%T) $(tail -n 1 $RUN/log.jsonl 2>/dev/null | cut -c1-220)"
-    pgrep -f "fvgen_teacher_loop" > /dev/null || { echo "loop not running"; tail -n 20 /tmp/teacher_loop.log; break; }
+    pgrep -f "fvgen_teacher_loop" > /dev/null || { echo "loop not running"; tail -n 20 $ROOT/teacher_loop.log; break; }
   done
 }
 
 case "$1" in
   start)
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wtrain/*.whl || exit 1
-    nvidia-smi --query-gpu=name,memory.total --format=csv
+    if [ "$DEVICE" = cuda ]; then
+      $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wtrain/*.whl || exit 1
+      nvidia-smi --query-gpu=name,memory.total --format=csv
+    fi
     t0=$(date +%s)
-    OMP_NUM_THREADS=1 python3 -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
-      --per-scene "${PER_SCENE:-40}" --clips-per-prior 3 --no-triangulate --device cuda --workers 12 \
-      --max-size 320 --seed "${SEED:-1}" 2>&1 | grep -v "^W2" | tail -n 3
+    # real scenes (PER_SCENE dense priors each) and procedural rooms, 3 clips per prior
+    OMP_NUM_THREADS=1 $PY -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
+      --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
+      --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
+      2>&1 | grep -v "^W2" | tail -n 3
     echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$DATA"/built/*.npz | wc -l)"
     rm -f "$STOP"
-    setsid nohup bash -c 'exec -a fvgen_teacher_loop bash benchmarks/gpu_teacher.sh loop' > /tmp/teacher_loop.log 2>&1 < /dev/null &
+    setsid nohup bash -c 'exec -a fvgen_teacher_loop bash benchmarks/gpu_teacher.sh loop' > $ROOT/teacher_loop.log 2>&1 < /dev/null &
     watch "$2"
     ;;
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
-      torchrun --standalone --nproc_per_node="$(nvidia-smi -L | wc -l)" -m fvgen.teacher.train \
+      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
         --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes 9 --stop-file "$STOP" --workers 12 \
-        | tail -n 1 | tee -a /tmp/teacher_chunks.log
-      grep -q '"status": "done"' /tmp/teacher_chunks.log && break
+        | tail -n 1 | tee -a $ROOT/teacher_chunks.log
+      grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
       sleep 1
     done
     echo "loop ended"
@@ -64,15 +73,15 @@ case "$1" in
   finish)
     touch "$STOP"
     while pgrep -f "fvgen_teacher_loop" > /dev/null; do sleep 2; done
-    tail -n 3 /tmp/teacher_loop.log
+    tail -n 3 $ROOT/teacher_loop.log
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
     cp "$RUN/log.jsonl" "$OUT/"
     tar -C "$RUN" -cf "$OUT/samples.tar" samples
     if [ -d .gpu/teacher_eval ]; then
-      python3 benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --out /tmp/teacher_gen \
-        --steps 50 --cfg 3.0 2>&1 | tail -n 2
-      tar -C /tmp -cf "$OUT/generated.tar" teacher_gen
+      $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --out $ROOT/teacher_gen \
+        --steps "${EVAL_STEPS:-50}" --cfg 3.0 2>&1 | tail -n 2
+      tar -C "$ROOT" -cf "$OUT/generated.tar" teacher_gen
     fi
     ls -la "$OUT"
     ;;
