@@ -42,32 +42,15 @@ from splits import DATASETS, SCENES, split  # noqa: E402
 FRAMES = 16
 
 
-def _encode(frames: np.ndarray, fmt: str):
-    import io
-
-    from PIL import Image
-
-    blobs, offs = [], [0]
-    for f in frames:
-        b = io.BytesIO()
-        if fmt == "jpeg95":
-            Image.fromarray(f).save(b, format="JPEG", quality=95)
-        else:
-            Image.fromarray(f).save(b, format="PNG", optimize=True)
-        blobs.append(b.getvalue())
-        offs.append(offs[-1] + len(blobs[-1]))
-    return np.frombuffer(b"".join(blobs), np.uint8), np.asarray(offs, np.int64)
-
-
 def load_clip(f: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(meta, ref [H, W, 3], warp [F, H, W, 3] floats in [0, 1], masks [F, H, W] bool, gt [H, W, 3] floats)."""
-    from fvgen.teacher.data import _decode
+    from fvgen.teacher.data import decode_frames
 
     z = np.load(f)
     meta = json.loads(z["meta"].tobytes())
-    ref = _decode(z["ref"], z["ref_offs"])[0].astype(np.float32) / 255
-    warp = _decode(z["warp"], z["warp_offs"]).astype(np.float32) / 255
-    masks = _decode(z["mask"], z["mask_offs"]) > 127
+    ref = decode_frames(z["ref"], z["ref_offs"])[0].astype(np.float32) / 255
+    warp = decode_frames(z["warp"], z["warp_offs"]).astype(np.float32) / 255
+    masks = decode_frames(z["mask"], z["mask_offs"]) > 127
     return meta, ref, warp, masks, z["gt"].astype(np.float32) / 255
 
 
@@ -93,6 +76,7 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     from fvgen.images import load_images, read_image, resize_image
     from fvgen.stages.priors import compute_priors
     from fvgen.stages.warp import render_warp
+    from fvgen.teacher.data import encode_frames
     from fvgen.trajectories import interp
     from fvgen.undistort import undistort_image
 
@@ -121,9 +105,9 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
             path = interp([replace(priors.cameras[k], dist=None), replace(cam, dist=None)], FRAMES)
             frames, masks = render_warp(priors, path, WarpConf(), device)
             # JPEG (q 95) for the images and PNG for the masks keep the 36 clips small enough to carry
-            warp_b, warp_o = _encode(u8(np.stack(frames)), "jpeg95")
-            mask_b, mask_o = _encode(np.stack(masks).astype(np.uint8) * 255, "png")
-            ref_b, ref_o = _encode(u8(imgs.images[k])[None], "jpeg95")
+            warp_b, warp_o = encode_frames(u8(np.stack(frames)), "jpeg", quality=95)
+            mask_b, mask_o = encode_frames(np.stack(masks).astype(np.uint8) * 255, "png")
+            ref_b, ref_o = encode_frames(u8(imgs.images[k])[None], "jpeg", quality=95)
             np.savez_compressed(out / f"{name}__{f.stem}.npz", ref=ref_b, ref_offs=ref_o, warp=warp_b, warp_offs=warp_o,
                      mask=mask_b, mask_offs=mask_o, gt=u8(gt),
                      meta=np.frombuffer(json.dumps({

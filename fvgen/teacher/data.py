@@ -249,14 +249,15 @@ def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str
 
 # ----------------------------------------------------------------------------- shards
 
-def _encode(frames: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+def encode_frames(frames: np.ndarray, fmt: str, quality: int = 92) -> tuple[np.ndarray, np.ndarray]:
+    """Frames [N, H, W(, C)] uint8 -> (one byte blob, offsets [N + 1]), JPEG (``quality``) or PNG."""
     from PIL import Image
 
     blobs, offs = [], [0]
     for f in frames:
         b = io.BytesIO()
         if fmt == "jpeg":
-            Image.fromarray(f).save(b, format="JPEG", quality=92)
+            Image.fromarray(f).save(b, format="JPEG", quality=quality)
         else:
             Image.fromarray(f).save(b, format="PNG", optimize=True)
         blobs.append(b.getvalue())
@@ -264,7 +265,7 @@ def _encode(frames: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(blobs), np.uint8), np.asarray(offs, np.int64)
 
 
-def _decode(blob: np.ndarray, offs: np.ndarray) -> np.ndarray:
+def decode_frames(blob: np.ndarray, offs: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     raw = blob.tobytes()
@@ -274,8 +275,8 @@ def _decode(blob: np.ndarray, offs: np.ndarray) -> np.ndarray:
 def save_example(path: Path, ex: dict) -> None:
     arrays = {}
     for k, fmt in (("gt", "jpeg"), ("warp", "jpeg"), ("mask", "png")):
-        arrays[k], arrays[k + "_offs"] = _encode(ex[k], fmt)
-    arrays["ref"], arrays["ref_offs"] = _encode(ex["ref"][None], "jpeg")
+        arrays[k], arrays[k + "_offs"] = encode_frames(ex[k], fmt)
+    arrays["ref"], arrays["ref_offs"] = encode_frames(ex["ref"][None], "jpeg")
     arrays["meta"] = np.frombuffer(json.dumps(ex["meta"]).encode(), np.uint8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,8 +287,8 @@ def save_example(path: Path, ex: dict) -> None:
 
 def load_example(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
-        ex = {k: _decode(z[k], z[k + "_offs"]) for k in ("gt", "warp", "mask")}
-        ex["ref"] = _decode(z["ref"], z["ref_offs"])[0]
+        ex = {k: decode_frames(z[k], z[k + "_offs"]) for k in ("gt", "warp", "mask")}
+        ex["ref"] = decode_frames(z["ref"], z["ref_offs"])[0]
         ex["meta"] = json.loads(z["meta"].tobytes().decode())
     return ex
 
