@@ -151,23 +151,25 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}, indent=1))
 
 
-def score(clips: Path, generated: Path, out_json: Path | None) -> dict:
+def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
+    """Metrics of every method on every clip; without ``generated`` the baselines alone; with
+    ``partial`` only the clips that have a generated frame (all methods on the same views)."""
     from fvgen.teacher.baseline import biharmonic_fill, clip_metrics
 
+    methods_used = ("warp", "biharmonic") + (("teacher", "teacher_in_holes") if generated is not None else ())
     rows = []
     for f in sorted(clips.glob("*.npz")):
-        g = generated / f.name
-        if not g.is_file():
-            raise SystemExit(f"error: no generated frame for {f.name} in {generated}")
+        g = generated / f.name if generated is not None else None
+        if g is not None and not g.is_file():
+            if partial:
+                continue
+            raise SystemExit(f"error: no generated frame for {f.name} in {generated} (--partial scores the others)")
         meta, _, warps, masks, gt = load_clip(f)
         warp, mask = warps[-1], masks[-1]
-        teacher = np.load(g)["last"].astype(np.float32) / 255
-        methods = {
-            "warp": warp,
-            "biharmonic": biharmonic_fill(warp, mask),
-            "teacher": teacher,
-            "teacher_in_holes": np.where(mask[..., None], warp, teacher),
-        }
+        methods = {"warp": warp, "biharmonic": biharmonic_fill(warp, mask)}
+        if g is not None:
+            teacher = np.load(g)["last"].astype(np.float32) / 255
+            methods.update(teacher=teacher, teacher_in_holes=np.where(mask[..., None], warp, teacher))
         row = {"scene": meta["scene"], "view": meta["test_view"], "coverage": float(mask.mean())}
         for k, img in methods.items():
             row[k] = clip_metrics([img], [gt], [mask])
@@ -176,20 +178,20 @@ def score(clips: Path, generated: Path, out_json: Path | None) -> dict:
     for scene in [s for s in SCENES if any(r["scene"] == s for r in rows)] + ["all"]:
         rs = [r for r in rows if scene in ("all", r["scene"])]
         summary[scene] = {"views": len(rs), "coverage": float(np.mean([r["coverage"] for r in rs]))}
-        for k in ("warp", "biharmonic", "teacher", "teacher_in_holes"):
+        for k in methods_used:
             summary[scene][k] = {m: float(np.nanmean([r[k][m] if r[k][m] is not None else np.nan for r in rs]))
                                  for m in ("psnr", "ssim", "psnr_holes", "ssim_holes")}
-    res = {"summary": summary, "views": rows, "machine": platform.node(), "date": time.strftime("%Y-%m-%d")}
-    run_json = generated / "run.json"
-    if run_json.is_file():
-        res["run"] = json.loads(run_json.read_text())
+    res = {"summary": summary, "views": rows, "machine": platform.node(), "date": time.strftime("%Y-%m-%d"),
+           "partial": bool(partial)}
+    if generated is not None and (generated / "run.json").is_file():
+        res["run"] = json.loads((generated / "run.json").read_text())
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(res, indent=1))
     print("| scene | views | coverage | method | PSNR all | SSIM all | PSNR holes | SSIM holes |")
     print("|---|---|---|---|---|---|---|---|")
     for scene, s in summary.items():
-        for k in ("warp", "biharmonic", "teacher", "teacher_in_holes"):
+        for k in methods_used:
             m = s[k]
             print(f"| {scene} | {s['views']} | {s['coverage']:.2f} | {k} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
                   f"{m['psnr_holes']:.2f} | {m['ssim_holes']:.3f} |")
@@ -214,7 +216,8 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score")
     s.add_argument("--clips", type=Path, required=True)
-    s.add_argument("--generated", type=Path, required=True)
+    s.add_argument("--generated", type=Path, default=None, help="the run's output (left out: baselines only)")
+    s.add_argument("--partial", action="store_true", help="score only the clips that have a generated frame")
     s.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     if a.cmd == "prepare":
@@ -222,7 +225,7 @@ def main() -> None:
     elif a.cmd == "run":
         run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed)
     else:
-        score(a.clips, a.generated, a.json)
+        score(a.clips, a.generated, a.json, a.partial)
 
 
 if __name__ == "__main__":

@@ -50,17 +50,20 @@ from .errors import FvgenError
 from .images import LoadedImages
 from .prior import PointCloud
 
-MATCHERS = ("sift", "xfeat-lighterglue")
+MATCHERS = ("auto", "sift", "xfeat-lighterglue")
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL")
 _HINTS = {"sift": "try --matcher xfeat-lighterglue or more overlapping photos",
-          "xfeat-lighterglue": "try more overlapping photos or a higher resolution"}
+          "xfeat-lighterglue": "try more overlapping photos or a higher resolution",
+          "auto": "SIFT and XFeat+LighterGlue both tried; try more overlapping photos"}
 
 
 @dataclass(frozen=True)
 class SfmConf:
     """Options of :func:`estimate_poses`."""
 
-    matcher: str = "xfeat-lighterglue"  # or "sift": ~10x faster, fails on wide baselines (DTU)
+    # auto: SIFT first (fast, the better focal on forward-facing views), XFeat + LighterGlue when a
+    # view does not register (wide baselines: DTU); or one of them alone
+    matcher: str = "auto"
     max_keypoints: int | None = None  # SIFT max_num_features / XFeat top_k; None: 8192 / 4096
     relaxed: bool = True  # relaxed mapper thresholds for few, wide-baseline views (module doc)
     camera_model: str = "SIMPLE_PINHOLE"  # or SIMPLE_RADIAL (k1 is ill-posed from 3 views)
@@ -76,7 +79,7 @@ class SfmConf:
     @property
     def num_keypoints(self) -> int:
         # LighterGlue's attention is quadratic in keypoints: 4096 keeps a pair ~1-2 s on CPU.
-        return int(self.max_keypoints or (8192 if self.matcher == "sift" else 4096))
+        return int(self.max_keypoints or (4096 if self.matcher == "xfeat-lighterglue" else 8192))
 
     def __post_init__(self):
         if self.matcher not in MATCHERS:
@@ -95,16 +98,33 @@ def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
     import pycolmap
 
     level = pycolmap.logging.minloglevel
-    if not conf.verbose:
-        pycolmap.logging.minloglevel = max(int(level), 1)
+    if not conf.verbose:  # errors only: COLMAP's warnings (thread counts, gauge fixing) are not the user's
+        pycolmap.logging.minloglevel = max(int(level), 2)
     try:
-        return _estimate_poses(pycolmap, images, conf, Path(work_dir), known_cameras, focal_px)
+        if conf.matcher != "auto":
+            return _estimate_poses(pycolmap, images, conf, Path(work_dir), known_cameras, focal_px)
+        t0 = time.perf_counter()
+        try:
+            cams, points, info = _estimate_poses(pycolmap, images, replace(conf, matcher="sift"), Path(work_dir),
+                                                 known_cameras, focal_px)
+            info["matcher_tried"] = ["sift"]
+            return cams, points, info
+        except FvgenError as e:
+            if "did not register" not in str(e):
+                raise
+            sift_error = str(e)
+        cams, points, info = _estimate_poses(pycolmap, images, replace(conf, matcher="xfeat-lighterglue"),
+                                             Path(work_dir), known_cameras, focal_px, hint=_HINTS["auto"])
+        info.update(matcher_tried=["sift", "xfeat-lighterglue"], sift_error=sift_error,
+                    seconds=round(time.perf_counter() - t0, 3))
+        return cams, points, info
     finally:
         pycolmap.logging.minloglevel = level
 
 
-def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
+def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px, hint: str | None = None):
     t0 = time.perf_counter()
+    hint = hint or _HINTS[conf.matcher]
     names = list(images.names)
     n = len(names)
     if n < 2:
@@ -173,7 +193,7 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
     lonely = [names[i] for i in range(n) if degree[i] == 0]
     if lonely and known_cameras is None:  # with known poses, unmatched views only lack points
         which = names if len(lonely) == n or n == 2 else lonely
-        raise FvgenError(f"views did not register: {', '.join(which)} (too few matches; {_HINTS[conf.matcher]})")
+        raise FvgenError(f"views did not register: {', '.join(which)} (too few matches; {hint})")
 
     opts = _mapper_options(pycolmap, conf, known_focal, known_cameras is not None)
     if known_cameras is not None:
@@ -196,7 +216,7 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px):
         if missing:
             which = names if len(registered) < 2 else missing
             raise FvgenError(f"views did not register: {', '.join(which)} "
-                             f"({len(registered)} of {n} registered; {_HINTS[conf.matcher]})")
+                             f"({len(registered)} of {n} registered; {hint})")
         if conf.retriangulate:
             rec = pycolmap.triangulate_points(rec, db_path, image_dir, out_dir, True, opts, False)
         cameras = _cameras_from_reconstruction(rec, db_names, names, w, h)

