@@ -10,8 +10,9 @@
 #   bash benchmarks/gpu_teacher.sh watch WAIT_S   print the log for WAIT_S s
 #   bash benchmarks/gpu_teacher.sh finish         stop at the next step, export the EMA model, run
 #                                                 benchmarks/teacher_eval.py on the carried clips,
-#                                                 copy model (tar parts <= 15 MiB), log, samples,
-#                                                 generated frames to $OUT
+#                                                 copy to $OUT: model.tar.part-* (15 MiB parts),
+#                                                 log_samples.tar, generated.tar.part-*
+#   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
 # Carried (prepared on the CPU machine, all ignored by git, about 62 MB together):
 #   .gpu/wtrain/*.whl       diffusers + importlib_metadata (shared/tools/gpu-wheels)
@@ -76,12 +77,13 @@ case "$1" in
     tail -n 3 $ROOT/teacher_loop.log
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
-    cp "$RUN/log.jsonl" "$OUT/"
-    tar -C "$RUN" -cf "$OUT/samples.tar" samples
-    if [ -d .gpu/teacher_eval ]; then
-      $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --out $ROOT/teacher_gen \
-        --steps "${EVAL_STEPS:-50}" --cfg 3.0 2>&1 | tail -n 2
-      tar -C "$ROOT" -cf "$OUT/generated.tar" teacher_gen
+    tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl samples
+    if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
+      for cfg in ${EVAL_CFGS:-3.0 1.5}; do
+        $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" \
+          --out "$ROOT/teacher_gen/cfg$cfg" --steps "${EVAL_STEPS:-50}" --cfg "$cfg" 2>&1 | tail -n 1
+      done
+      tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"  # at most 8 files come back
     fi
     ls -la "$OUT"
     ;;
