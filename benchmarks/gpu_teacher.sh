@@ -14,11 +14,12 @@
 #                                                 log_samples.tar, generated.tar.part-*
 #   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
-# Carried (prepared on the CPU machine, all ignored by git, about 62 MB together):
-#   .gpu/wtrain/*.whl       diffusers + importlib_metadata (shared/tools/gpu-wheels)
-#   .gpu/train_scenes/      `python -m fvgen.teacher.data pack --out .gpu/train_scenes` (19 MB)
-#   .gpu/teacher_eval/      `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval` (36 MB)
-#   .gpu/init/ (optional)   a model folder to start from (TOML init_from), e.g. an earlier export
+# Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
+#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB
+#           .gpu/train_scenes/    `python -m fvgen.teacher.data pack --out .gpu/train_scenes`, 19 MB
+#   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
+#   (files stay on the machine while it is warm, so each call carries only what it adds)
+# A session's plan (30 device minutes): start 540 -> watch 560 -> watch ~300 + finish (~3 min).
 set -u
 ROOT=${ROOT:-/tmp}
 RUN=$ROOT/teacher_run
