@@ -51,6 +51,10 @@ def handle_errors(fn):
     return wrapper
 
 
+MATCHER_HELP = ("SfM matches: auto (SIFT, then XFeat + LighterGlue when a view does not register), sift or "
+                "xfeat-lighterglue (overrides the preset)")
+
+
 def _conf(preset: str | None, device: str):
     """The named preset; without one, ``default`` where the run gets a CUDA GPU and ``cpu``
     elsewhere (the default preset's fit would take hours on a CPU)."""
@@ -89,6 +93,7 @@ def reconstruct(
                                          "model folder, poses_bounds.npy or cameras_opencv.json"),
     priors: Optional[str] = typer.Option(None, "--priors", help="priors backend: sfm (default) or dust3r"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="DUSt3R checkpoint (.pth) for --priors dust3r"),
+    matcher: Optional[str] = typer.Option(None, "--matcher", help=MATCHER_HELP),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="3DGS fit steps (overrides the preset)"),
     force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
 ):
@@ -102,6 +107,8 @@ def reconstruct(
         changes["priors.backend"] = priors
     if checkpoint:
         changes["priors.checkpoint"] = str(checkpoint)
+    if matcher:
+        changes["priors.sfm.matcher"] = matcher
     if iterations is not None:
         if iterations < 1:
             raise FvgenError("--iterations must be at least 1")
@@ -210,6 +217,7 @@ def eval_(
     out: Path = typer.Option(..., "--out", "-o", help="output folder (metrics.json, compare/)"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="3DGS fit steps (overrides the preset)"),
+    matcher: Optional[str] = typer.Option(None, "--matcher", help=MATCHER_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
 ):
@@ -221,6 +229,8 @@ def eval_(
     conf = _conf(preset, device)
     if iterations is not None:
         conf = with_overrides(conf, **{"fit.iterations": iterations})
+    if matcher:
+        conf = with_overrides(conf, **{"priors.sfm.matcher": matcher})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]

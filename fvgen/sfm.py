@@ -52,7 +52,7 @@ from .prior import PointCloud
 
 MATCHERS = ("auto", "sift", "xfeat-lighterglue")
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL")
-_HINTS = {"sift": "try --matcher xfeat-lighterglue or more overlapping photos",
+_HINTS = {"sift": "try --matcher auto or xfeat-lighterglue, or more overlapping photos",
           "xfeat-lighterglue": "try more overlapping photos or a higher resolution",
           "auto": "SIFT and XFeat+LighterGlue both tried; try more overlapping photos"}
 

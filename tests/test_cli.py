@@ -86,6 +86,9 @@ def test_views_that_do_not_register(tmp_path):
     _img(d / "b.png", (160, 120), seed=2)
     res = fvgen("reconstruct", d, "--out", tmp_path / "o", "--preset", "cpu", "--device", "cpu")
     assert_one_line_error(res, "register")
+    assert "both tried" in res.stderr  # auto: SIFT, then XFeat + LighterGlue
+    res = fvgen("reconstruct", d, "--out", tmp_path / "o", "--preset", "cpu", "--device", "cpu", "--matcher", "sift")
+    assert_one_line_error(res, "try --matcher auto")
 
 
 def test_bad_options(tmp_path):
@@ -98,6 +101,7 @@ def test_bad_options(tmp_path):
     assert_one_line_error(fvgen("reconstruct", d, "--force", "everything", "--out", tmp_path / "o"), "--force")
     assert_one_line_error(fvgen("reconstruct", d, "--device", "tpu", "--out", tmp_path / "o"), "device")
     assert_one_line_error(fvgen("reconstruct", d, "--priors", "dust3r", "--out", tmp_path / "o"), "checkpoint")
+    assert_one_line_error(fvgen("reconstruct", d, "--matcher", "orb", "--out", tmp_path / "o"), "unknown matcher")
 
 
 def test_warp_and_render_without_a_run(tmp_path):
