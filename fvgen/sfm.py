@@ -57,6 +57,10 @@ _HINTS = {"sift": "try --matcher auto or xfeat-lighterglue, or more overlapping 
           "auto": "SIFT and XFeat+LighterGlue both tried; try more overlapping photos"}
 
 
+class RegistrationError(FvgenError):
+    """Views did not register (too few matches, or the mapper left them out)."""
+
+
 @dataclass(frozen=True)
 class SfmConf:
     """Options of :func:`estimate_poses`."""
@@ -109,9 +113,7 @@ def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
                                                  known_cameras, focal_px)
             info["matcher_tried"] = ["sift"]
             return cams, points, info
-        except FvgenError as e:
-            if "did not register" not in str(e):
-                raise
+        except RegistrationError as e:
             sift_error = str(e)
         cams, points, info = _estimate_poses(pycolmap, images, replace(conf, matcher="xfeat-lighterglue"),
                                              Path(work_dir), known_cameras, focal_px, hint=_HINTS["auto"])
@@ -193,7 +195,7 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px, h
     lonely = [names[i] for i in range(n) if degree[i] == 0]
     if lonely and known_cameras is None:  # with known poses, unmatched views only lack points
         which = names if len(lonely) == n or n == 2 else lonely
-        raise FvgenError(f"views did not register: {', '.join(which)} (too few matches; {hint})")
+        raise RegistrationError(f"views did not register: {', '.join(which)} (too few matches; {hint})")
 
     opts = _mapper_options(pycolmap, conf, known_focal, known_cameras is not None)
     if known_cameras is not None:
@@ -215,7 +217,7 @@ def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px, h
         mapper_attempts = attempt + 1
         if missing:
             which = names if len(registered) < 2 else missing
-            raise FvgenError(f"views did not register: {', '.join(which)} "
+            raise RegistrationError(f"views did not register: {', '.join(which)} "
                              f"({len(registered)} of {n} registered; {hint})")
         if conf.retriangulate:
             rec = pycolmap.triangulate_points(rec, db_path, image_dir, out_dir, True, opts, False)

@@ -156,7 +156,7 @@ def procedural_scene(seed: int, n: int, width: int = 320, height: int = 200) -> 
 def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_stride: int = 1,
                sparse: int | None = None) -> tuple[list[int], list[int]]:
     """(sparse view indices, clip indices): a clip of consecutive frames (stride 1..max_stride,
-    random direction) and 2-3 sparse views, the clip's first frame first, the others near the clip."""
+    random direction) and 2-3 sparse views on the clip, its first frame first."""
     stride = int(rng.integers(1, max_stride + 1))
     while stride > 1 and (clip_len - 1) * stride + 1 > n_frames:
         stride -= 1
