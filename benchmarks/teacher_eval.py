@@ -121,12 +121,13 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
 def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int) -> None:
     import torch
 
+    from fvgen.pipeline import resolve_device
     from fvgen.teacher.model import TeacherModel
     from fvgen.teacher.sample import generate_clip
     from fvgen.video import write_mp4
 
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(resolve_device(device))
     model = TeacherModel.load(model_dir, dev, torch.float32).eval()
     files = sorted(clips.glob("*.npz"))
     times, seen = [], set()

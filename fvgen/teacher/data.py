@@ -83,6 +83,21 @@ def train_scenes(root: Path = TRAIN_ROOT) -> list[Path]:
     return sorted(p for p in Path(root).iterdir() if (p / "cameras_opencv.json").is_file()) if Path(root).is_dir() else []
 
 
+def scene_dirs(scenes: Sequence[str]) -> list[Path]:
+    """``["all"]``: every scene of the training pool; else names under it or folders."""
+    if list(scenes) == ["all"]:
+        return train_scenes()
+    return [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
+
+
+def camera_image_files(scene_dir: Path, cams: Sequence[Camera]) -> list[Path]:
+    """The image file of each camera: ``images/<name>``, else the name as the cameras file gives it."""
+    files = [scene_dir / "images" / Path(c.name).name for c in cams]
+    if not files or not all(f.is_file() for f in files):
+        files = [scene_dir / c.name for c in cams]
+    return files
+
+
 def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, list[Camera], list[str]]:
     """Images [N, H, W, 3] (undistorted), cameras at that size, image names, in the cameras file's order."""
     from ..cameras import read_cameras_opencv_json
@@ -91,9 +106,7 @@ def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, 
 
     scene_dir = Path(scene_dir)
     cams = read_cameras_opencv_json(scene_dir / "cameras_opencv.json")
-    files = [scene_dir / "images" / Path(c.name).name for c in cams]
-    if not files or not all(f.is_file() for f in files):
-        files = [scene_dir / c.name for c in cams]
+    files = camera_image_files(scene_dir, cams)
     check_not_eval(scene_dir, files)
     imgs = load_images(files, max_size)
     w, h = imgs.size
@@ -379,7 +392,7 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
     """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped.
     ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior.
     ``workers`` > 1 builds in that many processes, one scene (or procedural batch) per task."""
-    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
+    dirs = scene_dirs(scenes)
     for d in dirs:  # never skipped: an evaluation scene aborts the whole build
         check_not_eval(d)
     jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
@@ -402,10 +415,7 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
 
 
 def _build_jobs_quiet(jobs, args):
-    import os
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one process per core
     return _build_jobs(jobs, log=lambda m: print(m, flush=True), **args)
 
 
@@ -463,11 +473,10 @@ def pack(out: Path, scenes: Sequence[str] = ("all",), max_size: int = 320) -> in
 
     from ..cameras import read_cameras_opencv_json
 
-    dirs = train_scenes() if list(scenes) == ["all"] else [Path(s) if Path(s).is_dir() else TRAIN_ROOT / s for s in scenes]
     n = 0
-    for d in dirs:
+    for d in scene_dirs(scenes):
         cams = read_cameras_opencv_json(d / "cameras_opencv.json")
-        files = [d / "images" / Path(c.name).name for c in cams]
+        files = camera_image_files(d, cams)
         check_not_eval(d, files)
         dst = Path(out) / d.name
         (dst / "images").mkdir(parents=True, exist_ok=True)
