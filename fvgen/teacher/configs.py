@@ -81,7 +81,8 @@ class TrainConf:
     preset: str = "embedded"
     data: tuple[str, ...] = ()  # shard folders (made by `python -m fvgen.teacher.data build`)
     init_from: str = ""  # a model folder to start from (e.g. an earlier session's export)
-    batch_size: int = 8  # per process
+    batch_size: int = 8  # clips per process and UNet step
+    vae_batch: int = 64  # frames per process and autoencoder step (independent of batch_size)
     vae_steps: int = 4000  # phase 1: the autoencoder (0: keep the init_from VAE)
     unet_steps: int = 20000  # phase 2: the denoiser, VAE frozen
     vae_lr: float = 2e-4
@@ -102,7 +103,7 @@ class TrainConf:
 
 
 TRAIN_CONFIGS = {
-    "tiny": TrainConf(name="tiny", preset="tiny", batch_size=2, vae_steps=4, unet_steps=6, warmup=0,
+    "tiny": TrainConf(name="tiny", preset="tiny", batch_size=2, vae_batch=8, vae_steps=4, unet_steps=6, warmup=0,
                       ckpt_every=5, sample_every=5, sample_steps=2, log_every=1, bf16=False),
     "embedded": TrainConf(),
 }

@@ -347,7 +347,7 @@ class Run:
         while self.state["step"] < c.vae_steps:
             batch = next(it)
             x = torch.cat([batch["gt"].flatten(0, 1), batch["ref"]])  # frames are independent images
-            x = x[torch.randperm(len(x))[: max(c.batch_size * 4, 8)]]
+            x = x[torch.randperm(len(x))[: c.vae_batch]]
             self._lr(opt, c.vae_lr)
             with self._autocast():
                 loss, figs = net(x)
