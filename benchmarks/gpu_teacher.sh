@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_teacher.sh start WAIT_S   install the carried wheels, build the training
 #                                                 examples there from the carried scenes (GPU MVS,
 #                                                 12 processes), start the training loop, watch
-#   bash benchmarks/gpu_teacher.sh watch WAIT_S   print the log for WAIT_S s
+#   bash benchmarks/gpu_teacher.sh watch WAIT_S   print the log for WAIT_S s, then copy the latest
+#                                                 exported model to $OUT (model.tar.part-*)
 #   bash benchmarks/gpu_teacher.sh finish         stop at the next step, export the EMA model, run
 #                                                 benchmarks/teacher_eval.py on the carried clips,
 #                                                 copy to $OUT: model.tar.part-* (15 MiB parts),
@@ -41,6 +42,12 @@ watch() {
   done
 }
 
+snapshot() {
+  if [ -n "${OUT:-}" ] && [ -d "$RUN/model" ]; then
+    tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"; ls -la "$OUT"
+  fi
+}
+
 case "$1" in
   start)
     if [ "$DEVICE" = cuda ]; then
@@ -48,21 +55,24 @@ case "$1" in
       nvidia-smi --query-gpu=name,memory.total --format=csv
     fi
     t0=$(date +%s)
-    # real scenes (PER_SCENE dense priors each) and procedural rooms, 3 clips per prior
+    # real scenes (PER_SCENE dense priors each) and procedural rooms, 3 clips per prior; MIN_WARP_PSNR
+    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see RESULTS.md)
     OMP_NUM_THREADS=1 $PY -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
       --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
+      --min-warp-psnr "${MIN_WARP_PSNR:-0}" \
       2>&1 | grep -v "^W2" | tail -n 3
     echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$DATA"/built/*.npz | wc -l)"
     rm -f "$STOP"
     setsid nohup bash -c 'exec -a fvgen_teacher_loop bash benchmarks/gpu_teacher.sh loop' > $ROOT/teacher_loop.log 2>&1 < /dev/null &
     watch "$2"
+    snapshot
     ;;
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
       $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
-        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes 9 --stop-file "$STOP" --workers 12 \
+        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes 9 --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} \
         | tail -n 1 | tee -a $ROOT/teacher_chunks.log
       grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
       sleep 1
@@ -71,6 +81,9 @@ case "$1" in
     ;;
   watch)
     watch "$2"
+    # a copy of the latest export (every ckpt_every steps) comes back with every call, so a machine
+    # lost between calls costs only the steps since it
+    snapshot
     ;;
   finish)
     touch "$STOP"

@@ -143,7 +143,10 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         np.savez_compressed(out / f.name, last=u8(gen[-1]))
         if meta["scene"] not in seen:  # one video per scene: warp | teacher
             seen.add(meta["scene"])
-            write_mp4(out / f"{meta['scene']}.mp4", [np.concatenate([w, g], 1) for w, g in zip(warp, gen)], fps=8)
+            try:  # a preview only: hosts without ffmpeg (the H200 image) skip it
+                write_mp4(out / f"{meta['scene']}.mp4", [np.concatenate([w, g], 1) for w, g in zip(warp, gen)], fps=8)
+            except Exception as e:  # noqa: BLE001
+                print(f"no preview video ({type(e).__name__}: {e})", flush=True)
         print(f"{f.stem}: {times[-1]:.2f}s", flush=True)
     (out / "run.json").write_text(json.dumps({
         "model": str(model_dir), "steps": steps, "cfg": cfg, "device": str(dev), "seed": seed,

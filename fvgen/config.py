@@ -44,8 +44,9 @@ class WarpConf:
     point_radius_px: float = 0.0  # 0: from the cloud's point spacing
     fps: int = 10
     # torch: our z-buffer (any device); gsplat: gsplat's CUDA rasterizer with near-opaque splats;
-    # auto: gsplat on CUDA when installed. The default stays torch until the gsplat path has passed
-    # its agreement test on a GPU (tests/test_points_render.py::test_gsplat_point_warp_matches_torch).
+    # auto: gsplat on CUDA when installed. The default stays torch: gsplat's splats are Gaussians, so
+    # its validity mask is a superset of the z-buffer's (mask IoU 0.85-0.91, benchmarks/RESULTS.md;
+    # tests/test_points_render.py), and the teacher's training warps are drawn by the z-buffer.
     renderer: str = "torch"
 
 

@@ -28,6 +28,7 @@ Pipeline (all in torch, on ``device``; open3d, or scipy without it, for the fina
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, asdict, replace
 from typing import Sequence
@@ -56,6 +57,10 @@ class MvsConf:
     geo_pixel_threshold: float = 1.0  # round-trip reprojection error (px) for consistency
     geo_depth_threshold: float = 0.015  # relative depth error for consistency
     min_consistent_views: int = 1  # other views that must agree (capped at N - 1)
+    # a view only confirms a point it sees under at least this triangulation angle (degrees): two
+    # near-identical views "agree" on any depth (measured: adjacent video frames as inputs gave
+    # clouds that reproject well into those frames and into nothing else)
+    min_triangulation_angle: float = 1.0
     depth_margin: float = 0.15  # range padding, as a fraction of the inverse-depth span
     coarse_size: int = 160  # long side of the range-finding sweep (no sparse points)
     coarse_planes: int = 64
@@ -335,6 +340,11 @@ def _geometric_fusion(depths: list[torch.Tensor], valid: list[torch.Tensor], cam
             rel = (zr2 - dr).abs() / dr.clamp_min(1e-9)
             ok = (zs > 1e-9) & (ds > 0) & (zr2 > 0) & (err < conf.geo_pixel_threshold) & (
                 rel < conf.geo_depth_threshold)
+            if conf.min_triangulation_angle > 0:
+                ray_r = c2w_r[:3, 3:4] - Xw
+                ray_s = c2w_s[:3, 3:4] - Xw
+                cos = (ray_r * ray_s).sum(0) / (ray_r.norm(dim=0) * ray_s.norm(dim=0)).clamp_min(1e-12)
+                ok &= cos <= math.cos(math.radians(conf.min_triangulation_angle))
             count += ok.int()
             acc += Xw2 * ok[None]
         keep = valid[r].reshape(-1) & (count >= need)
@@ -474,7 +484,8 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
         info["masks"] = [k.cpu().numpy() for k, _, _ in fused]
         info["stereo_cameras"] = cs
     if len(cloud) == 0:
-        raise FvgenError("dense stereo produced no points: the views do not overlap enough")
+        raise FvgenError(f"dense stereo produced no points: the views do not overlap enough, or are too close "
+                         f"together (under {conf.min_triangulation_angle:g} deg of triangulation angle) to give depth")
     return cloud, info
 
 

@@ -1,6 +1,7 @@
 """Plane-sweep MVS: depth on a ray-cast synthetic scene, and a smoke test on real fern views."""
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,21 @@ def test_synthetic_planes_depth_recovered():
     assert info2["range_source"] == "sparse" and len(cloud2) > 500
     z2 = cloud2.xyz[:, 2]
     assert ((np.abs(z2 - 5.0) < 0.1) | (np.abs(z2 - 3.5) < 0.07)).mean() > 0.9
+
+
+def test_near_identical_views_confirm_nothing():
+    """Two views 5 mm apart looking 3.5-5 m away (0.06 deg of triangulation angle) agree on any
+    depth: the fusion's minimum triangulation angle keeps none of their points."""
+    cams = []
+    for x in (0.0, 0.005):
+        c2w = look_at(np.array([x, 0.0, 0.0]), np.array([0.0, 0.0, 5.0]), np.array([0.0, -1.0, 0.0]))
+        cams.append(Camera(K, c2w, W, H))
+    imgs = np.stack([_render(c)[0] for c in cams])
+    conf = MvsConf(max_image_size=128, num_planes=32, outlier_neighbors=0, ncc_threshold=0.0, conf_threshold=0.0)
+    loose, _ = dense_point_cloud(imgs, cams, None, replace(conf, min_triangulation_angle=0.0), depth_range=(3.0, 6.0))
+    assert len(loose) > 1000
+    with pytest.raises(FvgenError, match="too close together"):
+        dense_point_cloud(imgs, cams, None, conf, depth_range=(3.0, 6.0))
 
 
 def test_bad_inputs_raise():

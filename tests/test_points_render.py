@@ -122,13 +122,15 @@ def test_warp_renderer_choice_on_cpu():
         _point_renderer("gsplat", "cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's rasterizer needs CUDA")
-def test_gsplat_point_warp_matches_torch():
-    pytest.importorskip("gsplat")
+def _check_gsplat_point_warp(device: str) -> None:
+    """``render_points_gsplat`` against the torch z-buffer. Stated tolerance: the Gaussians' tails
+    add up in the gaps between neighbouring splats, so gsplat's mask is a superset of the
+    z-buffer's (measured on an H200 with the first version of this path: IoU 0.85 at mask alpha
+    0.5; 0.91 / 0.86 at 0.1, the value now used); colours agree where both draw, depths exactly."""
     from fvgen.render.points import render_points_gsplat
 
     xyz, rgb = _scene_cloud()
-    xyz, rgb = torch.from_numpy(xyz).cuda(), torch.from_numpy(rgb).cuda()
+    xyz, rgb = torch.from_numpy(xyz).to(device), torch.from_numpy(rgb).to(device)
     Kc = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
     for eye in ([0.0, 0.0, -3.0], [0.8, 0.3, -2.6]):
         w2c = np.linalg.inv(look_at(np.array(eye), np.zeros(3), np.array([0.0, -1.0, 0.0])))
@@ -139,8 +141,34 @@ def test_gsplat_point_warp_matches_torch():
         mse = ((ref - gs)[both] ** 2).mean().item()
         psnr = -10 * np.log10(max(mse, 1e-12))
         depth_rel = ((d_ref - d_gs).abs() / d_ref.clamp_min(1e-6))[both].median().item()
-        print(f"eye {eye}: mask IoU {inter / union:.4f}, PSNR on common pixels {psnr:.1f} dB, "
-              f"median relative depth difference {depth_rel:.4f}")
-        assert inter / union > 0.95
-        assert psnr > 25.0  # splat edges blend where the z-buffer picks one point
-        assert depth_rel < 0.01
+        missed = (m_ref & ~m_gs).sum().item() / m_ref.sum().item()
+        print(f"{device} eye {eye}: mask IoU {inter / union:.4f}, z-buffer pixels missed {missed:.4f}, "
+              f"PSNR on common pixels {psnr:.1f} dB, median relative depth difference {depth_rel:.4f}")
+        assert inter / union > 0.85
+        assert missed < 0.01
+        assert psnr > 24.0  # splat edges blend where the z-buffer picks one point
+        assert depth_rel < 0.001
+
+
+def test_gsplat_point_warp_on_the_torch_oracle(monkeypatch):
+    """The gsplat warp path on the CPU, with our torch rasterizer standing in for gsplat's CUDA
+    kernel (the two agree to float precision: benchmarks/rasterizer_check.py, tests/test_rasterizer.py)."""
+    import sys
+    import types
+
+    from fvgen.render.gaussians import rasterize
+
+    def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=0.01,
+                      render_mode="RGB", packed=False, radius_clip=0.0, eps2d=0.3):
+        assert not packed
+        return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
+                         render_mode=render_mode, radius_clip=radius_clip, eps2d=eps2d, backend="torch")
+
+    monkeypatch.setitem(sys.modules, "gsplat", types.SimpleNamespace(rasterization=rasterization))
+    _check_gsplat_point_warp("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's rasterizer needs CUDA")
+def test_gsplat_point_warp_matches_torch():
+    pytest.importorskip("gsplat")
+    _check_gsplat_point_warp("cuda")

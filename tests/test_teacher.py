@@ -181,10 +181,35 @@ def test_data_builder_on_real_scene(tmp_path):
     cov = ex["mask"].astype(float).mean() / 255
     assert 0.01 < cov < 0.99  # sparse-view clouds leave holes, and cover something
     assert ex["mask"][0].mean() / 255 >= cov - 0.05  # the first frame is an input view
+    assert 5.0 < ex["meta"]["warp_psnr"] < 40.0
     tdata.save_example(tmp_path / "e.npz", ex)
     back = tdata.load_example(tmp_path / "e.npz")
     assert np.array_equal(back["mask"], ex["mask"]) and back["meta"]["clip"] == ex["meta"]["clip"]
     assert np.abs(back["gt"].astype(int) - ex["gt"]).mean() < 3  # JPEG q92
+
+
+def test_warp_psnr_scores_covered_pixels_only():
+    g = np.random.default_rng(0)
+    gt = g.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    masks = [np.zeros((8, 8), bool) for _ in range(4)]
+    assert tdata.warp_psnr(list(gt), masks, gt) is None  # nothing covered
+    masks[1][2:5, 2:5] = True
+    frames = gt.copy()
+    frames[~np.stack(masks)] = 0.0  # holes are black: they must not count
+    frames[1][2:5, 2:5] += 0.1
+    assert abs(tdata.warp_psnr(list(frames), masks, gt * 255) - 20.0) < 1e-3  # uint8-range truth too
+
+
+def test_build_skips_untrustworthy_warps(tmp_path):
+    from fvgen.teacher.configs import PRESETS as P
+
+    kept = tdata.build(tmp_path / "a", preset="tiny", scenes=[], per_scene=0, procedural=1, max_size=128, seed=1,
+                       log=lambda m: None)
+    assert len(kept) == 1 and tdata.load_example(kept[0])["meta"]["warp_psnr"] > 0
+    assert P["tiny"].frames == len(tdata.load_example(kept[0])["gt"])
+    none = tdata.build(tmp_path / "b", preset="tiny", scenes=[], per_scene=0, procedural=1, max_size=128, seed=1,
+                       min_warp_psnr=99.0, log=lambda m: None)
+    assert none == []
 
 
 def test_path_order_follows_the_capture_path():
@@ -207,6 +232,8 @@ def test_pick_views_keeps_inputs_on_the_clip_path():
         sparse, clip = tdata.pick_views(40, 16, rng)
         assert sparse[0] == clip[0] and set(sparse) <= set(clip) and len(set(sparse)) == len(sparse)
         assert all(abs(b - a) == 1 for a, b in zip(clip, clip[1:]))
+        pos = sorted(clip.index(v) for v in sparse)  # inputs apart: neighbouring frames fit any depth
+        assert len(sparse) >= 2 and all(b - a >= 4 for a, b in zip(pos, pos[1:]))
         c = tdata.clip_from(sparse[-1], 40, 16, 1, rng)
         assert c is not None and c[0] == sparse[-1] and len(c) == 16 and all(0 <= i < 40 for i in c)
     assert tdata.clip_from(5, 10, 16, 1, rng) is None

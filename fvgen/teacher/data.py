@@ -167,9 +167,10 @@ def procedural_scene(seed: int, n: int, width: int = 320, height: int = 200) -> 
 # ----------------------------------------------------------------------------- examples
 
 def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_stride: int = 1,
-               sparse: int | None = None) -> tuple[list[int], list[int]]:
+               sparse: int | None = None, min_gap: int = 4) -> tuple[list[int], list[int]]:
     """(sparse view indices, clip indices): a clip of consecutive frames (stride 1..max_stride,
-    random direction) and 2-3 sparse views on the clip, its first frame first."""
+    random direction) and 2-3 sparse views on the clip, its first frame first, at least ``min_gap``
+    clip frames apart where the clip allows it."""
     stride = int(rng.integers(1, max_stride + 1))
     while stride > 1 and (clip_len - 1) * stride + 1 > n_frames:
         stride -= 1
@@ -182,12 +183,19 @@ def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_strid
         clip = clip[::-1]
     k = sparse or int(rng.integers(2, 4))
     # the other inputs lie on the clip's own path, as when fvgen warps between or near its inputs:
-    # views far off the path leave the warps nearly empty (measured: 1-7 % coverage)
-    others = [i for i in clip if i != clip[0]]
-    extra = list(rng.choice(others, size=min(k - 1, len(others)), replace=False))
-    if rng.random() < 0.5 and clip[-1] not in extra:  # often an input view near the clip's end too
-        extra[-1] = clip[-1]
-    return [clip[0], *[int(e) for e in extra]], clip
+    # views far off the path leave the warps nearly empty (measured: 1-7 % coverage); and apart
+    # from each other: neighbouring video frames as inputs give a dense cloud that only fits those
+    # frames (its depths are barely constrained), which teaches the model to distrust the warp
+    gap = max(1, min(min_gap, (clip_len - 1) // max(k - 1, 1)))
+    picked = [0]
+    if rng.random() < 0.5:  # often an input view at the clip's end
+        picked.append(clip_len - 1)
+    while len(picked) < k:
+        free = [j for j in range(1, clip_len) if all(abs(j - q) >= gap for q in picked)]
+        if not free:
+            break
+        picked.append(int(rng.choice(free)))
+    return [clip[j] for j in picked], clip
 
 
 def clip_from(start: int, n_frames: int, clip_len: int, stride: int, rng: np.random.Generator) -> list[int] | None:
@@ -249,7 +257,20 @@ def clip_example(priors, images: np.ndarray, cams: Sequence[Camera], names: Sequ
             "mask": rs(np.stack(masks).astype(np.float32)[..., None])[..., 0], "gt": rs(images[list(clip_ids)]),
             "meta": {"source": source, "sparse": [names[i] for i in sparse_ids], "clip": [names[i] for i in clip_ids],
                      "coverage": float(np.mean(masks)), "points": len(priors.points),
+                     "warp_psnr": warp_psnr(frames, masks, images[list(clip_ids)]),
                      "cameras": [c.to_dict() for c in clip_cams]}}
+
+
+def warp_psnr(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], gt: np.ndarray) -> float | None:
+    """PSNR of the warp against the real frames on the pixels it covers (all frames pooled): how far
+    the prior's geometry can be trusted; None when nothing is covered."""
+    m = np.stack(masks).astype(bool)
+    if not m.any():
+        return None
+    g = np.asarray(gt, np.float32)
+    g = g / 255.0 if g.max() > 1.5 else g
+    mse = float(np.mean((np.stack(frames).astype(np.float32) - g)[m] ** 2))
+    return float(-10 * np.log10(max(mse, 1e-10)))
 
 
 def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],
@@ -388,8 +409,10 @@ class ExampleBank:
 def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",), per_scene: int = 4,
           procedural: int = 0, max_size: int = 320, seed: int = 0, pipeline_preset: str = "cpu",
           device: str = "cpu", min_coverage: float = 0.05, clips_per_prior: int = 1, triangulate: bool = True,
-          workers: int = 1, log=print) -> list[Path]:
-    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped.
+          workers: int = 1, min_warp_psnr: float = 0.0, log=print) -> list[Path]:
+    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped,
+    and so are clips whose warp covers less than ``min_coverage`` or matches the real frames on its
+    covered pixels at less than ``min_warp_psnr`` dB (0: no such check).
     ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior.
     ``workers`` > 1 builds in that many processes, one scene (or procedural batch) per task."""
     dirs = scene_dirs(scenes)
@@ -397,7 +420,8 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
         check_not_eval(d)
     jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
     args = dict(out=Path(out), preset=preset, max_size=max_size, seed=seed, pipeline_preset=pipeline_preset,
-                device=device, min_coverage=min_coverage, clips_per_prior=clips_per_prior, triangulate=triangulate)
+                device=device, min_coverage=min_coverage, clips_per_prior=clips_per_prior, triangulate=triangulate,
+                min_warp_psnr=min_warp_psnr)
     numbered = list(enumerate(jobs))
     if workers <= 1:
         return _build_jobs(numbered, log=log, **args)
@@ -420,7 +444,8 @@ def _build_jobs_quiet(jobs, args):
 
 
 def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, pipeline_preset: str, device: str,
-                min_coverage: float, clips_per_prior: int, triangulate: bool, log=print) -> list[Path]:
+                min_coverage: float, clips_per_prior: int, triangulate: bool, min_warp_psnr: float = 0.0,
+                log=print) -> list[Path]:
     from ..config import load_preset
     from .configs import get_preset
 
@@ -455,6 +480,9 @@ def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, pipeline
             ex = clip_example(priors, imgs, cams, names, sparse, cl, p.width, p.height, device, src)
             if ex["meta"]["coverage"] < min_coverage:
                 log(f"skip {kind} {what} clip {j}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
+                continue
+            if min_warp_psnr > 0 and (ex["meta"]["warp_psnr"] or 0.0) < min_warp_psnr:
+                log(f"skip {kind} {what} clip {j}: warp PSNR {ex['meta']['warp_psnr'] or 0:.1f} < {min_warp_psnr} dB")
                 continue
             path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}_{j}.npz"
             save_example(path, ex)
@@ -505,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--pipeline-preset", default="cpu", help="fvgen preset whose [priors] settings are used")
     b.add_argument("--device", default="cpu")
     b.add_argument("--min-coverage", type=float, default=0.05, help="skip examples whose warps cover less")
+    b.add_argument("--min-warp-psnr", type=float, default=0.0,
+                   help="skip examples whose warps match the real frames worse (dB, covered pixels; 0: keep all)")
     b.add_argument("--clips-per-prior", type=int, default=1, help="clips per dense prior, each from one of its sparse views")
     b.add_argument("--no-triangulate", action="store_true",
                    help="skip SfM triangulation with the known poses (no pycolmap needed; MVS finds its depth range)")
@@ -524,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         fs = build(a.out, a.preset, a.scenes, a.per_scene, a.procedural, a.max_size, a.seed, a.pipeline_preset, a.device,
-                   a.min_coverage, a.clips_per_prior, not a.no_triangulate, a.workers)
+                   a.min_coverage, a.clips_per_prior, not a.no_triangulate, a.workers, a.min_warp_psnr)
     except FvgenError as e:
         print(f"error: {e}")
         return 2

@@ -1,0 +1,122 @@
+"""Does the teacher's autoencoder cap its quality? Train the embedded preset's ``AutoencoderKL`` with
+different latent channel counts on the same frames for the same steps, then measure the round trip
+(encode, decode) on held-out frames: the evaluation scenes' test images at the model size (they are
+only measured, never trained on). A latent diffusion model's output can be no closer to the truth
+than its decoder's round trip.
+
+Training frames: random crops of the training pool's images (``../shared/datasets-train``, at most
+320 px; the autoencoder is convolutional, crops generalise to the full frame).
+
+    python benchmarks/vae_capacity.py --channels 4 16 --steps 400 --crop 64 --json benchmarks/results/vae_capacity_cpu.json
+    python benchmarks/vae_capacity.py --factors 4 --channels 4 --steps 400 --crop 64 --json benchmarks/results/vae_capacity_cpu_f4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def heldout_frames(width: int, height: int):
+    """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
+    import torch
+
+    from fvgen.evaluate import scene_image_files
+    from fvgen.images import load_images
+    from fvgen.teacher.sample import resize_frames
+    from splits import DATASETS, SCENES, split_files
+
+    out = []
+    for scene in SCENES:
+        _, test = split_files(scene)
+        by_name = {f.name: f for f in scene_image_files(DATASETS / scene)}
+        imgs = load_images([by_name[f] for f in test], 320)
+        for im in imgs.images:
+            t = torch.as_tensor(np.asarray(im, np.float32)).permute(2, 0, 1)
+            t = t / 255.0 if t.max() > 1.5 else t
+            out.append(resize_frames(t[None], width, height)[0])
+    return torch.stack(out) * 2 - 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--channels", type=int, nargs="+", default=[4, 16])
+    ap.add_argument("--factors", type=int, nargs="+", default=[8], help="downsampling factors (4: one level fewer)")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+
+    import torch
+
+    from fvgen.images import load_images
+    from fvgen.teacher import data as tdata
+    from fvgen.teacher.configs import get_preset
+    from fvgen.teacher.model import build_vae
+    from fvgen.teacher.vae import vae_loss
+
+    torch.set_num_threads(a.threads)
+    base = get_preset("embedded")
+    imgs = []
+    for s in tdata.train_scenes():  # scenes differ in size: load each scene on its own
+        li = load_images(sorted((s / "images").glob("*")), 320)
+        imgs += [np.asarray(im, np.float32) for im in li.images]
+    imgs = [im / 255.0 if im.max() > 1.5 else im for im in imgs]
+    test = heldout_frames(base.width, base.height)
+    print(f"{len(imgs)} training images, {len(test)} held-out frames", flush=True)
+    results = []
+    for factor, c in [(f, c) for f in a.factors for c in a.channels]:
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        levels = int(round(np.log2(factor))) + 1
+        vae = build_vae(replace(base, latent_channels=c, vae_channels=base.vae_channels[:levels]))
+        n_params = sum(p.numel() for p in vae.parameters())
+        opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, weight_decay=0.01)
+        t0 = time.time()
+        curve = []
+        for step in range(1, a.steps + 1):
+            batch = []
+            for _ in range(a.batch):
+                im = imgs[int(rng.integers(len(imgs)))]
+                y = int(rng.integers(0, im.shape[0] - a.crop + 1))
+                x = int(rng.integers(0, im.shape[1] - a.crop + 1))
+                batch.append(im[y:y + a.crop, x:x + a.crop])
+            xb = torch.as_tensor(np.stack(batch)).permute(0, 3, 1, 2) * 2 - 1
+            loss, fig = vae_loss(vae, xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            if step % 50 == 0:
+                curve.append({"step": step, "mse": fig["mse"]})
+                print(f"channels {c} step {step}: mse {fig['mse']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        with torch.no_grad():
+            vae.eval()
+            rec = torch.cat([vae.decode(vae.encode(test[i:i + 8]).latent_dist.mode()).sample
+                             for i in range(0, len(test), 8)]).clamp(-1, 1)
+        mse = ((rec - test) / 2).pow(2).flatten(1).mean(1)
+        psnr = float((-10 * torch.log10(mse)).mean())
+        results.append({"factor": factor, "latent_channels": c, "params": n_params, "steps": a.steps, "heldout_psnr": psnr,
+                        "train_seconds": round(time.time() - t0, 1), "curve": curve})
+        print(f"factor {factor}, latent channels {c}: {n_params / 1e6:.2f} M parameters, held-out round trip {psnr:.2f} dB", flush=True)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"command": " ".join(sys.argv), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),
+                                      "batch": a.batch, "crop": a.crop, "lr": a.lr, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
