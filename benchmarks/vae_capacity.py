@@ -9,6 +9,8 @@ Training frames: random crops of the training pool's images (``../shared/dataset
 
     python benchmarks/vae_capacity.py --channels 4 16 --steps 400 --crop 64 --json benchmarks/results/vae_capacity_cpu.json
     python benchmarks/vae_capacity.py --factors 4 --channels 4 --steps 400 --crop 64 --json benchmarks/results/vae_capacity_cpu_f4.json
+    python benchmarks/vae_capacity.py --channels 4 --steps 400 --crop 64 --augment --json benchmarks/results/vae_capacity_cpu_augment.json
+    python benchmarks/vae_capacity.py --model RUN/model --json benchmarks/results/vae_teacher_run2.json  (a trained one)
 """
 
 from __future__ import annotations
@@ -48,6 +50,65 @@ def heldout_frames(width: int, height: int):
     return torch.stack(out) * 2 - 1
 
 
+def psnr(a, b) -> float:
+    """Mean PSNR over frames [N, 3, H, W] in [-1, 1]."""
+    import torch
+
+    mse = ((a - b) / 2).pow(2).flatten(1).mean(1)
+    return float((-10 * torch.log10(mse.clamp_min(1e-12))).mean())
+
+
+def training_scene_frames(width: int, height: int, per_scene: int = 4):
+    """Every 10th image of each training scene (the first ``per_scene``), at the model size."""
+    import torch
+
+    from fvgen.images import load_images
+    from fvgen.teacher import data as tdata
+    from fvgen.teacher.sample import resize_frames
+
+    out = []
+    for s in tdata.train_scenes():
+        files = sorted((s / "images").glob("*"))[::10][:per_scene]
+        for im in load_images(files, 320).images:
+            t = torch.as_tensor(np.asarray(im, np.float32)).permute(2, 0, 1)
+            out.append(resize_frames((t / 255.0 if t.max() > 1.5 else t)[None], width, height)[0])
+    return torch.stack(out) * 2 - 1
+
+
+def measure_model(a) -> None:
+    """Round trip of a trained autoencoder against a bicubic resize with as many numbers as its latent."""
+    import torch
+    import torch.nn.functional as F
+
+    from fvgen.teacher.model import TeacherModel
+
+    torch.set_num_threads(a.threads)
+    m = TeacherModel.load(a.model, torch.device("cpu"), torch.float32)
+    p = m.preset
+    lh, lw = p.height // p.vae_factor, p.width // p.vae_factor
+    side = np.sqrt(p.latent_channels * lh * lw / 3 / (p.width * p.height))  # same count of numbers, RGB
+    bh, bw = max(1, round(p.height * side)), max(1, round(p.width * side))
+    out = {"model": str(a.model), "bicubic_size": [bw, bh], "latent": [p.latent_channels, lh, lw]}
+    for name, frames in (("heldout", heldout_frames(p.width, p.height)),
+                         ("training_scenes", training_scene_frames(p.width, p.height))):
+        with torch.no_grad():
+            rec = torch.cat([m.vae.decode(m.vae.encode(frames[i:i + 8]).latent_dist.mode()).sample
+                             for i in range(0, len(frames), 8)]).clamp(-1, 1)
+        small = F.interpolate(frames, size=(bh, bw), mode="bicubic", antialias=True, align_corners=False)
+        back = F.interpolate(small, size=(p.height, p.width), mode="bicubic", align_corners=False).clamp(-1, 1)
+        err = (rec - frames) / 2
+        low = float(F.avg_pool2d(err, p.vae_factor).pow(2).mean() / err.pow(2).mean())
+        out[name] = {"frames": len(frames), "vae_psnr": psnr(rec, frames), "bicubic_psnr": psnr(back, frames),
+                     "error_share_in_block_means": low}
+        print(f"{name}: {len(frames)} frames, autoencoder round trip {out[name]['vae_psnr']:.2f} dB, bicubic via "
+              f"{bw}x{bh} {out[name]['bicubic_psnr']:.2f} dB, error share in {p.vae_factor}x{p.vae_factor} means "
+              f"{low:.2f}", flush=True)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"command": " ".join(sys.argv), "host": platform.node(),
+                                      "date": time.strftime("%Y-%m-%d"), **out}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--channels", type=int, nargs="+", default=[4, 16])
@@ -57,8 +118,14 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=96)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--augment", action="store_true",
+                    help="colour augmentation of the crops: random channel order, per-channel gain, flips")
+    ap.add_argument("--model", type=Path, help="instead of training: measure this teacher folder's autoencoder "
+                    "on the held-out frames and on frames of its training scenes, beside a bicubic baseline")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
+    if a.model:
+        return measure_model(a)
 
     import torch
 
@@ -93,7 +160,11 @@ def main() -> None:
                 im = imgs[int(rng.integers(len(imgs)))]
                 y = int(rng.integers(0, im.shape[0] - a.crop + 1))
                 x = int(rng.integers(0, im.shape[1] - a.crop + 1))
-                batch.append(im[y:y + a.crop, x:x + a.crop])
+                crop = im[y:y + a.crop, x:x + a.crop]
+                if a.augment:  # colours the 629 images do not have, so that the decoder cannot memorise theirs
+                    crop = crop[..., rng.permutation(3)] * rng.uniform(0.6, 1.2, 3).astype(np.float32)
+                    crop = np.clip(crop, 0, 1)[:, ::-1] if rng.random() < 0.5 else np.clip(crop, 0, 1)
+                batch.append(np.ascontiguousarray(crop))
             xb = torch.as_tensor(np.stack(batch)).permute(0, 3, 1, 2) * 2 - 1
             loss, fig = vae_loss(vae, xb)
             opt.zero_grad(set_to_none=True)
@@ -109,7 +180,7 @@ def main() -> None:
                              for i in range(0, len(test), 8)]).clamp(-1, 1)
         mse = ((rec - test) / 2).pow(2).flatten(1).mean(1)
         psnr = float((-10 * torch.log10(mse)).mean())
-        results.append({"factor": factor, "latent_channels": c, "params": n_params, "steps": a.steps, "heldout_psnr": psnr,
+        results.append({"augment": a.augment, "factor": factor, "latent_channels": c, "params": n_params, "steps": a.steps, "heldout_psnr": psnr,
                         "train_seconds": round(time.time() - t0, 1), "curve": curve})
         print(f"factor {factor}, latent channels {c}: {n_params / 1e6:.2f} M parameters, held-out round trip {psnr:.2f} dB", flush=True)
     if a.json:
