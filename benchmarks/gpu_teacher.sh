@@ -55,10 +55,11 @@ case "$1" in
       nvidia-smi --query-gpu=name,memory.total --format=csv
     fi
     t0=$(date +%s)
-    # real scenes (PER_SCENE dense priors each) and procedural rooms, 3 clips per prior; MIN_WARP_PSNR
+    # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
+    # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
     # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see RESULTS.md)
     OMP_NUM_THREADS=1 $PY -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
-      --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
+      --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-150}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
       --min-warp-psnr "${MIN_WARP_PSNR:-0}" \
       2>&1 | grep -v "^W2" | tail -n 3

@@ -69,6 +69,22 @@ def test_vae_loss_lowers(tiny):
     assert float(loss) < first
 
 
+def test_vae_augmentation_changes_colours_not_range():
+    from fvgen.teacher.vae import augment_frames
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 24, 40, generator=g) * 2 - 1
+    y = augment_frames(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and y.dtype == x.dtype and y.min() >= -1 and y.max() <= 1
+    assert (y - x).abs().mean() > 0.05  # every frame is altered
+    assert torch.equal(y, augment_frames(x, torch.Generator().manual_seed(1)))  # seeded
+    # a flat colour stays flat (crops and flips move no colour around) but takes a new colour
+    flat = torch.zeros(8, 3, 24, 40)
+    flat[:, 0] = 0.8
+    z = augment_frames(flat, torch.Generator().manual_seed(2))
+    assert z.std(dim=(2, 3)).max() < 1e-4 and not torch.allclose(z[:, :, 0, 0], flat[:, :, 0, 0])
+
+
 def test_save_load_round_trip(tiny, tmp_path):
     tiny.save(tmp_path / "m", dtype=None)
     m2 = TeacherModel.load(tmp_path / "m")
@@ -284,7 +300,8 @@ def test_train_teacher_resume_and_budget(tmp_path):
 
     _fake_shards(tmp_path / "shards", 4, PRESETS["tiny"])
     data = (str(tmp_path / "shards"),)
-    r = train_teacher("tiny", tmp_path / "run", data=data, vae_steps=2, unet_steps=3, sample_every=3)
+    r = train_teacher("tiny", tmp_path / "run", data=data, vae_steps=2, unet_steps=3, sample_every=3,
+                      vae_augment=True)
     assert r["status"] == "done" and r["phase"] == "unet" and r["step"] == 3
     meta = json.loads((tmp_path / "run" / "model" / "teacher.json").read_text())
     assert meta["trained"] is True and meta["unet_steps"] == 3 and meta["ema"] is True

@@ -84,6 +84,7 @@ class TrainConf:
     batch_size: int = 8  # clips per process and UNet step
     vae_batch: int = 64  # frames per process and autoencoder step (independent of batch_size)
     vae_steps: int = 4000  # phase 1: the autoencoder (0: keep the init_from VAE)
+    vae_augment: bool = False  # colour, crop-scale and flip augmentation of its frames (vae.augment_frames)
     unet_steps: int = 20000  # phase 2: the denoiser, VAE frozen
     vae_lr: float = 2e-4
     unet_lr: float = 1e-4

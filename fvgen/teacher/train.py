@@ -41,7 +41,7 @@ from torch import nn
 from ..errors import FvgenError
 from .configs import TrainConf, load_train_config
 from .model import MAX_SHARD, TeacherModel
-from .vae import calibrate_scaling, vae_loss
+from .vae import augment_frames, calibrate_scaling, vae_loss
 
 SHARD_BYTES = 15 * 1000 * 1000
 
@@ -343,11 +343,14 @@ class Run:
         if self.resumed:
             load_optimizer(opt, self.ckpt / "optim")
         it = self.batches()
+        aug_gen = torch.Generator().manual_seed(c.seed * 1000 + self.state["step"] * 7 + self.dist.rank)
         t0, seen = time.time(), 0
         while self.state["step"] < c.vae_steps:
             batch = next(it)
             x = torch.cat([batch["gt"].flatten(0, 1), batch["ref"]])  # frames are independent images
             x = x[torch.randperm(len(x))[: c.vae_batch]]
+            if c.vae_augment:
+                x = augment_frames(x, aug_gen)
             self._lr(opt, c.vae_lr)
             with self._autocast():
                 loss, figs = net(x)
