@@ -178,11 +178,11 @@ def main() -> None:
             vae.eval()
             rec = torch.cat([vae.decode(vae.encode(test[i:i + 8]).latent_dist.mode()).sample
                              for i in range(0, len(test), 8)]).clamp(-1, 1)
-        mse = ((rec - test) / 2).pow(2).flatten(1).mean(1)
-        psnr = float((-10 * torch.log10(mse)).mean())
-        results.append({"augment": a.augment, "factor": factor, "latent_channels": c, "params": n_params, "steps": a.steps, "heldout_psnr": psnr,
+        heldout = psnr(rec, test)
+        results.append({"augment": a.augment, "factor": factor, "latent_channels": c, "params": n_params,
+                        "steps": a.steps, "heldout_psnr": heldout,
                         "train_seconds": round(time.time() - t0, 1), "curve": curve})
-        print(f"factor {factor}, latent channels {c}: {n_params / 1e6:.2f} M parameters, held-out round trip {psnr:.2f} dB", flush=True)
+        print(f"factor {factor}, latent channels {c}: {n_params / 1e6:.2f} M parameters, held-out round trip {heldout:.2f} dB", flush=True)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"command": " ".join(sys.argv), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),

@@ -184,8 +184,8 @@ def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_strid
     k = sparse or int(rng.integers(2, 4))
     # the other inputs lie on the clip's own path, as when fvgen warps between or near its inputs:
     # views far off the path leave the warps nearly empty (measured: 1-7 % coverage); and apart
-    # from each other: neighbouring video frames as inputs give a dense cloud that only fits those
-    # frames (its depths are barely constrained), which teaches the model to distrust the warp
+    # from each other: neighbouring video frames as inputs can give a dense cloud that fits only
+    # those frames (juice_box with frames 0, 1, 15: 10.8 dB at frame 15, 14.6 with 0, 8, 15)
     gap = max(1, min(min_gap, (clip_len - 1) // max(k - 1, 1)))
     picked = [0]
     if rng.random() < 0.5:  # often an input view at the clip's end
@@ -264,13 +264,14 @@ def clip_example(priors, images: np.ndarray, cams: Sequence[Camera], names: Sequ
 def warp_psnr(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], gt: np.ndarray) -> float | None:
     """PSNR of the warp against the real frames on the pixels it covers (all frames pooled): how far
     the prior's geometry can be trusted; None when nothing is covered."""
-    m = np.stack(masks).astype(bool)
+    from ..metrics import psnr
+
+    m = torch.as_tensor(np.stack(masks).astype(bool))
     if not m.any():
         return None
     g = np.asarray(gt, np.float32)
     g = g / 255.0 if g.max() > 1.5 else g
-    mse = float(np.mean((np.stack(frames).astype(np.float32) - g)[m] ** 2))
-    return float(-10 * np.log10(max(mse, 1e-10)))
+    return psnr(torch.as_tensor(np.stack(frames).astype(np.float32)), torch.as_tensor(g), m)
 
 
 def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str], sparse_ids: Sequence[int],

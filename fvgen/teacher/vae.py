@@ -54,14 +54,15 @@ def augment_frames(x: torch.Tensor, generator: torch.Generator | None = None) ->
     perms = torch.stack([torch.randperm(3, generator=generator) for _ in range(N)]).to(dev)
     u = torch.gather(u, 1, perms[:, :, None, None].expand(-1, -1, H, W))
     u = (u * (0.6 + 0.6 * rand(N, 3, 1, 1))).clamp(0, 1)
-    out = torch.empty_like(u)
-    sides = 0.6 + 0.4 * rand(N, 2)
-    offs = rand(N, 2)
-    for i in range(N):
-        h, w = max(2, int(round(H * float(sides[i, 0])))), max(2, int(round(W * float(sides[i, 1]))))
-        y0, x0 = int(float(offs[i, 0]) * (H - h)), int(float(offs[i, 1]) * (W - w))
-        crop = u[i:i + 1, :, y0:y0 + h, x0:x0 + w]
-        out[i:i + 1] = F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
-    flip = rand(N) < 0.5
-    out[flip] = out[flip].flip(-1)
+    # crop (side fractions s, centre anywhere the crop fits) and flip as one affine resampling
+    s = 0.6 + 0.4 * rand(N, 2)
+    centre = (1 - s) * (2 * rand(N, 2) - 1)
+    flip = torch.where(rand(N) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(N, 2, 3, device=dev)
+    theta[:, 0, 0] = s[:, 1] * flip
+    theta[:, 1, 1] = s[:, 0]
+    theta[:, 0, 2] = centre[:, 1]
+    theta[:, 1, 2] = centre[:, 0]
+    grid = F.affine_grid(theta, (N, 3, H, W), align_corners=False)
+    out = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return (out * 2 - 1).to(x.dtype)
