@@ -273,13 +273,13 @@ def test_sample_video_failure_does_not_stop_training(tmp_path, monkeypatch):
     assert any("sample video not written" in x.get("warning", "") for x in log)
 
 
-def _fake_shards(folder: Path, n: int, p) -> None:
-    rng = np.random.default_rng(0)
-    for i in range(n):
+def _fake_shards(folder: Path, n: int, p, source: str = "procedural/test", first: int = 0) -> None:
+    rng = np.random.default_rng(first)
+    for i in range(first, first + n):
         gt = rng.integers(0, 255, (p.frames, p.height, p.width, 3), dtype=np.uint8)
         mask = (rng.random((p.frames, p.height, p.width)) > 0.3).astype(np.uint8) * 255
         tdata.save_example(folder / f"ex{i}.npz", {"gt": gt, "warp": gt * (mask[..., None] > 0), "mask": mask,
-                                                   "ref": gt[0], "meta": {"source": "procedural/test"}})
+                                                   "ref": gt[0], "meta": {"source": source}})
 
 
 def test_example_bank_matches_to_tensors(tmp_path):
@@ -293,6 +293,25 @@ def test_example_bank_matches_to_tensors(tmp_path):
         for k in ("gt", "warp", "mask", "ref"):
             assert b[k][j].shape == ref[k].shape
             assert torch.allclose(b[k][j], ref[k], atol=1e-6), k
+
+
+def test_held_out_source_is_scored_not_trained(tmp_path):
+    from fvgen.teacher.train import train_teacher
+
+    p = PRESETS["tiny"]
+    _fake_shards(tmp_path / "shards", 4, p)
+    _fake_shards(tmp_path / "shards", 2, p, source="datasets-train/held", first=4)
+    with pytest.raises(FvgenError, match="source filter"):
+        tdata.ExampleBank([tmp_path / "shards"], p.frames, source_filter=lambda src: "nowhere" in src)
+    r = train_teacher("tiny", tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=2, unet_steps=2,
+                      sample_every=0, val_source="datasets-train/held")
+    assert r["status"] == "done"
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    data = [x for x in log if x.get("event") == "data"][0]
+    assert data["examples"] == 4 and data["held_out"] == 2
+    vals = [x for x in log if "val_psnr" in x or "val_loss" in x]
+    assert {x["phase"] for x in vals} == {"vae", "unet"}
+    assert all(np.isfinite(x.get("val_psnr", x.get("val_loss"))) for x in vals)
 
 
 def test_train_teacher_resume_and_budget(tmp_path):

@@ -81,6 +81,9 @@ class TrainConf:
     preset: str = "embedded"
     data: tuple[str, ...] = ()  # shard folders (made by `python -m fvgen.teacher.data build`)
     init_from: str = ""  # a model folder to start from (e.g. an earlier session's export)
+    # examples whose meta.source contains this (e.g. "datasets-train/strecha_castle") are held out of
+    # training and scored at every checkpoint: autoencoder round-trip PSNR, EMA denoiser loss
+    val_source: str = ""
     batch_size: int = 8  # clips per process and UNet step
     vae_batch: int = 64  # frames per process and autoencoder step (independent of batch_size)
     vae_steps: int = 4000  # phase 1: the autoencoder (0: keep the init_from VAE)

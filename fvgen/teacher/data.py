@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -365,13 +365,19 @@ class ExampleBank:
     which otherwise cost as much as the training step of the small embedded model."""
 
     def __init__(self, folders: Sequence[str | Path], frames: int, device: str | torch.device = "cpu",
-                 threads: int = 8):
+                 threads: int = 8, source_filter: Callable[[str], bool] | None = None):
+        """``source_filter(meta.source)`` False leaves an example out (e.g. a held-out scene)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        self.files = example_files(folders)
-        for f in self.files:  # the guard again, on what the shards say they were made from
+        files = example_files(folders)
+        self.files = []
+        for f in files:  # the guard again, on what the shards say they were made from
             src = json.loads(np.load(f, allow_pickle=False)["meta"].tobytes().decode()).get("source", "")
             check_not_eval(src or f.stem)
+            if source_filter is None or source_filter(src):
+                self.files.append(f)
+        if not self.files:
+            raise FvgenError(f"no example shards in {', '.join(map(str, folders))} pass the source filter")
         self.frames = frames
         with ThreadPoolExecutor(max(1, threads)) as pool:
             exs = list(pool.map(load_example, self.files))

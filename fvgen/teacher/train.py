@@ -90,9 +90,9 @@ class Dist:
 class Denoiser(nn.Module):
     """UNet + reference encoder as one module (one DDP wrapper, one optimizer)."""
 
-    def __init__(self, model: TeacherModel):
+    def __init__(self, model: TeacherModel, unet: nn.Module | None = None, ref: nn.Module | None = None):
         super().__init__()
-        self.unet, self.ref = model.unet, model.ref
+        self.unet, self.ref = unet or model.unet, ref or model.ref  # e.g. the EMA copies, for validation
         self._model = [model]
 
     def forward(self, noisy, t, cat_nolref, ref_latent, keep):
@@ -242,9 +242,40 @@ class Run:
 
         if not hasattr(self, "_examples"):
             t0 = time.time()
-            self._examples = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1)
-            self.log(event="data", examples=len(self._examples), seconds=round(time.time() - t0, 1))
+            held = self.conf.val_source
+            self._examples = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
+                                         (lambda src: held not in src) if held else None)
+            self._val = None
+            if held:
+                self._val = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
+                                        lambda src: held in src)
+            self.log(event="data", examples=len(self._examples), held_out=len(self._val) if self._val else 0,
+                     seconds=round(time.time() - t0, 1))
         return self._examples
+
+    @torch.no_grad()
+    def validate(self, phase: str, ema: dict | None = None) -> None:
+        """Score the held-out examples (``val_source``), main process only: the autoencoder's round
+        trip (PSNR on up to 64 frames) or the EMA denoiser's loss on up to 8 clips at fixed noise."""
+        self._bank()
+        if self._val is None or not self.dist.main:
+            return
+        from ..metrics import psnr
+
+        m = self.model
+        batch = self._val.batch(range(min(8, len(self._val))))
+        with self._autocast():
+            if phase == "vae":
+                x = batch["gt"].flatten(0, 1)[:64]
+                rec = m.vae.decode(m.vae.encode(x).latent_dist.mode()).sample.float().clamp(-1, 1)
+                self.log(phase=phase, step=self.state["step"], val_psnr=psnr((rec + 1) / 2, (x.float() + 1) / 2))
+            else:
+                den = Denoiser(m, ema["unet"], ema["ref"]) if ema else Denoiser(m)
+                lat = encode_batch(m, batch)
+                sched = make_train_scheduler(m)
+                sched.alphas_cumprod = sched.alphas_cumprod.to(self.dev)
+                loss = diffusion_loss(m, den, lat, sched, 0.0, torch.Generator().manual_seed(1234))
+                self.log(phase=phase, step=self.state["step"], val_loss=float(loss))
 
     def batches(self):
         """Infinite batches for this rank, resuming at the recorded (epoch, position): each epoch a
@@ -366,12 +397,14 @@ class Run:
                          images_per_s=seen * self.dist.world / (time.time() - t0), **figs)
                 t0, seen = time.time(), 0
             if s % c.ckpt_every == 0 and s < c.vae_steps:
+                self.validate("vae")
                 self.checkpoint(opt, None)
             if s < c.vae_steps and self.over_budget():
                 self.checkpoint(opt, None)
                 return "paused"
         # calibrate the latent scale on a batch, then switch phase
         vae.eval()
+        self.validate("vae")
         batch = next(it)
         frames = batch["gt"].flatten(0, 1)[:64]
         scale = calibrate_scaling(vae, frames)
@@ -436,11 +469,13 @@ class Run:
             if c.sample_every and s % c.sample_every == 0:
                 self.sample(ema, batch, s)
             if s % c.ckpt_every == 0 and s < c.unet_steps:
+                self.validate("unet", ema)
                 self.checkpoint(opt, ema)
                 self.export(ema)
             if s < c.unet_steps and self.over_budget():
                 status = "paused"
                 break
+        self.validate("unet", ema)
         self.checkpoint(opt, ema)
         self.export(ema)
         return status
