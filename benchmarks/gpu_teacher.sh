@@ -92,7 +92,7 @@ case "$1" in
     tail -n 3 $ROOT/teacher_loop.log
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
-    tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl samples
+    tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
     if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
       for cfg in ${EVAL_CFGS:-3.0 1.5}; do
         $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" \
