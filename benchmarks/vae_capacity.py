@@ -29,25 +29,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def heldout_frames(width: int, height: int):
-    """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
+def model_size(images, width: int, height: int):
+    """float RGB images [H, W, 3] in [0, 1] (``load_images``) -> [N, 3, height, width] in [-1, 1]."""
     import torch
 
+    from fvgen.teacher.sample import resize_frames
+
+    return torch.stack([resize_frames(torch.as_tensor(im).permute(2, 0, 1)[None], width, height)[0]
+                        for im in images]) * 2 - 1
+
+
+def heldout_frames(width: int, height: int):
+    """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
     from fvgen.evaluate import scene_image_files
     from fvgen.images import load_images
-    from fvgen.teacher.sample import resize_frames
     from splits import DATASETS, SCENES, split_files
 
-    out = []
+    images = []
     for scene in SCENES:
         _, test = split_files(scene)
         by_name = {f.name: f for f in scene_image_files(DATASETS / scene)}
-        imgs = load_images([by_name[f] for f in test], 320)
-        for im in imgs.images:
-            t = torch.as_tensor(np.asarray(im, np.float32)).permute(2, 0, 1)
-            t = t / 255.0 if t.max() > 1.5 else t
-            out.append(resize_frames(t[None], width, height)[0])
-    return torch.stack(out) * 2 - 1
+        images += list(load_images([by_name[f] for f in test], 320).images)
+    return model_size(images, width, height)
 
 
 def psnr(a, b) -> float:
@@ -60,19 +63,13 @@ def psnr(a, b) -> float:
 
 def training_scene_frames(width: int, height: int, per_scene: int = 4):
     """Every 10th image of each training scene (the first ``per_scene``), at the model size."""
-    import torch
-
     from fvgen.images import load_images
     from fvgen.teacher import data as tdata
-    from fvgen.teacher.sample import resize_frames
 
-    out = []
+    images = []
     for s in tdata.train_scenes():
-        files = sorted((s / "images").glob("*"))[::10][:per_scene]
-        for im in load_images(files, 320).images:
-            t = torch.as_tensor(np.asarray(im, np.float32)).permute(2, 0, 1)
-            out.append(resize_frames((t / 255.0 if t.max() > 1.5 else t)[None], width, height)[0])
-    return torch.stack(out) * 2 - 1
+        images += list(load_images(sorted((s / "images").glob("*"))[::10][:per_scene], 320).images)
+    return model_size(images, width, height)
 
 
 def measure_model(a) -> None:
@@ -92,8 +89,7 @@ def measure_model(a) -> None:
     for name, frames in (("heldout", heldout_frames(p.width, p.height)),
                          ("training_scenes", training_scene_frames(p.width, p.height))):
         with torch.no_grad():
-            rec = torch.cat([m.vae.decode(m.vae.encode(frames[i:i + 8]).latent_dist.mode()).sample
-                             for i in range(0, len(frames), 8)]).clamp(-1, 1)
+            rec = m.decode(m.encode(frames)).clamp(-1, 1)
         small = F.interpolate(frames, size=(bh, bw), mode="bicubic", antialias=True, align_corners=False)
         back = F.interpolate(small, size=(p.height, p.width), mode="bicubic", align_corners=False).clamp(-1, 1)
         err = (rec - frames) / 2
@@ -140,8 +136,7 @@ def main() -> None:
     imgs = []
     for s in tdata.train_scenes():  # scenes differ in size: load each scene on its own
         li = load_images(sorted((s / "images").glob("*")), 320)
-        imgs += [np.asarray(im, np.float32) for im in li.images]
-    imgs = [im / 255.0 if im.max() > 1.5 else im for im in imgs]
+        imgs += list(li.images)  # float RGB in [0, 1]
     test = heldout_frames(base.width, base.height)
     print(f"{len(imgs)} training images, {len(test)} held-out frames", flush=True)
     results = []

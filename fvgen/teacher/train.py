@@ -267,7 +267,7 @@ class Run:
         with self._autocast():
             if phase == "vae":
                 x = batch["gt"].flatten(0, 1)[:64]
-                rec = m.vae.decode(m.vae.encode(x).latent_dist.mode()).sample.float().clamp(-1, 1)
+                rec = m.decode(m.encode(x)).float().clamp(-1, 1)
                 self.log(phase=phase, step=self.state["step"], val_psnr=psnr((rec + 1) / 2, (x.float() + 1) / 2))
             else:
                 den = Denoiser(m, ema["unet"], ema["ref"]) if ema else Denoiser(m)
