@@ -82,7 +82,7 @@ def measure_model(a) -> None:
     torch.set_num_threads(a.threads)
     m = TeacherModel.load(a.model, torch.device("cpu"), torch.float32)
     p = m.preset
-    lh, lw = p.height // p.vae_factor, p.width // p.vae_factor
+    lh, lw = p.height // p.latent_factor, p.width // p.latent_factor
     side = np.sqrt(p.latent_channels * lh * lw / 3 / (p.width * p.height))  # same count of numbers, RGB
     bh, bw = max(1, round(p.height * side)), max(1, round(p.width * side))
     out = {"model": str(a.model), "bicubic_size": [bw, bh], "latent": [p.latent_channels, lh, lw]}
@@ -93,11 +93,11 @@ def measure_model(a) -> None:
         small = F.interpolate(frames, size=(bh, bw), mode="bicubic", antialias=True, align_corners=False)
         back = F.interpolate(small, size=(p.height, p.width), mode="bicubic", align_corners=False).clamp(-1, 1)
         err = (rec - frames) / 2
-        low = float(F.avg_pool2d(err, p.vae_factor).pow(2).mean() / err.pow(2).mean())
+        low = float(F.avg_pool2d(err, p.latent_factor).pow(2).mean() / err.pow(2).mean())
         out[name] = {"frames": len(frames), "vae_psnr": psnr(rec, frames), "bicubic_psnr": psnr(back, frames),
                      "error_share_in_block_means": low}
         print(f"{name}: {len(frames)} frames, autoencoder round trip {out[name]['vae_psnr']:.2f} dB, bicubic via "
-              f"{bw}x{bh} {out[name]['bicubic_psnr']:.2f} dB, error share in {p.vae_factor}x{p.vae_factor} means "
+              f"{bw}x{bh} {out[name]['bicubic_psnr']:.2f} dB, error share in {p.latent_factor}x{p.latent_factor} means "
               f"{low:.2f}", flush=True)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def main() -> None:
     from fvgen.teacher.vae import vae_loss
 
     torch.set_num_threads(a.threads)
-    base = get_preset("embedded")
+    base = get_preset("embedded-latent")
     imgs = []
     for s in tdata.train_scenes():  # scenes differ in size: load each scene on its own
         li = load_images(sorted((s / "images").glob("*")), 320)

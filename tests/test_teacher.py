@@ -385,3 +385,105 @@ def test_biharmonic_baseline_fills_holes():
     m = clip_metrics([filled], [img], [mask.astype(np.float32)])
     warp = clip_metrics([img * mask[..., None]], [img], [mask.astype(np.float32)])
     assert m["psnr_holes"] > warp["psnr_holes"] + 10 and 0 < m["hole_fraction"] < 1
+
+
+def test_push_pull_fill_keeps_valid_pixels_and_fills_smoothly():
+    from fvgen.teacher.fill import push_pull_fill
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 37), torch.linspace(0, 1, 53), indexing="ij")
+    img = torch.stack([xx, yy, 0.5 * (xx + yy)])[None]  # odd sizes: ceil-mode pooling
+    mask = torch.ones(1, 1, 37, 53)
+    mask[..., 10:22, 15:35] = 0
+    filled = push_pull_fill(img * mask, mask)
+    assert torch.equal(filled[mask.expand_as(img) > 0], img[mask.expand_as(img) > 0])
+    hole = mask.expand_as(img) == 0
+    # push-pull blends the surrounding colours (it does not extrapolate a gradient as biharmonic does)
+    assert (filled - img)[hole].abs().mean() < 0.1
+    assert (img * mask - img)[hole].abs().mean() > 0.3
+    flat = torch.full((2, 3, 16, 24), 0.3)
+    sparse = (torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(0)) > 0.9).float()
+    assert torch.allclose(push_pull_fill(flat * sparse, sparse), flat, atol=1e-6)  # one colour stays that colour
+    assert torch.equal(push_pull_fill(flat, torch.zeros(2, 1, 16, 24)), torch.zeros_like(flat))
+
+
+@pytest.fixture(scope="module")
+def tiny_pixel():
+    return TeacherModel.random("tiny-pixel", seed=0)
+
+
+def test_pixel_space_is_lossless_and_residual_targets_the_fill(tiny_pixel):
+    from fvgen.teacher.fill import push_pull_fill
+    from fvgen.teacher.train import encode_batch
+
+    m = tiny_pixel
+    assert m.vae is None and "vae" not in m.modules()
+    b = _batch(m.preset)
+    assert torch.equal(m.decode(m.encode(b["gt"])), b["gt"])
+    lat = encode_batch(m, b)
+    B, Fr = b["gt"].shape[:2]
+    flat = lambda t: t.flatten(0, 1)  # noqa: E731
+    fill = push_pull_fill(flat(b["warp"]), (flat(b["mask"]) > 0.5).float()).reshape(b["gt"].shape)
+    assert torch.allclose(m.decode(lat["x0"]), b["gt"] - fill, atol=1e-5)  # the target is the correction
+    c = m.preset.latent_channels
+    assert lat["cat"].shape[2] == m.preset.cond_channels - c and lat["ref"].shape[1] == c
+
+
+def test_pixel_residual_model_trains_saves_and_samples(tiny_pixel, tmp_path):
+    from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
+
+    m = TeacherModel.random("tiny-pixel", seed=1)
+    den = Denoiser(m).train()
+    opt = torch.optim.Adam(den.parameters(), lr=1e-3)
+    sched = make_train_scheduler(m)
+    lat = encode_batch(m, _batch(m.preset))
+    losses = []
+    for _ in range(16):
+        loss = diffusion_loss(m, den, lat, sched, cond_drop=0.0, generator=torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+    m.save(tmp_path / "px", dtype=None)
+    assert not (tmp_path / "px" / "vae").exists()
+    m2 = TeacherModel.load(tmp_path / "px")
+    assert m2.vae is None and m2.preset == m.preset
+    b = _batch(m.preset, B=1)
+    for cfg in (1.0, 3.0):
+        out = sample_latents(m2, b["ref"], b["warp"], b["mask"], steps=2, cfg=cfg, generator=torch.Generator().manual_seed(0))
+        assert out.shape == (1, m.preset.frames, 3, m.preset.height, m.preset.width) and out.abs().max() <= 1
+
+
+def test_residual_output_is_the_fill_at_output_size_plus_the_correction(tiny_pixel, monkeypatch):
+    """A zero correction returns the push-pull fill made at the *output* size (the warp's valid
+    pixels exactly), not a resized copy; a constant correction shifts every pixel by it."""
+    from fvgen.teacher import sample as tsample
+    from fvgen.teacher.fill import push_pull_fill
+
+    rng = np.random.default_rng(0)
+    frames = [rng.random((45, 70, 3)).astype(np.float32) * 0.5 + 0.25 for _ in range(3)]
+    masks = [rng.random((45, 70)) > 0.5 for _ in range(3)]
+    p = tiny_pixel.preset
+    for shift in (0.0, 0.2):
+        def fake(model, ref, warp, mask, *a, correction=False, **k):
+            assert correction
+            return torch.full((1, warp.shape[1], 3, p.height, p.width), shift)
+        monkeypatch.setattr(tsample, "sample_latents", fake)
+        out = tsample.generate_clip(tiny_pixel, lambda i: frames[0], frames, masks, steps=1)
+        for f, mk, o in zip(frames, masks, out):
+            t = torch.from_numpy(f).permute(2, 0, 1)[None]
+            fill = push_pull_fill(t, torch.from_numpy(mk.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
+            assert np.allclose(o, fill + shift / 2, atol=1e-5)  # [-1, 1] units: half in [0, 1]
+
+
+def test_train_teacher_pixel_preset_skips_the_autoencoder(tmp_path):
+    from fvgen.teacher.train import train_teacher
+
+    _fake_shards(tmp_path / "shards", 4, PRESETS["tiny-pixel"])
+    r = train_teacher("tiny-pixel", tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=5, unet_steps=2,
+                      sample_every=2)
+    assert r["status"] == "done" and r["phase"] == "unet" and r["step"] == 2
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert not any(x.get("phase") == "vae" for x in log)
+    m = TeacherModel.load(Path(r["model"]))
+    assert m.vae is None and m.info["vae_steps"] == 0

@@ -4,8 +4,12 @@ A *model preset* fixes the architecture and the clip size; it is written into ev
 folder (``teacher.json``), so a folder alone says how to use it. Presets:
 
 - ``tiny``: a few hundred thousand parameters, 64x32 pixels, 4 frames (tests only).
-- ``embedded``: the model fvgen is meant to ship (~20 M parameters, 256x160, 16 frames, latent
-  space of our own 8x AutoencoderKL; samples on a 2-core CPU in minutes).
+- ``embedded``: the model fvgen is meant to ship (~20 M parameters, 256x160, 16 frames; pixel space
+  folded into 8x8 patches, generating a correction of a push-pull fill of the warp; samples on a
+  2-core CPU in minutes).
+- ``embedded-latent``: the same UNet in the latent space of our own 8x AutoencoderKL (runs 1-2 on
+  the H200: its autoencoder, trained on 9 real scenes, caps unseen frames at 19.35 dB, below a
+  biharmonic fill of fern's warps; benchmarks/RESULTS.md).
 - ``paper``: FVGen's 512x320, 16 frames, SVD-sized UNet (~1.5 B); never trained here: load your own
   diffusers-format folder with ``--model DIR``.
 
@@ -32,7 +36,14 @@ class ModelPreset:
     width: int  # clip size the model works at (pixels)
     height: int
     frames: int
-    latent_channels: int = 4
+    # "latent": diffusion in the latent space of our AutoencoderKL (vae_*); "pixel": in pixel space,
+    # each patch x patch block folded into channels (pixel_unshuffle: lossless, nothing to train)
+    space: str = "latent"
+    patch: int = 8
+    # pixel space only: generate the clip minus a push-pull fill of the warp (fill.py), which the
+    # output adds back at the output size (a zero correction is the classical fill)
+    residual: bool = False
+    latent_channels: int = 4  # pixel space: 3 * patch**2
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)  # AutoencoderKL blocks; 2**(len-1) downsampling
     vae_layers: int = 1
     unet_channels: tuple[int, ...] = (64, 128, 192)
@@ -44,16 +55,28 @@ class ModelPreset:
     ref_patch: int = 2  # reference-latent patch size of the cross-attention tokens
 
     @property
-    def vae_factor(self) -> int:
-        return 2 ** (len(self.vae_channels) - 1)
+    def latent_factor(self) -> int:
+        """Pixels per latent cell along each side."""
+        return self.patch if self.space == "pixel" else 2 ** (len(self.vae_channels) - 1)
+
+    @property
+    def mask_channels(self) -> int:
+        # latent space: the mask area-pooled to one channel; pixel space: folded like the pixels
+        return self.patch ** 2 if self.space == "pixel" else 1
 
     @property
     def cond_channels(self) -> int:
-        # warp latent + validity mask + reference latent
-        return 2 * self.latent_channels + 1
+        # warp latent + validity mask (+ fill latent) + reference latent
+        return (3 if self.residual else 2) * self.latent_channels + self.mask_channels
 
     def check(self) -> None:
-        f = self.vae_factor * 2 ** (len(self.unet_channels) - 1)
+        if self.space not in ("latent", "pixel"):
+            raise FvgenError(f"model preset {self.name}: space must be latent or pixel, not {self.space!r}")
+        if self.space == "pixel" and self.latent_channels != 3 * self.patch ** 2:
+            raise FvgenError(f"model preset {self.name}: pixel space needs latent_channels = 3 * patch**2")
+        if self.residual and self.space != "pixel":
+            raise FvgenError(f"model preset {self.name}: residual generation needs pixel space")
+        f = self.latent_factor * 2 ** (len(self.unet_channels) - 1)
         if self.width % f or self.height % f:
             raise FvgenError(f"model preset {self.name}: {self.width}x{self.height} must be a multiple of {f}")
 
@@ -61,7 +84,11 @@ class ModelPreset:
 PRESETS = {
     "tiny": ModelPreset("tiny", 64, 32, 4, vae_channels=(32, 32, 32), unet_channels=(32, 64), unet_heads=(1, 2),
                         unet_down=(C, D), unet_up=(U, CU), cross_attention_dim=32),
-    "embedded": ModelPreset("embedded", 256, 160, 16),
+    "tiny-pixel": ModelPreset("tiny-pixel", 64, 32, 4, space="pixel", patch=4, residual=True, latent_channels=48,
+                              unet_channels=(32, 64), unet_heads=(1, 2), unet_down=(C, D), unet_up=(U, CU),
+                              cross_attention_dim=32),
+    "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, latent_channels=192),
+    "embedded-latent": ModelPreset("embedded-latent", 256, 160, 16),
     "paper": ModelPreset("paper", 512, 320, 16, vae_channels=(128, 256, 512, 512), vae_layers=2,
                          unet_channels=(320, 640, 1280, 1280), unet_heads=(5, 10, 20, 20),
                          unet_down=(C, C, C, D), unet_up=(U, CU, CU, CU), unet_layers=2,
@@ -109,6 +136,8 @@ class TrainConf:
 TRAIN_CONFIGS = {
     "tiny": TrainConf(name="tiny", preset="tiny", batch_size=2, vae_batch=8, vae_steps=4, unet_steps=6, warmup=0,
                       ckpt_every=5, sample_every=5, sample_steps=2, log_every=1, bf16=False),
+    "tiny-pixel": TrainConf(name="tiny-pixel", preset="tiny-pixel", batch_size=2, vae_steps=0, unet_steps=6,
+                            warmup=0, ckpt_every=5, sample_every=5, sample_steps=2, log_every=1, bf16=False),
     "embedded": TrainConf(),
 }
 

@@ -1,8 +1,16 @@
-"""The teacher model: latent autoencoder + spatio-temporal UNet denoiser + reference tokens.
+"""The teacher model: spatio-temporal UNet denoiser + reference tokens, in a latent or a pixel space.
 
-Input of the denoiser, per frame, in latent space (``h = H / f``, ``w = W / f``)::
+Two spaces (``ModelPreset.space``):
 
-    [ noisy target latent (c) | warp latent (c) | validity mask (1, area-pooled) | reference latent (c) ]
+- ``latent``: our AutoencoderKL (8x), 4 channels per latent cell (runs 1-2; the paper preset);
+- ``pixel``: each ``patch x patch`` block of pixels folded into channels (``pixel_unshuffle``:
+  exact, nothing to train). With ``residual`` the denoiser generates the clip *minus* a push-pull
+  fill of the warp (:mod:`.fill`), so a zero output is the classical fill and training only has to
+  learn corrections.
+
+Input of the denoiser, per frame, in that space (``h = H / f``, ``w = W / f``)::
+
+    [ noisy target (c) | warp (c) | validity mask (1 area-pooled, or f*f folded) | fill (c, residual only) | reference (c) ]
 
 plus cross-attention tokens of the reference view (its latent cut into ``ref_patch`` patches,
 projected, with a fixed 2D sin-cos position code). Classifier-free guidance drops *all* of this
@@ -11,9 +19,9 @@ conditioning (zeros) at once. The UNet predicts ``v`` (v-prediction, zero-termin
 
 On disk a model is a folder (diffusers-style, every weight file a safetensors shard <= 15 MB)::
 
-    teacher.json       preset (architecture, clip size), format version, provenance
+    teacher.json       preset (architecture, space, clip size), format version, provenance
     unet/              UNetSpatioTemporalConditionModel (save_pretrained)
-    vae/               AutoencoderKL
+    vae/               AutoencoderKL (latent space only)
     ref/               RefEncoder
     scheduler/         DDPMScheduler config (v_prediction, rescale_betas_zero_snr, trailing)
 """
@@ -32,6 +40,7 @@ from torch import nn
 
 from ..errors import FvgenError
 from .configs import ModelPreset, get_preset
+from .fill import push_pull_fill
 
 FORMAT = "fvgen-teacher-1"
 MAX_SHARD = "15MB"
@@ -129,11 +138,12 @@ class TeacherModel:
         p.check()
         require_diffusers()
         torch.manual_seed(seed)
-        return cls(p, build_unet(p), build_vae(p), RefEncoder(p.latent_channels, p.cross_attention_dim, p.ref_patch),
+        vae = build_vae(p) if p.space == "latent" else None
+        return cls(p, build_unet(p), vae, RefEncoder(p.latent_channels, p.cross_attention_dim, p.ref_patch),
                    {"trained": False})
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet, "vae": self.vae, "ref": self.ref}
+        return {k: m for k, m in (("unet", self.unet), ("vae", self.vae), ("ref", self.ref)) if m is not None}
 
     def to(self, device=None, dtype=None) -> "TeacherModel":
         for m in self.modules().values():
@@ -189,13 +199,14 @@ class TeacherModel:
             raise FvgenError(f"{meta_path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
         pd = dict(meta["preset"])
         preset = ModelPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in pd.items()})
-        missing = [s for s in ("unet", "vae", "ref") if not (folder / s / "config.json").is_file()]
+        parts = ("unet", "vae", "ref") if preset.space == "latent" else ("unet", "ref")
+        missing = [s for s in parts if not (folder / s / "config.json").is_file()]
         if missing:
             raise FvgenError(f"{folder}: missing {', '.join(missing)} (each a diffusers save_pretrained folder)")
         require_diffusers()
         try:
             unet = UNetSpatioTemporalConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
-            vae = _load_vae(folder / "vae", dtype)
+            vae = _load_vae(folder / "vae", dtype) if preset.space == "latent" else None
             ref = RefEncoder.from_pretrained(folder / "ref", torch_dtype=dtype)
         except (OSError, ValueError, RuntimeError) as e:
             raise FvgenError(f"cannot load teacher weights from {folder}: {' '.join(str(e).split())[:200]}") from None
@@ -209,34 +220,63 @@ class TeacherModel:
     # ---------------------------------------------------------------- latent space
     @property
     def scaling(self) -> float:
-        return float(self.vae.config.scaling_factor)
+        return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
 
     def encode(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
-        """Images [..., 3, H, W] in [-1, 1] -> scaled latents [..., c, h, w]."""
+        """Images [..., 3, H, W] in [-1, 1] -> scaled latents [..., c, h, w] (pixel space: folded patches)."""
         lead = x.shape[:-3]
-        d = self.vae.encode(x.reshape(-1, *x.shape[-3:])).latent_dist
-        z = d.sample(generator) if sample else d.mode()
-        z = z * self.scaling
+        flat = x.reshape(-1, *x.shape[-3:])
+        if self.vae is None:
+            z = F.pixel_unshuffle(flat, self.preset.patch)
+        else:
+            d = self.vae.encode(flat).latent_dist
+            z = (d.sample(generator) if sample else d.mode()) * self.scaling
         return z.reshape(*lead, *z.shape[-3:])
 
     def decode(self, z: torch.Tensor, chunk: int = 8) -> torch.Tensor:
         lead = z.shape[:-3]
-        flat = z.reshape(-1, *z.shape[-3:]) / self.scaling
-        out = torch.cat([self.vae.decode(flat[i:i + chunk]).sample for i in range(0, len(flat), chunk)])
+        flat = z.reshape(-1, *z.shape[-3:])
+        if self.vae is None:
+            out = F.pixel_shuffle(flat, self.preset.patch)
+        else:
+            flat = flat / self.scaling
+            out = torch.cat([self.vae.decode(flat[i:i + chunk]).sample for i in range(0, len(flat), chunk)])
         return out.reshape(*lead, *out.shape[-3:])
 
-    def condition(self, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel-space conditioning -> (concat channels [B, F, 2c+1, h, w], tokens [B, S, D]).
+    def condition(self, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Pixel-space conditioning -> (concat channels [B, F, cond_channels, h, w] with the reference
+        part last, tokens [B, S, D], base [B, F, c, h, w] or None).
 
         ref [B, 3, H, W], warp [B, F, 3, H, W] in [-1, 1]; mask [B, F, 1, H, W] in [0, 1]
-        (warp pixels outside the mask are set to 0 here, whatever the renderer put there)."""
+        (warp pixels outside the mask are set to 0 here, whatever the renderer put there).
+        ``base`` is the fill's latent for residual models: the denoiser's target is ``x0 - base``."""
         B, Fr = warp.shape[:2]
-        wl = self.encode(warp * (mask > 0.5))
-        f = self.preset.vae_factor
-        ml = F.avg_pool2d(mask.reshape(B * Fr, 1, *mask.shape[-2:]).float(), f).reshape(B, Fr, 1, *wl.shape[-2:])
+        valid = (mask > 0.5).to(warp.dtype)
+        wl = self.encode(warp * valid)
+        f = self.preset.latent_factor
+        flat_mask = valid.reshape(B * Fr, 1, *mask.shape[-2:])
+        if self.preset.space == "pixel":
+            ml = F.pixel_unshuffle(flat_mask, f)
+        else:
+            ml = F.avg_pool2d(flat_mask.float(), f)
+        ml = ml.reshape(B, Fr, -1, *wl.shape[-2:]).to(wl.dtype)
         rl = self.encode(ref)
-        cat = torch.cat([wl, ml.to(wl.dtype), rl[:, None].expand(-1, Fr, -1, -1, -1)], 2)
-        return cat, self.ref(rl)
+        parts, base = [wl, ml], None
+        if self.preset.residual:
+            fill = push_pull_fill(warp.reshape(B * Fr, *warp.shape[2:]).float(), flat_mask.float())
+            base = self.encode(fill.to(wl.dtype)).reshape(wl.shape)
+            parts.append(base)
+        cat = torch.cat([*parts, rl[:, None].expand(-1, Fr, -1, -1, -1)], 2)
+        return cat, self.ref(rl), base
+
+    def to_target(self, x0: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        """Latents of a clip -> what the denoiser generates (the correction of the fill, residual models)."""
+        return x0 if base is None else x0 - base.to(x0.dtype)
 
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cat: torch.Tensor, tokens: torch.Tensor,
                 unet=None) -> torch.Tensor:

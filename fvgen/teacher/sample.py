@@ -5,7 +5,8 @@ with guidance rescale (Lin et al. 2023, the fix that goes with zero terminal SNR
 Clips longer than the model's frame count are cut into windows of ``frames`` (the last one aligned
 to the end, overlaps averaged); each window's reference view is the input view nearest its first
 camera. Frames are resized to the model size and back (a plain resize, no crop, so every pixel of
-the warp is seen and returned).
+the warp is seen and returned). A residual model's output is its correction, resized, added to the
+push-pull fill of the warp made at the output size (so the warp's detail is not lost to the resize).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fill import push_pull_fill
 from .model import TeacherModel
 
 
@@ -44,12 +46,15 @@ def rescale_cfg(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.T
 def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor,
                    steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
                    generator: torch.Generator | None = None, progress: Callable | None = None,
-                   autocast: bool = False) -> torch.Tensor:
-    """Pixel conditioning (see :meth:`TeacherModel.condition`) -> clip [B, F, 3, H, W] in [-1, 1]."""
+                   autocast: bool = False, correction: bool = False) -> torch.Tensor:
+    """Pixel conditioning (see :meth:`TeacherModel.condition`) -> clip [B, F, 3, H, W] in [-1, 1].
+
+    ``correction`` (residual models): return what the denoiser generated, the difference to the
+    warp's push-pull fill in pixels (unclamped), instead of the clip."""
     dev = model.device
     ref, warp, mask = ref.to(dev), warp.to(dev), mask.to(dev)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast and dev.type == "cuda"):
-        cat, tokens = model.condition(ref, warp, mask)
+        cat, tokens, base = model.condition(ref, warp, mask)
         B, Fr = warp.shape[:2]
         c = model.preset.latent_channels
         shape = (B, Fr, c, *cat.shape[-2:])
@@ -70,7 +75,12 @@ def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, m
             x = sched.step(v, t, x.float(), eta=0.0).prev_sample.to(x.dtype)
             if progress is not None:
                 progress(i + 1, {})
-        return model.decode(x.to(next(model.vae.parameters()).dtype)).float().clamp(-1, 1)
+        if correction and base is not None:
+            return model.decode(x.float()).float()
+        if base is not None:
+            x = x.float() + base.float()
+        dtype = next(model.vae.parameters()).dtype if model.vae is not None else torch.float32
+        return model.decode(x.to(dtype)).float().clamp(-1, 1)
 
 
 def resize_frames(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -117,9 +127,16 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
         step_cb = None
         if progress is not None:
             step_cb = lambda i, _f, d=done: progress(d + i, {})  # noqa: E731
+        residual = model.preset.residual
         out = sample_latents(model, r, w, m, steps, cfg, guidance_rescale, g, step_cb,
-                             autocast=model.device.type == "cuda")
-        out = resize_frames((out[0] + 1) / 2, W, H).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+                             autocast=model.device.type == "cuda", correction=residual)
+        if residual:  # the correction (a difference in [-1, 1] units) on the fill made at the output size
+            warp = torch.as_tensor(np.stack(frames[a:b]).astype(np.float32)).permute(0, 3, 1, 2)
+            valid = torch.as_tensor(np.stack(masks[a:b]).astype(np.float32) > 0.5)[:, None].float()
+            fill = push_pull_fill(warp, valid)
+            out = (fill + resize_frames(out[0].cpu(), W, H) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        else:
+            out = resize_frames((out[0] + 1) / 2, W, H).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         acc[a:b] += out
         cnt[a:b] += 1
         done += steps

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FvgenError
-from .configs import TrainConf, load_train_config
+from .configs import TrainConf, get_preset, load_train_config
 from .model import MAX_SHARD, TeacherModel
 from .vae import augment_frames, calibrate_scaling, vae_loss
 
@@ -116,12 +116,12 @@ class VaeLoss(nn.Module):
 
 @torch.no_grad()
 def encode_batch(model: TeacherModel, batch: dict) -> dict:
-    """Pixel batch -> latents: target (sampled), warp+mask concat (no reference part), ref latent."""
-    B, Fr = batch["gt"].shape[:2]
-    x0 = model.encode(batch["gt"], sample=True)
-    cat, _ = model.condition(batch["ref"], batch["warp"], batch["mask"])
+    """Pixel batch -> latents: target (sampled; a residual model's is the correction of the fill),
+    per-frame conditioning (no reference part), ref latent."""
+    cat, _, base = model.condition(batch["ref"], batch["warp"], batch["mask"])
+    x0 = model.to_target(model.encode(batch["gt"], sample=True), base)
     c = model.preset.latent_channels
-    return {"x0": x0, "cat": cat[:, :, :c + 1], "ref": cat[:, 0, c + 1:]}
+    return {"x0": x0, "cat": cat[:, :, :-c], "ref": cat[:, 0, -c:]}
 
 
 def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, scheduler, cond_drop: float,
@@ -221,7 +221,8 @@ class Run:
         self.budget = None if not max_minutes else max_minutes * 60.0
         self.dev = dist.device
         self.ckpt = self.out / "ckpt"
-        self.state = {"phase": "vae" if conf.vae_steps > 0 else "unet", "step": 0, "epoch": 0, "pos": 0,
+        has_vae = get_preset(conf.preset).space == "latent"
+        self.state = {"phase": "vae" if conf.vae_steps > 0 and has_vae else "unet", "step": 0, "epoch": 0, "pos": 0,
                       "seconds": 0.0, "config": asdict(conf)}
         resumed = resume and (self.ckpt / "state.json").is_file()
         if resumed:
@@ -341,7 +342,8 @@ class Run:
         tmp = self.out / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save(tmp, dtype=torch.bfloat16, modules=ema,
-                        info={"trained": True, "vae_steps": self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"],
+                        info={"trained": True, "vae_steps": (self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"])
+                              if self.model.vae is not None else 0,
                               "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
                               "train_config": asdict(self.conf), "ema": bool(ema)})
         shutil.rmtree(self.out / "model", ignore_errors=True)
@@ -420,7 +422,8 @@ class Run:
     def train_unet(self) -> str:
         c = self.conf
         m = self.model
-        m.vae.eval().requires_grad_(False)
+        if m.vae is not None:
+            m.vae.eval().requires_grad_(False)
         den = Denoiser(m)
         den.train()
         ema = {"unet": copy.deepcopy(m.unet).requires_grad_(False), "ref": copy.deepcopy(m.ref).requires_grad_(False)}
