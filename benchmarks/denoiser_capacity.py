@@ -9,12 +9,14 @@ numbers per cell, and a 64-channel first layer cannot carry them from input to o
 For each candidate preset (at a reduced clip size: the question is per latent cell), a freshly
 initialised UNet is trained for ``--steps`` steps on real training examples (random crops,
 ``fvgen.teacher.data`` shards of ``shared/datasets-train`` scenes and procedural rooms) with the
-timestep drawn in a low-noise band, and the v-loss of the last steps is reported next to 1.0, the
-loss of a denoiser that sees no noise at all. A preset that cannot represent the noise stays near
-the fraction of the cell's dimensions its first layer cannot carry (1 - 64/192 = 0.67 for run 3).
+timestep drawn in a low-noise band. Then, on held-back batches at fixed timesteps in that band, its
+estimate of the clean target (x0_hat: directly for x0-prediction, sqrt(a) x_t - sigma v_hat for
+v-prediction) is compared with the noisy input rescaled, x_t / sqrt(a): the **denoising gain** in
+dB is 10 log10(MSE(x_t / sqrt(a), x0) / MSE(x0_hat, x0)). Positive: the model takes noise out;
+zero or negative: it leaves it in, and a sampler's last steps leave it in the output.
 
-    python -m fvgen.teacher.data build --out /tmp/ex --scenes beer_can fruit --per-scene 1 --procedural 2 --clips-per-prior 3 --no-triangulate
-    python benchmarks/denoiser_capacity.py --data /tmp/ex --json benchmarks/results/denoiser_capacity_cpu.json
+    python -m fvgen.teacher.data build --out /tmp/ex --scenes beer_can ethiopian_head fruit --per-scene 1 --procedural 3 --clips-per-prior 3 --no-triangulate
+    python benchmarks/denoiser_capacity.py --data /tmp/ex --steps 150 --only "64-128-192," --json benchmarks/results/denoiser_capacity_cpu.json
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ def candidates():
     from fvgen.teacher.configs import get_preset
 
     px = get_preset("embedded")
+    v = replace(px, prediction="v")
     return {
-        "run3: pixel, patch 8, widths 64-128-192": px,
-        "pixel, patch 4, widths 64-128-192": replace(px, patch=4, latent_channels=48),
-        "pixel, patch 4, widths 64-128-192-256": replace(px, patch=4, latent_channels=48, unet_channels=(64, 128, 192, 256),
+        "run3: pixel, patch 8, widths 64-128-192, v-prediction": v,
+        "pixel, patch 8, widths 64-128-192, x0-prediction (embedded now)": px,
+        "pixel, patch 4, widths 64-128-192, x0-prediction": replace(px, patch=4, latent_channels=48),
+        "pixel, patch 4, widths 64-128-192, v-prediction": replace(v, patch=4, latent_channels=48),
+        "pixel, patch 4, widths 64-128-192-256, v-prediction": replace(v, patch=4, latent_channels=48, unet_channels=(64, 128, 192, 256),
                                                           unet_heads=(2, 4, 6, 8), unet_down=(D, D, C, C),
                                                           unet_up=(CU, CU, U, U)),
-        "pixel, patch 8, widths 256-256-256": replace(px, unet_channels=(256, 256, 256), unet_heads=(4, 4, 4)),
-        "latent (runs 1-2), untrained autoencoder": get_preset("embedded-latent"),
+        "pixel, patch 8, widths 256-256-256, v-prediction": replace(v, unet_channels=(256, 256, 256), unet_heads=(4, 4, 4)),
     }
 
 
@@ -66,7 +70,7 @@ def main() -> int:
     torch.set_num_threads(2)
     from fvgen.teacher.data import ExampleBank
     from fvgen.teacher.model import TeacherModel
-    from fvgen.teacher.train import Denoiser, encode_batch, make_train_scheduler
+    from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
 
     W, H = a.size
     bank = ExampleBank(a.data, a.frames)
@@ -83,26 +87,45 @@ def main() -> int:
         sched = make_train_scheduler(m)
         gen = torch.Generator().manual_seed(0)
         losses, t0 = [], time.time()
+
+        def crop(b, r):
+            y, x = r.integers(0, b["gt"].shape[-2] - H + 1), r.integers(0, b["gt"].shape[-1] - W + 1)
+            return {k: v[..., y:y + H, x:x + W] for k, v in b.items()}
+
         for step in range(a.steps):
-            b = bank.batch(rng.integers(0, len(bank), a.batch).tolist())
-            y, x = rng.integers(0, b["gt"].shape[-2] - H + 1), rng.integers(0, b["gt"].shape[-1] - W + 1)
-            b = {k: v[..., y:y + H, x:x + W] for k, v in b.items()}
+            b = crop(bank.batch(rng.integers(0, len(bank), a.batch).tolist()), rng)
             with torch.no_grad():
                 lat = encode_batch(m, b)
-            x0 = lat["x0"]
-            t = torch.randint(0, a.t_max, (len(x0),), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
-            v = den(sched.add_noise(x0, noise, t), t, lat["cat"], lat["ref"], torch.ones(len(x0)))
-            loss = torch.nn.functional.mse_loss(v, sched.get_velocity(x0, noise, t))
+            loss = diffusion_loss(m, den, lat, sched, 0.0, gen, t_max=a.t_max)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+        gains = {}
+        den.eval()
+        er = np.random.default_rng(123)
+        with torch.no_grad():
+            for tv in (10, a.t_max // 2, a.t_max - 1):
+                num = den_ = 0.0
+                for k in range(4):
+                    b = crop(bank.batch(er.integers(0, len(bank), a.batch).tolist()), er)
+                    lat = encode_batch(m, b)
+                    x0 = lat["x0"]
+                    t = torch.full((len(x0),), tv)
+                    noisy = sched.add_noise(x0, torch.randn(x0.shape, generator=torch.Generator().manual_seed(k)), t)
+                    out = den(noisy, t, lat["cat"], lat["ref"], torch.ones(len(x0)))
+                    ab = float(sched.alphas_cumprod[tv])
+                    x0_hat = out if p.prediction == "x0" else ab ** 0.5 * noisy - (1 - ab) ** 0.5 * out
+                    num += float(((noisy / ab ** 0.5 - x0) ** 2).mean())
+                    den_ += float(((x0_hat - x0) ** 2).mean())
+                gains[int(tv)] = round(float(10 * np.log10(num / den_)), 2)
         tail = float(np.mean(losses[-max(1, a.steps // 6):]))
-        results[name] = {"final_loss": tail, "first_loss": losses[0], "seconds": round(time.time() - t0, 1),
-                         "unet_params": m.num_params()["unet"], "cell_channels": p.latent_channels,
-                         "first_width": p.unet_channels[0]}
-        print(f"{name}: v-loss at t < {a.t_max}: {losses[0]:.3f} -> {tail:.3f} ({results[name]['seconds']} s)", flush=True)
+        results[name] = {"denoising_gain_db": gains, "final_loss": tail, "first_loss": losses[0],
+                         "seconds": round(time.time() - t0, 1), "unet_params": m.num_params()["unet"],
+                         "cell_channels": p.latent_channels, "first_width": p.unet_channels[0],
+                         "prediction": p.prediction}
+        print(f"{name}: denoising gain at t = {list(gains)}: {list(gains.values())} dB "
+              f"(training loss {losses[0]:.3f} -> {tail:.3f}, {results[name]['seconds']} s)", flush=True)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"command": " ".join(sys.argv), "machine": platform.node(),

@@ -54,7 +54,7 @@ def main() -> None:
     rows = []
     for name in a.presets:
         model = TeacherModel.random(name).to(a.device)
-        model.unet.eval(), model.vae.eval(), model.ref.eval()
+        model.eval()
         params = sum(p.numel() for m in model.modules().values() for p in m.parameters())
         time_clip(model, 2, a.cfg, a.device, 1)  # warm-up (kernels, allocator)
         for steps in a.steps:

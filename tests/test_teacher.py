@@ -487,3 +487,31 @@ def test_train_teacher_pixel_preset_skips_the_autoencoder(tmp_path):
     assert not any(x.get("phase") == "vae" for x in log)
     m = TeacherModel.load(Path(r["model"]))
     assert m.vae is None and m.info["vae_steps"] == 0
+
+
+def test_x0_prediction_loss_is_the_v_loss_of_its_implied_v(tiny_pixel):
+    """An x0-predicting model is trained on |v_hat - v|^2 with v_hat implied by its x0_hat (the
+    diffusers v for the same noise), except where sigma_t^2 < 0.05, whose weight is capped."""
+    from fvgen.teacher.train import diffusion_loss, encode_batch, make_train_scheduler
+
+    m = tiny_pixel
+    assert m.preset.prediction == "x0" and m.scheduler_config["prediction_type"] == "sample"
+    sched = make_train_scheduler(m)
+    lat = encode_batch(m, _batch(m.preset))
+    x0_hat = lat["x0"] + 0.1 * torch.randn(lat["x0"].shape, generator=torch.Generator().manual_seed(5))
+
+    class Fixed(torch.nn.Module):
+        def forward(self, noisy, t, cat, ref, keep):
+            self.seen = (noisy, t)
+            return x0_hat
+
+    den = Fixed()
+    loss = diffusion_loss(m, den, lat, sched, 0.0, torch.Generator().manual_seed(3))
+    noisy, t = den.seen
+    a = sched.alphas_cumprod[t].reshape(-1, 1, 1, 1, 1)
+    v_hat = (a.sqrt() * noisy - x0_hat) / (1 - a).sqrt()
+    noise = (noisy - a.sqrt() * lat["x0"]) / (1 - a).sqrt()
+    v = sched.get_velocity(lat["x0"], noise, t)
+    assert (1 - a).min() < 0.05 < (1 - a).max()  # this draw has one capped and one plain timestep
+    cap = (1 - a) / (1 - a).clamp_min(0.05)
+    assert torch.allclose(loss, (cap * (v_hat - v) ** 2).mean(), rtol=1e-3)

@@ -43,6 +43,11 @@ class ModelPreset:
     # pixel space only: generate the clip minus a push-pull fill of the warp (fill.py), which the
     # output adds back at the output size (a zero correction is the classical fill)
     residual: bool = False
+    # what the UNet predicts: "v" (v-prediction, as ViewCrafter) or "x0", the clean sample: with
+    # 192 numbers per 8x8-pixel cell and a 64-channel first layer the UNet cannot pass the noise
+    # through, which v (mostly noise at low noise levels) needs and x0 (a smooth image) does not
+    # (Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise"; run 3 in RESULTS.md)
+    prediction: str = "v"
     latent_channels: int = 4  # pixel space: 3 * patch**2
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)  # AutoencoderKL blocks; 2**(len-1) downsampling
     vae_layers: int = 1
@@ -74,6 +79,8 @@ class ModelPreset:
             raise FvgenError(f"model preset {self.name}: space must be latent or pixel, not {self.space!r}")
         if self.space == "pixel" and self.latent_channels != 3 * self.patch ** 2:
             raise FvgenError(f"model preset {self.name}: pixel space needs latent_channels = 3 * patch**2")
+        if self.prediction not in ("v", "x0"):
+            raise FvgenError(f"model preset {self.name}: prediction must be v or x0, not {self.prediction!r}")
         if self.residual and self.space != "pixel":
             raise FvgenError(f"model preset {self.name}: residual generation needs pixel space")
         f = self.latent_factor * 2 ** (len(self.unet_channels) - 1)
@@ -84,10 +91,12 @@ class ModelPreset:
 PRESETS = {
     "tiny": ModelPreset("tiny", 64, 32, 4, vae_channels=(32, 32, 32), unet_channels=(32, 64), unet_heads=(1, 2),
                         unet_down=(C, D), unet_up=(U, CU), cross_attention_dim=32),
-    "tiny-pixel": ModelPreset("tiny-pixel", 64, 32, 4, space="pixel", patch=4, residual=True, latent_channels=48,
+    "tiny-pixel": ModelPreset("tiny-pixel", 64, 32, 4, space="pixel", patch=4, residual=True, prediction="x0",
+                              latent_channels=48,
                               unet_channels=(32, 64), unet_heads=(1, 2), unet_down=(C, D), unet_up=(U, CU),
                               cross_attention_dim=32),
-    "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, latent_channels=192),
+    "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, prediction="x0",
+                            latent_channels=192),
     "embedded-latent": ModelPreset("embedded-latent", 256, 160, 16),
     "paper": ModelPreset("paper", 512, 320, 16, vae_channels=(128, 256, 512, 512), vae_layers=2,
                          unet_channels=(320, 640, 1280, 1280), unet_heads=(5, 10, 20, 20),

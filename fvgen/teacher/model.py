@@ -14,7 +14,8 @@ Input of the denoiser, per frame, in that space (``h = H / f``, ``w = W / f``)::
 
 plus cross-attention tokens of the reference view (its latent cut into ``ref_patch`` patches,
 projected, with a fixed 2D sin-cos position code). Classifier-free guidance drops *all* of this
-conditioning (zeros) at once. The UNet predicts ``v`` (v-prediction, zero-terminal-SNR schedule).
+conditioning (zeros) at once. The UNet predicts ``v`` (v-prediction) or, for ``prediction = "x0"``,
+the clean sample (diffusers' ``prediction_type="sample"``), on a zero-terminal-SNR schedule.
 ``added_time_ids`` of the SVD UNet are unused (zeros).
 
 On disk a model is a folder (diffusers-style, every weight file a safetensors shard <= 15 MB)::
@@ -23,7 +24,7 @@ On disk a model is a folder (diffusers-style, every weight file a safetensors sh
     unet/              UNetSpatioTemporalConditionModel (save_pretrained)
     vae/               AutoencoderKL (latent space only)
     ref/               RefEncoder
-    scheduler/         DDPMScheduler config (v_prediction, rescale_betas_zero_snr, trailing)
+    scheduler/         DDPMScheduler config (prediction type, rescale_betas_zero_snr, trailing)
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class TeacherModel:
         self.preset, self.unet, self.vae, self.ref = preset, unet, vae, ref
         self.info = dict(info or {})
         self.scheduler_config = dict(SCHEDULER_CONFIG)
+        if preset.prediction == "x0":
+            self.scheduler_config["prediction_type"] = "sample"
 
     # ---------------------------------------------------------------- construction and I/O
     @classmethod
@@ -280,7 +283,8 @@ class TeacherModel:
 
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, cat: torch.Tensor, tokens: torch.Tensor,
                 unet=None) -> torch.Tensor:
-        """v-prediction of the UNet for noisy latents [B, F, c, h, w] at timesteps t [B]."""
+        """The UNet's prediction (v, or x0 for ``prediction = "x0"``) for noisy latents [B, F, c, h, w]
+        at timesteps t [B]."""
         unet = unet or self.unet
         B = noisy.shape[0]
         t = torch.as_tensor(t, device=noisy.device).reshape(-1).expand(B)

@@ -44,6 +44,7 @@ from .model import MAX_SHARD, TeacherModel
 from .vae import augment_frames, calibrate_scaling, vae_loss
 
 SHARD_BYTES = 15 * 1000 * 1000
+X0_MIN_SIGMA2 = 0.05  # x0-prediction's v-space loss weight 1 / sigma_t^2 is capped at 20
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -125,17 +126,24 @@ def encode_batch(model: TeacherModel, batch: dict) -> dict:
 
 
 def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, scheduler, cond_drop: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, t_max: int | None = None) -> torch.Tensor:
+    """The training loss at timesteps drawn uniformly in [0, t_max) (default: all of them)."""
     x0 = lat["x0"]
     B = x0.shape[0]
     dev = x0.device
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (B,), generator=generator).to(dev)
+    t = torch.randint(0, t_max or scheduler.config.num_train_timesteps, (B,), generator=generator).to(dev)
     noise = torch.randn(x0.shape, generator=generator).to(dev, x0.dtype)
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
     keep = (torch.rand(B, generator=generator) >= cond_drop).to(dev, x0.dtype)
-    v = denoiser(noisy, t, lat["cat"], lat["ref"], keep)
-    return F.mse_loss(v.float(), target.float())
+    out = denoiser(noisy, t, lat["cat"], lat["ref"], keep)
+    if model.preset.prediction == "x0":
+        # x0-prediction scored in v-space (Li & He 2025): v_hat - v = (x0 - x0_hat) / sigma_t, so the
+        # loss is |x0_hat - x0|^2 / sigma_t^2, with sigma_t^2 clamped where it vanishes (t -> 0)
+        a = scheduler.alphas_cumprod.to(dev)[t].float().reshape(-1, *[1] * (x0.ndim - 1))
+        w = 1.0 / (1.0 - a).clamp_min(X0_MIN_SIGMA2)
+        return (w * (out.float() - x0.float()) ** 2).mean()
+    return F.mse_loss(out.float(), target.float())
 
 
 def make_train_scheduler(model: TeacherModel):
