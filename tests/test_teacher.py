@@ -35,21 +35,26 @@ def tiny():
     return TeacherModel.random("tiny", seed=0)
 
 
-def test_training_lowers_loss_on_fixed_batch(tiny):
+def _fit_fixed_batch(m: TeacherModel, steps: int) -> list[float]:
+    """Training losses of ``steps`` Adam steps of the denoiser on one fixed batch and noise draw."""
     from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
 
-    m = TeacherModel.random("tiny", seed=1)
     den = Denoiser(m).train()
     opt = torch.optim.Adam(den.parameters(), lr=1e-3)
     sched = make_train_scheduler(m)
     lat = encode_batch(m, _batch(m.preset))
     losses = []
-    for _ in range(8):
+    for _ in range(steps):
         loss = diffusion_loss(m, den, lat, sched, cond_drop=0.0, generator=torch.Generator().manual_seed(0))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    return losses
+
+
+def test_training_lowers_loss_on_fixed_batch(tiny):
+    losses = _fit_fixed_batch(TeacherModel.random("tiny", seed=1), 8)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
@@ -429,20 +434,8 @@ def test_pixel_space_is_lossless_and_residual_targets_the_fill(tiny_pixel):
 
 
 def test_pixel_residual_model_trains_saves_and_samples(tiny_pixel, tmp_path):
-    from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
-
     m = TeacherModel.random("tiny-pixel", seed=1)
-    den = Denoiser(m).train()
-    opt = torch.optim.Adam(den.parameters(), lr=1e-3)
-    sched = make_train_scheduler(m)
-    lat = encode_batch(m, _batch(m.preset))
-    losses = []
-    for _ in range(16):
-        loss = diffusion_loss(m, den, lat, sched, cond_drop=0.0, generator=torch.Generator().manual_seed(0))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = _fit_fixed_batch(m, 16)
     assert losses[-1] < 0.7 * losses[0], losses
     m.save(tmp_path / "px", dtype=None)
     assert not (tmp_path / "px" / "vae").exists()

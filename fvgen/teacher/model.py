@@ -225,10 +225,6 @@ class TeacherModel:
     def scaling(self) -> float:
         return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
     def encode(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
         """Images [..., 3, H, W] in [-1, 1] -> scaled latents [..., c, h, w] (pixel space: folded patches)."""
         lead = x.shape[:-3]

@@ -134,7 +134,6 @@ def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, schedule
     t = torch.randint(0, t_max or scheduler.config.num_train_timesteps, (B,), generator=generator).to(dev)
     noise = torch.randn(x0.shape, generator=generator).to(dev, x0.dtype)
     noisy = scheduler.add_noise(x0, noise, t)
-    target = scheduler.get_velocity(x0, noise, t)
     keep = (torch.rand(B, generator=generator) >= cond_drop).to(dev, x0.dtype)
     out = denoiser(noisy, t, lat["cat"], lat["ref"], keep)
     if model.preset.prediction == "x0":
@@ -143,7 +142,7 @@ def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, schedule
         a = scheduler.alphas_cumprod.to(dev)[t].float().reshape(-1, *[1] * (x0.ndim - 1))
         w = 1.0 / (1.0 - a).clamp_min(X0_MIN_SIGMA2)
         return (w * (out.float() - x0.float()) ** 2).mean()
-    return F.mse_loss(out.float(), target.float())
+    return F.mse_loss(out.float(), scheduler.get_velocity(x0, noise, t).float())
 
 
 def make_train_scheduler(model: TeacherModel):
