@@ -172,7 +172,7 @@ app.add_typer(train_app, name="train")
 @train_app.command("teacher")
 @handle_errors
 def train_teacher(
-    config: str = typer.Option("embedded", "--config", help="training config name (tiny, embedded) or .toml file"),
+    config: str = typer.Option("embedded", "--config", help="training config name (tiny, tiny-pixel, embedded) or .toml file"),
     out: Path = typer.Option(..., "--out", "-o", help="training folder (checkpoints, log.jsonl, samples, model/)"),
     data: List[Path] = typer.Option([], "--data", help="folders of example shards (python -m fvgen.teacher.data build)"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),

@@ -346,8 +346,10 @@ def test_train_teacher_resume_and_budget(tmp_path):
     assert b["samples_per_s"] > 0
 
 
-def test_generate_stage_end_to_end(tmp_path):
-    """A tiny *trained* (a few steps) model through `generate`: files, cameras, the cache."""
+@pytest.mark.parametrize("config", ["tiny", "tiny-pixel"])
+def test_generate_stage_end_to_end(tmp_path, config):
+    """A tiny *trained* (a few steps) model through `generate`, latent and pixel-space residual:
+    files, cameras, the cache."""
     from fvgen.cameras import look_at, Camera
     from fvgen.config import load_preset
     from fvgen.images import save_image
@@ -355,8 +357,8 @@ def test_generate_stage_end_to_end(tmp_path):
     from fvgen.stages.generate import generate
     from fvgen.teacher.train import train_teacher
 
-    _fake_shards(tmp_path / "shards", 2, PRESETS["tiny"])
-    r = train_teacher("tiny", tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=1, unet_steps=1,
+    _fake_shards(tmp_path / "shards", 2, PRESETS[config])
+    r = train_teacher(config, tmp_path / "run", data=(str(tmp_path / "shards"),), vae_steps=1, unet_steps=1,
                       sample_every=0)
     out = tmp_path / "out"
     rng = np.random.default_rng(0)

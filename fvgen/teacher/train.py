@@ -593,7 +593,7 @@ def train_teacher(config_path: str | Path, out_dir: str | Path, resume: bool = T
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fvgen.teacher.train", description="train the fvgen teacher")
-    ap.add_argument("--config", default="embedded", help="tiny, embedded or a TOML file of TrainConf keys")
+    ap.add_argument("--config", default="embedded", help="tiny, tiny-pixel, embedded or a TOML file of TrainConf keys")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", nargs="*", help="example shard folders (override the config)")
     ap.add_argument("--max-minutes", type=float, default=None, help="checkpoint and exit after this long")
