@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FvgenError
-from .configs import TrainConf, get_preset, load_train_config
+from .configs import TrainConf, load_train_config
 from .model import MAX_SHARD, TeacherModel
 from .vae import augment_frames, calibrate_scaling, vae_loss
 
@@ -228,8 +228,7 @@ class Run:
         self.budget = None if not max_minutes else max_minutes * 60.0
         self.dev = dist.device
         self.ckpt = self.out / "ckpt"
-        has_vae = get_preset(conf.preset).space == "latent"
-        self.state = {"phase": "vae" if conf.vae_steps > 0 and has_vae else "unet", "step": 0, "epoch": 0, "pos": 0,
+        self.state = {"phase": "vae" if conf.vae_steps > 0 else "unet", "step": 0, "epoch": 0, "pos": 0,
                       "seconds": 0.0, "config": asdict(conf)}
         resumed = resume and (self.ckpt / "state.json").is_file()
         if resumed:
@@ -239,6 +238,8 @@ class Run:
             self.model = TeacherModel.load(Path(conf.init_from), self.dev, torch.float32)
         else:
             self.model = TeacherModel.random(conf.preset, conf.seed).to(self.dev)
+        if not resumed and self.model.vae is None:  # pixel space: no autoencoder phase
+            self.state["phase"] = "unet"
         self.model.info["trained"] = False
         self.resumed = resumed
         self.num_workers = (8 if self.dev.type == "cuda" else 1) if num_workers is None else num_workers
