@@ -395,7 +395,7 @@ def test_biharmonic_baseline_fills_holes():
 
 
 def test_push_pull_fill_keeps_valid_pixels_and_fills_smoothly():
-    from fvgen.teacher.fill import push_pull_fill
+    from fvgen.fill import push_pull_fill
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 37), torch.linspace(0, 1, 53), indexing="ij")
     img = torch.stack([xx, yy, 0.5 * (xx + yy)])[None]  # odd sizes: ceil-mode pooling
@@ -419,7 +419,7 @@ def tiny_pixel():
 
 
 def test_pixel_space_is_lossless_and_residual_targets_the_fill(tiny_pixel):
-    from fvgen.teacher.fill import push_pull_fill
+    from fvgen.fill import push_pull_fill
     from fvgen.teacher.train import encode_batch
 
     m = tiny_pixel
@@ -453,7 +453,7 @@ def test_residual_output_is_the_fill_at_output_size_plus_the_correction(tiny_pix
     """A zero correction returns the push-pull fill made at the *output* size (the warp's valid
     pixels exactly), not a resized copy; a constant correction shifts every pixel by it."""
     from fvgen.teacher import sample as tsample
-    from fvgen.teacher.fill import push_pull_fill
+    from fvgen.fill import push_pull_fill
 
     rng = np.random.default_rng(0)
     frames = [rng.random((45, 70, 3)).astype(np.float32) * 0.5 + 0.25 for _ in range(3)]

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import FvgenError
 from .configs import ModelPreset, get_preset
-from .fill import push_pull_fill
+from ..fill import push_pull_fill
 
 FORMAT = "fvgen-teacher-1"
 MAX_SHARD = "15MB"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .fill import push_pull_fill
+from ..fill import push_pull_fill
 from .model import TeacherModel
 
 

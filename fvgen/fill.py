@@ -1,5 +1,6 @@
 """Push-pull hole filling (Gortler et al. 1996, "The Lumigraph", sec. 3.3): the cheap, differentiable,
-batched classical fill the pixel-space teacher generates on top of.
+batched classical fill the pixel-space teacher generates on top of, and the interpolator of the
+dense prior's depth completion (``fvgen.mvs``, ``MvsConf.complete_radius``).
 
 Why a fill at all: with a few hundred training clips, a denoiser that must produce whole frames
 learns the colours of its training scenes and ignores the warp on new ones (run 2, RESULTS.md).
