@@ -19,8 +19,7 @@ Splits (see /work/shared/datasets/README.md):
   order). Images are downscaled to 540x960 and undistorted (OpenCV k1, k2, p1, p2) to pinhole
   cameras with the same K; test images are undistorted the same way and compared in that space.
 
-Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N]
-[--complete-radius R] [--out FILE]`` (``--complete-radius``: MvsConf's depth completion).
+Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N] [--out FILE]``.
 Writes ``benchmarks/results/warp_quality.json`` and prints a markdown table.
 """
 
@@ -130,8 +129,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-image-size", type=int, default=None)
     ap.add_argument("--planes", type=int, default=None)
-    ap.add_argument("--complete-radius", type=int, default=None,
-                    help="MvsConf.complete_radius: depth completion (0 off, -1 every pixel)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warp_quality.json"))
     args = ap.parse_args()
     if args.threads:
@@ -143,8 +140,6 @@ def main() -> None:
         kw["max_image_size"] = args.max_image_size
     if args.planes:
         kw["num_planes"] = args.planes
-    if args.complete_radius is not None:
-        kw["complete_radius"] = args.complete_radius
     conf = MvsConf(**kw)
     results = [run_scene(s, conf, args.device) for s in args.scenes]
     out = {

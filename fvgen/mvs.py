@@ -69,13 +69,6 @@ class MvsConf:
     voxel_fraction: float = 0.001  # voxel size, fraction of the robust scene extent (0: off)
     outlier_neighbors: int = 16  # statistical outlier removal (0: off)
     outlier_std_ratio: float = 2.5
-    # depth completion: also give a point to each unmatched pixel within this many stereo pixels of a
-    # consistent one, at the push-pull interpolation of the consistent inverse depths around it
-    # (0: off; -1: every pixel). Why: the teacher and the fit see a warp only where the cloud has
-    # points, and the plane sweep leaves most of each view unmatched (textureless walls, wide
-    # baselines); interpolated depth is wrong at depth edges, so those points get a low confidence
-    complete_radius: int = 0
-    complete_conf: float = 0.05  # confidence of a completed point (measured ones: (0, 1])
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -374,28 +367,6 @@ def _voxel_average(xyz: np.ndarray, rgb: np.ndarray, cf: np.ndarray, voxel: floa
     return avg(xyz.astype(np.float64)), avg(rgb.astype(np.float64)), avg(cf[:, None].astype(np.float64))[:, 0]
 
 
-def _complete_view(depth: torch.Tensor, keep: torch.Tensor, cam: Camera, radius: int):
-    """Depth completion of one view: (pixels added [H, W] bool, their world points [M, 3]).
-
-    The consistent pixels' inverse depths are push-pull filled (inverse depth: interpolating it
-    keeps far backgrounds from pulling near surfaces away); pixels within ``radius`` of a
-    consistent one (all, when negative) that the fusion dropped get a point at that depth."""
-    from .fill import push_pull_fill
-
-    H, W = depth.shape
-    k = keep.float()[None, None]
-    inv = push_pull_fill((1.0 / depth.clamp_min(1e-9)).float()[None, None] * k, k)[0, 0]
-    add = ~keep & (inv > 0)
-    if radius > 0:
-        near = F.max_pool2d(k, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
-        add &= near
-    d = 1.0 / inv[add].double()
-    pix = _pixels(H, W, depth.device)[:, add.reshape(-1)]
-    Xc = torch.as_tensor(np.linalg.inv(cam.K), device=depth.device) @ pix * d[None]
-    c2w = torch.as_tensor(cam.c2w, device=depth.device)
-    return add, (c2w[:3, :3] @ Xc + c2w[:3, 3:4]).T.float()
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -470,17 +441,10 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
 
     fused = _geometric_fusion(depths, valids, cs, conf)
     xyz, rgb, cf = [], [], []
-    completed = 0
     for r, (keep, count, X) in enumerate(fused):
         xyz.append(X[keep])
         rgb.append(img[r][keep])
         cf.append(confs[r][keep] * (count[keep].float() / max(N - 1, 1)).clamp(max=1.0))
-        if conf.complete_radius and bool(keep.any()):
-            add, X_add = _complete_view(depths[r], keep, cs[r], conf.complete_radius)
-            xyz.append(X_add)
-            rgb.append(img[r][add])
-            cf.append(torch.full((len(X_add),), conf.complete_conf, device=X_add.device))
-            completed += len(X_add)
     xyz = torch.cat(xyz).cpu().numpy().astype(np.float64)
     rgb = torch.cat(rgb).cpu().numpy()
     cf = torch.cat(cf).cpu().numpy()
@@ -502,7 +466,6 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
                        np.clip(cf, 1e-3, 1).astype(np.float32))
     info = {
         "points_fused": int(n_fused),
-        "points_completed": int(completed),
         "points_after_outliers": int(n_sor),
         "points": int(len(cloud)),
         "voxel_size": float(voxel),
