@@ -18,6 +18,7 @@
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
 #   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB
 #           .gpu/train_scenes/    `python -m fvgen.teacher.data pack --out .gpu/train_scenes`, 19 MB
+#   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
 # A session's plan (30 device minutes): start 540 -> watch 560 -> watch ~300 + finish (~3 min).
@@ -73,7 +74,7 @@ case "$1" in
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
       $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
-        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes 9 --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} \
+        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} \
         | tail -n 1 | tee -a $ROOT/teacher_chunks.log
       grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
       sleep 1
@@ -95,9 +96,13 @@ case "$1" in
     tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
     if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
       for cfg in ${EVAL_CFGS:-3.0 1.5}; do
-        $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" \
-          --out "$ROOT/teacher_gen/cfg$cfg" --steps "${EVAL_STEPS:-50}" --cfg "$cfg" 2>&1 | tail -n 1
+        for strength in ${EVAL_STRENGTHS:-1.0}; do  # one output folder per (guidance, SDEdit strength)
+          $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --strength "$strength" \
+            --out "$ROOT/teacher_gen/cfg${cfg}_s$strength" --steps "${EVAL_STEPS:-50}" --cfg "$cfg" 2>&1 | tail -n 1
+        done
       done
+      $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --steps 1 --cfg 1.0 \
+        --out "$ROOT/teacher_gen/one_step" 2>&1 | tail -n 1  # the mean prediction at t = T, for reference
       tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"  # at most 8 files come back
     fi
     ls -la "$OUT"

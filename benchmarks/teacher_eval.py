@@ -118,7 +118,8 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
         print(f"{name}: {len(test_files)} clips, {len(priors.points)} points, priors {t_priors:.1f}s", flush=True)
 
 
-def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int) -> None:
+def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int,
+        strength: float = 1.0) -> None:
     import torch
 
     from fvgen.pipeline import resolve_device
@@ -136,7 +137,8 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.time()
-        gen = generate_clip(model, lambda a: ref, list(warp), list(masks), steps=steps, cfg=cfg, seed=seed)
+        gen = generate_clip(model, lambda a: ref, list(warp), list(masks), steps=steps, cfg=cfg, seed=seed,
+                            strength=strength)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.time() - t0)
@@ -149,7 +151,7 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
                 print(f"no preview video ({type(e).__name__}: {e})", flush=True)
         print(f"{f.stem}: {times[-1]:.2f}s", flush=True)
     (out / "run.json").write_text(json.dumps({
-        "model": str(model_dir), "steps": steps, "cfg": cfg, "device": str(dev), "seed": seed,
+        "model": str(model_dir), "steps": steps, "cfg": cfg, "strength": strength, "device": str(dev), "seed": seed,
         "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
         "seconds_per_clip_median": float(np.median(times)), "clips": len(files),
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}, indent=1))
@@ -216,6 +218,7 @@ def main() -> None:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--steps", type=int, default=50)
     r.add_argument("--cfg", type=float, default=3.0)
+    r.add_argument("--strength", type=float, default=1.0, help="SDEdit start, (0, 1] (fvgen generate --strength)")
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score")
@@ -227,7 +230,7 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.out, a.scenes, a.max_size, a.device)
     elif a.cmd == "run":
-        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed)
+        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength)
     else:
         score(a.clips, a.generated, a.json, a.partial)
 

@@ -150,6 +150,9 @@ def generate(
                                          "diffusers subfolders); none ships trained yet"),
     steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50)"),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
+    strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
+                                             "noised this far (SDEdit; runs round(steps x strength) steps); "
+                                             "default 1, from pure noise"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: List[str] = typer.Option([], "--force", help="recompute warp, generate or all"),
@@ -160,7 +163,7 @@ def generate(
     if frames is not None and frames < 2:
         raise FvgenError("--frames must be at least 2")
     conf = _conf(preset, device)
-    res = run(out, conf, traj, frames, model, steps, device, force, cfg)
+    res = run(out, conf, traj, frames, model, steps, device, force, cfg, strength=strength)
     _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
 

@@ -16,7 +16,7 @@ from fvgen.errors import FvgenError  # noqa: E402
 from fvgen.teacher import data as tdata  # noqa: E402
 from fvgen.teacher.configs import PRESETS  # noqa: E402
 from fvgen.teacher.model import TeacherModel, resolve_model, weights_hash  # noqa: E402
-from fvgen.teacher.sample import make_scheduler, sample_latents, trailing_timesteps, windows  # noqa: E402
+from fvgen.teacher.sample import make_scheduler, run_steps, sample_latents, trailing_timesteps, windows  # noqa: E402
 
 TRAIN_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets-train"
 EVAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -127,6 +127,41 @@ def test_cfg_on_off_shapes(tiny):
                              generator=torch.Generator().manual_seed(0))
         assert out.shape == (1, p.frames, 3, p.height, p.width)
         assert torch.isfinite(out).all() and out.abs().max() <= 1
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_strength_starts_from_the_noised_fill(tiny, tiny_pixel, monkeypatch, residual):
+    """SDEdit: strength s runs the last round(steps * s) trailing timesteps, starting from the fill
+    (latent model: its encoding; residual model: a zero correction) noised to the first of them."""
+    from fvgen.fill import push_pull_fill
+
+    m = tiny_pixel if residual else tiny
+    b = _batch(m.preset, B=1)
+    seen = []
+
+    def record(noisy, t, cat, tokens, unet=None):
+        seen.append((int(t), noisy.clone()))
+        return torch.zeros_like(noisy)
+
+    monkeypatch.setattr(m, "denoise", record)
+    steps, strength = 10, 0.3
+    sample_latents(m, b["ref"], b["warp"], b["mask"], steps=steps, cfg=1.0, strength=strength,
+                   generator=torch.Generator().manual_seed(3))
+    assert [t for t, _ in seen] == trailing_timesteps(steps)[-3:] and run_steps(steps, strength) == 3
+    ab = float(make_scheduler(m, steps).alphas_cumprod[seen[0][0]])
+    shape = seen[0][1].shape
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    if residual:
+        start = torch.zeros(shape)
+    else:
+        B, Fr = b["warp"].shape[:2]
+        valid = (b["mask"] > 0.5).float().flatten(0, 1)
+        start = m.encode(push_pull_fill(b["warp"].flatten(0, 1), valid)).reshape(shape)
+    assert 0 < ab < 1
+    assert torch.allclose(seen[0][1], ab ** 0.5 * start + (1 - ab) ** 0.5 * noise, atol=1e-5)
+    assert run_steps(50) == 50 and run_steps(4, 0.1) == 1
+    with pytest.raises(ValueError):
+        run_steps(10, 0.0)
 
 
 def test_windows_cover_clip():
@@ -378,6 +413,10 @@ def test_generate_stage_end_to_end(tmp_path, config):
     assert again.status == "cached"
     other = generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=3, device="cpu")
     assert other.status == "computed"  # steps are part of the key
+    sdedit = generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=3, device="cpu", strength=0.5)
+    assert sdedit.status == "computed" and sdedit.figures["strength"] == 0.5  # so is the strength
+    with pytest.raises(FvgenError, match="--strength"):
+        generate(out, load_preset("cpu"), "interp", 5, r["model"], steps=3, device="cpu", strength=0.0)
 
 
 def test_biharmonic_baseline_fills_holes():

@@ -3,7 +3,7 @@
 Reads ``OUT/warp/<traj>/`` (rgb/, mask/, cameras.json) and the input views of ``OUT/priors/``;
 writes ``OUT/generate/<traj>/``: ``rgb/*.png`` per frame, ``rgb.mp4``, ``compare.mp4`` (warp |
 generated), ``cameras.json`` and ``transforms.json`` (the warp's cameras). The cache key is the
-warp key + the model folder's content hash + sampling settings (steps, cfg, rescale, seed).
+warp key + the model folder's content hash + sampling settings (steps, cfg, rescale, seed, strength).
 
 There are no trained teacher weights in fvgen yet (issue 3): without ``--model DIR`` this stage
 refuses with one line instead of sampling an untrained network.
@@ -32,6 +32,7 @@ class GenerateConf:
     guidance_rescale: float = 0.7
     seed: int = 0
     fps: int = 10
+    strength: float = 1.0  # 1: from pure noise; < 1: from the noised fill of the warp (SDEdit), fewer steps
 
 
 def nearest_view(cam: Camera, inputs: list[Camera]) -> int:
@@ -77,7 +78,8 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
         inputs = [c.scaled(frames[0].shape[1], frames[0].shape[0]) for c in pri.cameras]
         model = TeacherModel.load(model_dir, device, torch.float32)
         refs = lambda i: _resize(images[nearest_view(cams[i], inputs)], frames[0].shape[1], frames[0].shape[0])  # noqa: E731
-        out = generate_clip(model, refs, frames, masks, conf.steps, conf.cfg, conf.guidance_rescale, conf.seed, progress)
+        out = generate_clip(model, refs, frames, masks, conf.steps, conf.cfg, conf.guidance_rescale, conf.seed, progress,
+                            strength=conf.strength)
         names = [Path(c.name).stem for c in cams]
         write_pngs(tmp / "rgb", out, names)
         write_mp4(tmp / "rgb.mp4", out, conf.fps)
@@ -85,7 +87,7 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
         write_cameras_opencv_json(cams, tmp / "cameras.json")
         write_transforms_json(cams, tmp / "transforms.json", file_prefix="rgb/")
         info = json.loads((Path(model_dir) / "teacher.json").read_text())
-        return {"trajectory": name, "frames": len(out), "steps": conf.steps, "cfg": conf.cfg,
+        return {"trajectory": name, "frames": len(out), "steps": conf.steps, "cfg": conf.cfg, "strength": conf.strength,
                 "model": str(model_dir), "model_preset": info.get("preset", {}).get("name", "?"),
                 "model_unet_steps": info.get("unet_steps", 0)}
 
@@ -100,7 +102,7 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 
 def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path | None, steps: int | None = None,
              device: str = "auto", force: Iterable[str] = (), cfg: float | None = None,
-             gen_conf: GenerateConf | None = None) -> StageResult:
+             gen_conf: GenerateConf | None = None, strength: float | None = None) -> StageResult:
     """``fvgen generate``: warp (cached) then generate along ``traj``; returns the generate StageResult.
 
     ``conf`` is the PipelineConf (its warp settings are used); ``model`` a teacher model folder
@@ -121,13 +123,17 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
         g = replace(g, steps=int(steps))
     if cfg is not None:
         g = replace(g, cfg=float(cfg))
+    if strength is not None:
+        if not 0.0 < strength <= 1.0:
+            raise FvgenError(f"--strength must be in (0, 1], got {strength}")
+        g = replace(g, strength=float(strength))
     out = Path(out)
     with run_lock(out):
         pri, w = run_warp(out, conf, traj, frames, device, "warp" in force)
-        from ..teacher.sample import windows
+        from ..teacher.sample import run_steps, windows
 
         meta = json.loads((model_dir / "teacher.json").read_text())
-        total = g.steps * len(windows(w.figures["frames"], int(meta["preset"]["frames"])))
+        total = run_steps(g.steps, g.strength) * len(windows(w.figures["frames"], int(meta["preset"]["frames"])))
         with progress_bar(f"generate {w.path.name}", total) as update:
             res = main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
         write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})

@@ -2,6 +2,11 @@
 (so the first step starts at t = T - 1, pure noise), classifier-free guidance on the conditioning
 with guidance rescale (Lin et al. 2023, the fix that goes with zero terminal SNR).
 
+``strength`` < 1 starts partway down the noise schedule from the warp's push-pull fill, noised to
+that level (SDEdit, Meng et al. 2022; diffusers' img2img ``strength``): the last
+``round(steps * strength)`` timesteps run, the sample stays closer to the fill, and fewer steps
+cost less. For residual models that start is simply a zero correction.
+
 Clips longer than the model's frame count are cut into windows of ``frames`` (the last one aligned
 to the end, overlaps averaged); each window's reference view is the input view nearest its first
 camera. Frames are resized to the model size and back (a plain resize, no crop, so every pixel of
@@ -34,6 +39,13 @@ def trailing_timesteps(steps: int, train_timesteps: int = 1000) -> list[int]:
     return [int(t) for t in np.round(np.arange(train_timesteps, 0, -train_timesteps / steps)).astype(np.int64) - 1]
 
 
+def run_steps(steps: int, strength: float = 1.0) -> int:
+    """How many denoiser steps a sampling run makes: the last ``round(steps * strength)`` (at least 1)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return max(1, min(int(steps), int(round(steps * strength))))
+
+
 def rescale_cfg(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
     if phi <= 0:
         return guided
@@ -46,7 +58,7 @@ def rescale_cfg(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.T
 def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor,
                    steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
                    generator: torch.Generator | None = None, progress: Callable | None = None,
-                   autocast: bool = False, correction: bool = False) -> torch.Tensor:
+                   autocast: bool = False, correction: bool = False, strength: float = 1.0) -> torch.Tensor:
     """Pixel conditioning (see :meth:`TeacherModel.condition`) -> clip [B, F, 3, H, W] in [-1, 1].
 
     ``correction`` (residual models): return what the denoiser generated, the difference to the
@@ -60,12 +72,22 @@ def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, m
         shape = (B, Fr, c, *cat.shape[-2:])
         x = torch.randn(shape, generator=generator, device="cpu").to(dev)
         sched = make_scheduler(model, steps)
-        x = x * sched.init_noise_sigma
+        timesteps = sched.timesteps[len(sched.timesteps) - run_steps(steps, strength):]
+        if strength < 1.0:  # SDEdit: the fill (a zero correction for residual models), noised to the first timestep
+            if base is not None:
+                start = torch.zeros_like(x)
+            else:
+                valid = (mask > 0.5).float().reshape(B * Fr, 1, *mask.shape[-2:])
+                fill = push_pull_fill(warp.reshape(B * Fr, *warp.shape[2:]).float(), valid)
+                start = model.encode(fill.to(cat.dtype)).reshape(shape).float()
+            x = sched.add_noise(start.float(), x.float(), timesteps[:1])
+        else:
+            x = x * sched.init_noise_sigma
         use_cfg = cfg != 1.0
         if use_cfg:
             cat2 = torch.cat([torch.zeros_like(cat), cat])
             tok2 = torch.cat([torch.zeros_like(tokens), tokens])
-        for i, t in enumerate(sched.timesteps):
+        for i, t in enumerate(timesteps):
             if use_cfg:
                 v = model.denoise(torch.cat([x, x]), t, cat2, tok2).float()
                 vu, vc = v.chunk(2)
@@ -113,7 +135,7 @@ def windows(n: int, size: int) -> list[tuple[int, int]]:
 
 def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames: Sequence[np.ndarray],
                   masks: Sequence[np.ndarray], steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
-                  seed: int = 0, progress: Callable | None = None) -> list[np.ndarray]:
+                  seed: int = 0, progress: Callable | None = None, strength: float = 1.0) -> list[np.ndarray]:
     """Generate a whole trajectory: ``refs(i)`` gives the reference image for a window starting
     at frame i; returns frames at the input size, floats in [0, 1]."""
     H, W = np.asarray(frames[0]).shape[:2]
@@ -129,7 +151,7 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
             step_cb = lambda i, _f, d=done: progress(d + i, {})  # noqa: E731
         residual = model.preset.residual
         out = sample_latents(model, r, w, m, steps, cfg, guidance_rescale, g, step_cb,
-                             autocast=model.device.type == "cuda", correction=residual)
+                             autocast=model.device.type == "cuda", correction=residual, strength=strength)
         if residual:  # the correction (a difference in [-1, 1] units) on the fill made at the output size
             warp = torch.as_tensor(np.stack(frames[a:b]).astype(np.float32)).permute(0, 3, 1, 2)
             valid = torch.as_tensor(np.stack(masks[a:b]).astype(np.float32) > 0.5)[:, None].float()
@@ -139,5 +161,5 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
             out = resize_frames((out[0] + 1) / 2, W, H).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         acc[a:b] += out
         cnt[a:b] += 1
-        done += steps
+        done += run_steps(steps, strength)
     return [(acc[i] / cnt[i]).astype(np.float32) for i in range(n)]
