@@ -14,8 +14,8 @@ function ``fvgen generate`` uses) and saves the generated last frames.
 
 ``score`` (CPU): PSNR/SSIM of the last frame against the test image, on all pixels and on the hole
 pixels (warp mask 0), for: the raw warp (holes black), the warp with its holes filled by
-scikit-image's biharmonic inpainting, the teacher, and the teacher's pixels in the holes only
-(warp kept where it is valid).
+scikit-image's biharmonic inpainting or by our harmonic fill (``fvgen.fill``, converged), the teacher,
+and the teacher's pixels in the holes only (warp kept where it is valid).
 
     python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval
     python benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model fvgen/teacher/weights/embedded --out OUT
@@ -160,9 +160,9 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
 def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
     """Metrics of every method on every clip; without ``generated`` the baselines alone; with
     ``partial`` only the clips that have a generated frame (all methods on the same views)."""
-    from fvgen.teacher.baseline import biharmonic_fill, clip_metrics
+    from fvgen.teacher.baseline import biharmonic_fill, clip_metrics, harmonic_fill_np
 
-    methods_used = ("warp", "biharmonic") + (("teacher", "teacher_in_holes") if generated is not None else ())
+    methods_used = ("warp", "biharmonic", "harmonic") + (("teacher", "teacher_in_holes") if generated is not None else ())
     rows = []
     for f in sorted(clips.glob("*.npz")):
         g = generated / f.name if generated is not None else None
@@ -172,7 +172,7 @@ def score(clips: Path, generated: Path | None, out_json: Path | None, partial: b
             raise SystemExit(f"error: no generated frame for {f.name} in {generated} (--partial scores the others)")
         meta, _, warps, masks, gt = load_clip(f)
         warp, mask = warps[-1], masks[-1]
-        methods = {"warp": warp, "biharmonic": biharmonic_fill(warp, mask)}
+        methods = {"warp": warp, "biharmonic": biharmonic_fill(warp, mask), "harmonic": harmonic_fill_np(warp, mask)}
         if g is not None:
             teacher = np.load(g)["last"].astype(np.float32) / 255
             methods.update(teacher=teacher, teacher_in_holes=np.where(mask[..., None], warp, teacher))

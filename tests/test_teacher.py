@@ -133,7 +133,7 @@ def test_cfg_on_off_shapes(tiny):
 def test_strength_starts_from_the_noised_fill(tiny, tiny_pixel, monkeypatch, residual):
     """SDEdit: strength s runs the last round(steps * s) trailing timesteps, starting from the fill
     (latent model: its encoding; residual model: a zero correction) noised to the first of them."""
-    from fvgen.fill import push_pull_fill
+    from fvgen.fill import fill_holes
 
     m = tiny_pixel if residual else tiny
     b = _batch(m.preset, B=1)
@@ -156,7 +156,7 @@ def test_strength_starts_from_the_noised_fill(tiny, tiny_pixel, monkeypatch, res
     else:
         B, Fr = b["warp"].shape[:2]
         valid = (b["mask"] > 0.5).float().flatten(0, 1)
-        start = m.encode(push_pull_fill(b["warp"].flatten(0, 1), valid)).reshape(shape)
+        start = m.encode(fill_holes(m.preset.fill, b["warp"].flatten(0, 1), valid)).reshape(shape)
     assert 0 < ab < 1
     assert torch.allclose(seen[0][1], ab ** 0.5 * start + (1 - ab) ** 0.5 * noise, atol=1e-5)
     assert run_steps(50) == 50 and run_steps(4, 0.1) == 1
@@ -335,6 +335,21 @@ def test_example_bank_matches_to_tensors(tmp_path):
             assert torch.allclose(b[k][j], ref[k], atol=1e-6), k
 
 
+def test_example_bank_caches_the_fill(tmp_path):
+    """A residual preset's bank makes each warp's fill once; batches hand it out (flipped with the
+    rest), equal to the fill of the batch's own warp up to uint8 rounding."""
+    from fvgen.fill import fill_holes
+
+    p = PRESETS["tiny-pixel"]
+    _fake_shards(tmp_path / "s", 3, p)
+    bank = tdata.ExampleBank([tmp_path / "s"], p.frames, fill=p.fill)
+    b = bank.batch([2, 0], flip=torch.tensor([True, False]))
+    B, Fr = b["warp"].shape[:2]
+    ref = fill_holes(p.fill, b["warp"].flatten(0, 1), (b["mask"].flatten(0, 1) > 0.5).float()).reshape(b["warp"].shape)
+    assert (b["fill"] - ref).abs().max() <= 2.5 / 255  # [-1, 1] units: one uint8 step is 2/255
+    assert "fill" not in tdata.ExampleBank([tmp_path / "s"], p.frames).batch([0])
+
+
 def test_held_out_source_is_scored_not_trained(tmp_path):
     from fvgen.teacher.train import train_teacher
 
@@ -452,13 +467,60 @@ def test_push_pull_fill_keeps_valid_pixels_and_fills_smoothly():
     assert torch.equal(push_pull_fill(flat, torch.zeros(2, 1, 16, 24)), torch.zeros_like(flat))
 
 
+def _laplace_solve(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Oracle: the harmonic fill by a sparse direct solve (scipy), reflecting borders: each unknown
+    pixel equals the mean of its in-frame 4-neighbours."""
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    H, W = known.shape
+    idx = -np.ones((H, W), int)
+    unk = np.argwhere(~known)
+    idx[~known] = np.arange(len(unk))
+    A = lil_matrix((len(unk), len(unk)))
+    b = np.zeros((len(unk), img.shape[-1]))
+    for k, (y, x) in enumerate(unk):
+        nb = [(y + dy, x + dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)) if 0 <= y + dy < H and 0 <= x + dx < W]
+        A[k, k] = len(nb)
+        for yy, xx in nb:
+            if known[yy, xx]:
+                b[k] += img[yy, xx]
+            else:
+                A[k, idx[yy, xx]] -= 1
+    out = img.copy()
+    out[~known] = spsolve(A.tocsr(), b)
+    return out
+
+
+def test_harmonic_fill_matches_a_sparse_solve_and_keeps_ramps():
+    from fvgen.fill import fill_holes, harmonic_fill
+
+    rng = np.random.default_rng(0)
+    img = rng.random((23, 31, 3))
+    known = rng.random((23, 31)) > 0.7
+    known[5:15, 8:25] = False  # a large hole as well as scattered ones
+    t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    m = torch.from_numpy(known.astype(np.float32))[None, None]
+    out = harmonic_fill(t, m, iters=400)[0].permute(1, 2, 0).numpy()
+    assert np.abs(out - _laplace_solve(img, known)).max() < 1e-3
+    assert torch.equal(harmonic_fill(t, m)[m.expand_as(t) > 0], t[m.expand_as(t) > 0])  # seen pixels untouched
+    # a linear ramp is harmonic: an interior hole is filled with the ramp itself, already at the default sweeps
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    ramp = torch.stack([xx, yy, 0.3 * xx + 0.5 * yy])[None]
+    hole = torch.ones(1, 1, 48, 64)
+    hole[..., 10:38, 12:50] = 0
+    assert (harmonic_fill(ramp * hole, hole) - ramp).abs().max() < 0.01
+    with pytest.raises(ValueError, match="unknown fill"):
+        fill_holes("bilinear", ramp, hole)
+
+
 @pytest.fixture(scope="module")
 def tiny_pixel():
     return TeacherModel.random("tiny-pixel", seed=0)
 
 
 def test_pixel_space_is_lossless_and_residual_targets_the_fill(tiny_pixel):
-    from fvgen.fill import push_pull_fill
+    from fvgen.fill import fill_holes
     from fvgen.teacher.train import encode_batch
 
     m = tiny_pixel
@@ -468,7 +530,7 @@ def test_pixel_space_is_lossless_and_residual_targets_the_fill(tiny_pixel):
     lat = encode_batch(m, b)
     B, Fr = b["gt"].shape[:2]
     flat = lambda t: t.flatten(0, 1)  # noqa: E731
-    fill = push_pull_fill(flat(b["warp"]), (flat(b["mask"]) > 0.5).float()).reshape(b["gt"].shape)
+    fill = fill_holes(m.preset.fill, flat(b["warp"]), (flat(b["mask"]) > 0.5).float()).reshape(b["gt"].shape)
     assert torch.allclose(m.decode(lat["x0"]), b["gt"] - fill, atol=1e-5)  # the target is the correction
     c = m.preset.latent_channels
     assert lat["cat"].shape[2] == m.preset.cond_channels - c and lat["ref"].shape[1] == c
@@ -489,10 +551,10 @@ def test_pixel_residual_model_trains_saves_and_samples(tiny_pixel, tmp_path):
 
 
 def test_residual_output_is_the_fill_at_output_size_plus_the_correction(tiny_pixel, monkeypatch):
-    """A zero correction returns the push-pull fill made at the *output* size (the warp's valid
+    """A zero correction returns the preset's fill made at the *output* size (the warp's valid
     pixels exactly), not a resized copy; a constant correction shifts every pixel by it."""
     from fvgen.teacher import sample as tsample
-    from fvgen.fill import push_pull_fill
+    from fvgen.fill import fill_holes
 
     rng = np.random.default_rng(0)
     frames = [rng.random((45, 70, 3)).astype(np.float32) * 0.5 + 0.25 for _ in range(3)]
@@ -506,7 +568,7 @@ def test_residual_output_is_the_fill_at_output_size_plus_the_correction(tiny_pix
         out = tsample.generate_clip(tiny_pixel, lambda i: frames[0], frames, masks, steps=1)
         for f, mk, o in zip(frames, masks, out):
             t = torch.from_numpy(f).permute(2, 0, 1)[None]
-            fill = push_pull_fill(t, torch.from_numpy(mk.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
+            fill = fill_holes(p.fill, t, torch.from_numpy(mk.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
             assert np.allclose(o, fill + shift / 2, atol=1e-5)  # [-1, 1] units: half in [0, 1]
 
 

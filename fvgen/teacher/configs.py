@@ -5,7 +5,7 @@ folder (``teacher.json``), so a folder alone says how to use it. Presets:
 
 - ``tiny``: a few hundred thousand parameters, 64x32 pixels, 4 frames (tests only).
 - ``embedded``: the model fvgen is meant to ship (~20 M parameters, 256x160, 16 frames; pixel space
-  folded into 8x8 patches, generating a correction of a push-pull fill of the warp; samples on a
+  folded into 8x8 patches, generating a correction of a harmonic fill of the warp; samples on a
   2-core CPU in minutes).
 - ``embedded-latent``: the same UNet in the latent space of our own 8x AutoencoderKL (runs 1-2 on
   the H200: its autoencoder, trained on 9 real scenes, caps unseen frames at 19.35 dB, below a
@@ -40,9 +40,12 @@ class ModelPreset:
     # each patch x patch block folded into channels (pixel_unshuffle: lossless, nothing to train)
     space: str = "latent"
     patch: int = 8
-    # pixel space only: generate the clip minus a push-pull fill of the warp (fill.py), which the
+    # pixel space only: generate the clip minus a classical fill of the warp (fill.py), which the
     # output adds back at the output size (a zero correction is the classical fill)
     residual: bool = False
+    # which fill (fvgen.fill.FILLS): "harmonic" beats biharmonic by 1 dB on held-out views, push-pull
+    # by 1.1 dB (RESULTS.md, "Harmonic fill"); "push-pull" is what runs 3-5 were trained with
+    fill: str = "push-pull"
     # what the UNet predicts: "v" (v-prediction, as ViewCrafter) or "x0", the clean sample: with
     # 192 numbers per 8x8-pixel cell and a 64-channel first layer the UNet cannot pass the noise
     # through, which v (mostly noise at low noise levels) needs and x0 (a smooth image) does not
@@ -81,6 +84,10 @@ class ModelPreset:
             raise FvgenError(f"model preset {self.name}: pixel space needs latent_channels = 3 * patch**2")
         if self.prediction not in ("v", "x0"):
             raise FvgenError(f"model preset {self.name}: prediction must be v or x0, not {self.prediction!r}")
+        from ..fill import FILLS
+
+        if self.fill not in FILLS:
+            raise FvgenError(f"model preset {self.name}: fill must be one of {', '.join(FILLS)}, not {self.fill!r}")
         if self.residual and self.space != "pixel":
             raise FvgenError(f"model preset {self.name}: residual generation needs pixel space")
         f = self.latent_factor * 2 ** (len(self.unet_channels) - 1)
@@ -91,11 +98,11 @@ class ModelPreset:
 PRESETS = {
     "tiny": ModelPreset("tiny", 64, 32, 4, vae_channels=(32, 32, 32), unet_channels=(32, 64), unet_heads=(1, 2),
                         unet_down=(C, D), unet_up=(U, CU), cross_attention_dim=32),
-    "tiny-pixel": ModelPreset("tiny-pixel", 64, 32, 4, space="pixel", patch=4, residual=True, prediction="x0",
+    "tiny-pixel": ModelPreset("tiny-pixel", 64, 32, 4, space="pixel", patch=4, residual=True, prediction="x0", fill="harmonic",
                               latent_channels=48,
                               unet_channels=(32, 64), unet_heads=(1, 2), unet_down=(C, D), unet_up=(U, CU),
                               cross_attention_dim=32),
-    "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, prediction="x0",
+    "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, prediction="x0", fill="harmonic",
                             latent_channels=192),
     "embedded-latent": ModelPreset("embedded-latent", 256, 160, 16),
     "paper": ModelPreset("paper", 512, 320, 16, vae_channels=(128, 256, 512, 512), vae_layers=2,

@@ -365,8 +365,10 @@ class ExampleBank:
     which otherwise cost as much as the training step of the small embedded model."""
 
     def __init__(self, folders: Sequence[str | Path], frames: int, device: str | torch.device = "cpu",
-                 threads: int = 8, source_filter: Callable[[str], bool] | None = None):
-        """``source_filter(meta.source)`` False leaves an example out (e.g. a held-out scene)."""
+                 threads: int = 8, source_filter: Callable[[str], bool] | None = None, fill: str | None = None):
+        """``source_filter(meta.source)`` False leaves an example out (e.g. a held-out scene);
+        ``fill`` (a name in ``fvgen.fill.FILLS``) also makes every warp's fill once, here, and hands
+        it out with each batch (a residual model's training step need not make it again)."""
         from concurrent.futures import ThreadPoolExecutor
 
         files = example_files(folders)
@@ -389,12 +391,26 @@ class ExampleBank:
             return torch.from_numpy(np.stack([ex[key][:frames] if cut else ex[key] for ex in exs])).to(device)
 
         self.gt, self.warp, self.mask, self.ref = stack("gt"), stack("warp"), stack("mask"), stack("ref", cut=False)
+        self.fill = self._fills(fill) if fill else None
+
+    @torch.no_grad()
+    def _fills(self, name: str, chunk: int = 8) -> torch.Tensor:
+        """uint8 [N, F, H, W, 3]: each warped frame's fill (``fvgen.fill``), made in chunks of examples."""
+        from ..fill import fill_holes
+
+        out = torch.empty_like(self.warp)
+        for a in range(0, len(self.warp), chunk):
+            w = self.warp[a:a + chunk].flatten(0, 1).movedim(-1, -3).float() / 255.0
+            m = (self.mask[a:a + chunk].flatten(0, 1) > 127).unsqueeze(-3).float()
+            f = fill_holes(name, w, m).clamp(0, 1).mul(255.0).round().to(torch.uint8)
+            out[a:a + chunk] = f.movedim(-3, -1).reshape(out[a:a + chunk].shape)
+        return out
 
     def __len__(self) -> int:
         return len(self.files)
 
     def batch(self, idx: Sequence[int], flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """ref [B, 3, H, W], warp/gt [B, F, 3, H, W] in [-1, 1], mask [B, F, 1, H, W] in [0, 1];
+        """ref [B, 3, H, W], warp/gt (/fill) [B, F, 3, H, W] in [-1, 1], mask [B, F, 1, H, W] in [0, 1];
         ``flip`` [B] bool mirrors those examples horizontally (the same as :func:`to_tensors`)."""
         i = torch.as_tensor(list(idx), dtype=torch.long, device=self.gt.device)
 
@@ -403,6 +419,8 @@ class ExampleBank:
 
         out = {"gt": img(self.gt), "warp": img(self.warp), "ref": img(self.ref),
                "mask": self.mask.index_select(0, i).unsqueeze(-3).float().div_(255.0)}
+        if self.fill is not None:
+            out["fill"] = img(self.fill)
         if flip is not None and bool(flip.any()):
             f = flip.to(out["gt"].device)
             for k, v in out.items():

@@ -4,8 +4,8 @@ Two spaces (``ModelPreset.space``):
 
 - ``latent``: our AutoencoderKL (8x), 4 channels per latent cell (runs 1-2; the paper preset);
 - ``pixel``: each ``patch x patch`` block of pixels folded into channels (``pixel_unshuffle``:
-  exact, nothing to train). With ``residual`` the denoiser generates the clip *minus* a push-pull
-  fill of the warp (:mod:`.fill`), so a zero output is the classical fill and training only has to
+  exact, nothing to train). With ``residual`` the denoiser generates the clip *minus* a classical
+  fill of the warp (the preset's ``fill``, :mod:`fvgen.fill`), so a zero output is the classical fill and training only has to
   learn corrections.
 
 Input of the denoiser, per frame, in that space (``h = H / f``, ``w = W / f``)::
@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import FvgenError
 from .configs import ModelPreset, get_preset
-from ..fill import push_pull_fill
+from ..fill import fill_holes
 
 FORMAT = "fvgen-teacher-1"
 MAX_SHARD = "15MB"
@@ -246,14 +246,16 @@ class TeacherModel:
             out = torch.cat([self.vae.decode(flat[i:i + chunk]).sample for i in range(0, len(flat), chunk)])
         return out.reshape(*lead, *out.shape[-3:])
 
-    def condition(self, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor
+    def condition(self, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Pixel-space conditioning -> (concat channels [B, F, cond_channels, h, w] with the reference
         part last, tokens [B, S, D], base [B, F, c, h, w] or None).
 
         ref [B, 3, H, W], warp [B, F, 3, H, W] in [-1, 1]; mask [B, F, 1, H, W] in [0, 1]
         (warp pixels outside the mask are set to 0 here, whatever the renderer put there).
-        ``base`` is the fill's latent for residual models: the denoiser's target is ``x0 - base``."""
+        ``base`` is the fill's latent for residual models: the denoiser's target is ``x0 - base``;
+        ``fill`` [B, F, 3, H, W] in [-1, 1] passes that fill in when it is already made (training
+        examples cache it: the harmonic fill costs about as much as the training step)."""
         B, Fr = warp.shape[:2]
         valid = (mask > 0.5).to(warp.dtype)
         wl = self.encode(warp * valid)
@@ -267,7 +269,8 @@ class TeacherModel:
         rl = self.encode(ref)
         parts, base = [wl, ml], None
         if self.preset.residual:
-            fill = push_pull_fill(warp.reshape(B * Fr, *warp.shape[2:]).float(), flat_mask.float())
+            if fill is None:
+                fill = fill_holes(self.preset.fill, warp.reshape(B * Fr, *warp.shape[2:]).float(), flat_mask.float())
             base = self.encode(fill.to(wl.dtype)).reshape(wl.shape)
             parts.append(base)
         cat = torch.cat([*parts, rl[:, None].expand(-1, Fr, -1, -1, -1)], 2)

@@ -2,7 +2,7 @@
 (so the first step starts at t = T - 1, pure noise), classifier-free guidance on the conditioning
 with guidance rescale (Lin et al. 2023, the fix that goes with zero terminal SNR).
 
-``strength`` < 1 starts partway down the noise schedule from the warp's push-pull fill, noised to
+``strength`` < 1 starts partway down the noise schedule from the warp's classical fill, noised to
 that level (SDEdit, Meng et al. 2022; diffusers' img2img ``strength``): the last
 ``round(steps * strength)`` timesteps run, the sample stays closer to the fill, and fewer steps
 cost less. For residual models that start is simply a zero correction.
@@ -11,7 +11,7 @@ Clips longer than the model's frame count are cut into windows of ``frames`` (th
 to the end, overlaps averaged); each window's reference view is the input view nearest its first
 camera. Frames are resized to the model size and back (a plain resize, no crop, so every pixel of
 the warp is seen and returned). A residual model's output is its correction, resized, added to the
-push-pull fill of the warp made at the output size (so the warp's detail is not lost to the resize).
+fill of the warp (the preset's ``fill``) made at the output size (so the warp's detail is not lost to the resize).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..fill import push_pull_fill
+from ..fill import fill_holes
 from .model import TeacherModel
 
 
@@ -62,7 +62,7 @@ def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, m
     """Pixel conditioning (see :meth:`TeacherModel.condition`) -> clip [B, F, 3, H, W] in [-1, 1].
 
     ``correction`` (residual models): return what the denoiser generated, the difference to the
-    warp's push-pull fill in pixels (unclamped), instead of the clip."""
+    warp's fill in pixels (unclamped), instead of the clip."""
     dev = model.device
     ref, warp, mask = ref.to(dev), warp.to(dev), mask.to(dev)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast and dev.type == "cuda"):
@@ -78,7 +78,7 @@ def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, m
                 start = torch.zeros_like(x)
             else:
                 valid = (mask > 0.5).float().reshape(B * Fr, 1, *mask.shape[-2:])
-                fill = push_pull_fill(warp.reshape(B * Fr, *warp.shape[2:]).float(), valid)
+                fill = fill_holes(model.preset.fill, warp.reshape(B * Fr, *warp.shape[2:]).float(), valid)
                 start = model.encode(fill.to(cat.dtype)).reshape(shape).float()
             x = sched.add_noise(start.float(), x.float(), timesteps[:1])
         else:
@@ -155,7 +155,7 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
         if residual:  # the correction (a difference in [-1, 1] units) on the fill made at the output size
             warp = torch.as_tensor(np.stack(frames[a:b]).astype(np.float32)).permute(0, 3, 1, 2)
             valid = torch.as_tensor(np.stack(masks[a:b]).astype(np.float32) > 0.5)[:, None].float()
-            fill = push_pull_fill(warp, valid)
+            fill = fill_holes(model.preset.fill, warp, valid)
             out = (fill + resize_frames(out[0].cpu(), W, H) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
         else:
             out = resize_frames((out[0] + 1) / 2, W, H).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()

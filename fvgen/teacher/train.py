@@ -119,7 +119,7 @@ class VaeLoss(nn.Module):
 def encode_batch(model: TeacherModel, batch: dict) -> dict:
     """Pixel batch -> latents: target (sampled; a residual model's is the correction of the fill),
     per-frame conditioning (no reference part), ref latent."""
-    cat, _, base = model.condition(batch["ref"], batch["warp"], batch["mask"])
+    cat, _, base = model.condition(batch["ref"], batch["warp"], batch["mask"], batch.get("fill"))
     x0 = model.to_target(model.encode(batch["gt"], sample=True), base)
     c = model.preset.latent_channels
     return {"x0": x0, "cat": cat[:, :, :-c], "ref": cat[:, 0, -c:]}
@@ -252,12 +252,13 @@ class Run:
         if not hasattr(self, "_examples"):
             t0 = time.time()
             held = self.conf.val_source
+            fill = self.model.preset.fill if self.model.preset.residual else None
             self._examples = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
-                                         (lambda src: held not in src) if held else None)
+                                         (lambda src: held not in src) if held else None, fill)
             self._val = None
             if held:
                 self._val = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
-                                        lambda src: held in src)
+                                        lambda src: held in src, fill)
             self.log(event="data", examples=len(self._examples), held_out=len(self._val) if self._val else 0,
                      seconds=round(time.time() - t0, 1))
         return self._examples
@@ -455,7 +456,7 @@ class Run:
         while self.state["step"] < c.unet_steps:
             batch = next(it)
             if c.augment and torch.rand(1, generator=gen).item() < 0.5:
-                for k in ("gt", "warp", "mask"):  # time reversal, reference frame kept first
+                for k in [k for k in ("gt", "warp", "mask", "fill") if k in batch]:  # time reversal, reference frame kept first
                     batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
             self._lr(opt, c.unet_lr)
             with self._autocast():
