@@ -350,6 +350,30 @@ def test_example_bank_caches_the_fill(tmp_path):
     assert "fill" not in tdata.ExampleBank([tmp_path / "s"], p.frames).batch([0])
 
 
+def test_colour_augment_transforms_a_clip_consistently(tmp_path):
+    """One colour transform per clip, the same for gt, warp, reference and the cached fill, which
+    stays the fill of the transformed warp; a training run with it goes through."""
+    from fvgen.fill import fill_holes
+    from fvgen.teacher.train import colour_augment, train_teacher
+
+    p = PRESETS["tiny-pixel"]
+    _fake_shards(tmp_path / "s", 4, p)
+    b = tdata.ExampleBank([tmp_path / "s"], p.frames, fill=p.fill).batch([0, 1, 2, 3])
+    a = colour_augment(b, 0.3, torch.Generator().manual_seed(0))
+    assert torch.allclose(a["ref"], a["gt"][:, 0], atol=1e-6)  # the fake shards' reference is frame 0
+    assert torch.equal(a["mask"], b["mask"]) and not torch.allclose(a["gt"], b["gt"])
+    valid = (a["mask"].flatten(0, 1) > 0.5).float()
+    refill = fill_holes(p.fill, a["warp"].flatten(0, 1), valid).reshape(a["warp"].shape)
+    assert (a["fill"] - refill).abs().max() < 4 / 255  # uint8 rounding of the cached fill, times the gain
+    # the transform is affine per clip: gt and its transform are exactly linearly related per channel
+    x, y = b["gt"][1].permute(1, 0, 2, 3).reshape(3, -1), a["gt"][1].permute(1, 0, 2, 3).reshape(3, -1)
+    corr = torch.corrcoef(torch.cat([x, y]))[3:, :3].abs().amax(1)
+    assert torch.all(corr > 0.999)
+    r = train_teacher("tiny-pixel", tmp_path / "run", data=(str(tmp_path / "s"),), unet_steps=2, sample_every=0,
+                      colour_augment=0.2)
+    assert r["status"] == "done"
+
+
 def test_held_out_source_is_scored_not_trained(tmp_path):
     from fvgen.teacher.train import train_teacher
 

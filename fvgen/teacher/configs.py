@@ -147,6 +147,10 @@ class TrainConf:
     seed: int = 0
     bf16: bool = True  # autocast on CUDA
     augment: bool = True  # horizontal flip and time reversal of whole examples
+    # per-clip colour augmentation of gt, warp, reference and fill alike (train.colour_augment):
+    # channel order, gain 1 +- a, offset +- a/2; 0 off. Why: run 5's correction was mostly a
+    # global colour shift learned from the training scenes' palettes (RESULTS.md, "fifth run")
+    colour_augment: float = 0.0
 
 
 TRAIN_CONFIGS = {

@@ -125,6 +125,31 @@ def encode_batch(model: TeacherModel, batch: dict) -> dict:
     return {"x0": x0, "cat": cat[:, :, :-c], "ref": cat[:, 0, -c:]}
 
 
+def colour_augment(batch: dict, amount: float, generator: torch.Generator) -> dict:
+    """The same random colour transform for every image of a clip: channel order (half the clips),
+    per-channel gain in [1 - amount, 1 + amount] and offset in [-amount / 2, amount / 2] (in [0, 1]
+    units). Affine per channel and not clamped, so a cached fill stays exactly the fill of the
+    transformed warp (push-pull and harmonic fills are affine-equivariant); the mask is unchanged."""
+    ref = batch["ref"]
+    B, dev = ref.shape[0], ref.device
+    perm = torch.stack([torch.randperm(3, generator=generator) if torch.rand(1, generator=generator).item() < 0.5
+                        else torch.arange(3) for _ in range(B)])
+    gain = 1 + amount * (2 * torch.rand(B, 3, generator=generator) - 1)
+    offset = amount * (torch.rand(B, 3, generator=generator) - 0.5)
+    perm, gain, offset = perm.to(dev), gain.to(dev), offset.to(dev)
+    out = dict(batch)
+    for k in ("gt", "warp", "ref", "fill"):
+        if k not in batch:
+            continue
+        x = batch[k]
+        lead = (B,) + (1,) * (x.ndim - 4)  # clips [B, F, 3, H, W] or reference [B, 3, H, W]
+        idx = perm.reshape(*lead, 3, 1, 1).expand_as(x)
+        x = torch.gather(x, x.ndim - 3, idx)
+        g, o = gain.reshape(*lead, 3, 1, 1), offset.reshape(*lead, 3, 1, 1)
+        out[k] = ((x + 1) / 2 * g + o) * 2 - 1
+    return out
+
+
 def diffusion_loss(model: TeacherModel, denoiser: nn.Module, lat: dict, scheduler, cond_drop: float,
                    generator: torch.Generator | None = None, t_max: int | None = None) -> torch.Tensor:
     """The training loss at timesteps drawn uniformly in [0, t_max) (default: all of them)."""
@@ -458,6 +483,8 @@ class Run:
             if c.augment and torch.rand(1, generator=gen).item() < 0.5:
                 for k in [k for k in ("gt", "warp", "mask", "fill") if k in batch]:  # time reversal, reference frame kept first
                     batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
+            if c.colour_augment > 0:
+                batch = colour_augment(batch, c.colour_augment, gen)
             self._lr(opt, c.unet_lr)
             with self._autocast():
                 lat = encode_batch(m, batch)
