@@ -162,7 +162,9 @@ def score(clips: Path, generated: Path | None, out_json: Path | None, partial: b
     ``partial`` only the clips that have a generated frame (all methods on the same views)."""
     from fvgen.teacher.baseline import biharmonic_fill, clip_metrics, harmonic_fill_np
 
-    methods_used = ("warp", "biharmonic", "harmonic") + (("teacher", "teacher_in_holes") if generated is not None else ())
+    methods_used = ("warp", "biharmonic", "harmonic")
+    if generated is not None:
+        methods_used += ("teacher", "teacher_in_holes")
     rows = []
     for f in sorted(clips.glob("*.npz")):
         g = generated / f.name if generated is not None else None

@@ -71,8 +71,8 @@ def harmonic_fill(image: torch.Tensor, mask: torch.Tensor, iters: int = 60, omeg
     A pyramid halves image and mask down to ``min_size``; the coarsest level is push-pull filled,
     then from coarse to fine each level starts from the upsampled coarser solution, fixes the
     pixels seen in more than half of their area, and runs ``iters`` red-black SOR sweeps
-    (relaxation ``omega``), then 4 Gauss-Seidel sweeps. Pixels with mask 1 are returned unchanged; converges to the exact
-    solution as ``iters`` grows (see the scipy oracle in tests)."""
+    (relaxation ``omega``), then 4 Gauss-Seidel sweeps. Pixels with mask 1 are returned unchanged;
+    converges to the exact solution as ``iters`` grows (see the scipy oracle in tests)."""
     m = (mask > 0.5).to(image.dtype)
     levels = [(image, m)]
     while min(levels[-1][1].shape[-2:]) > min_size:

@@ -592,7 +592,8 @@ def test_residual_output_is_the_fill_at_output_size_plus_the_correction(tiny_pix
         out = tsample.generate_clip(tiny_pixel, lambda i: frames[0], frames, masks, steps=1)
         for f, mk, o in zip(frames, masks, out):
             t = torch.from_numpy(f).permute(2, 0, 1)[None]
-            fill = fill_holes(p.fill, t, torch.from_numpy(mk.astype(np.float32))[None, None])[0].permute(1, 2, 0).numpy()
+            valid = torch.from_numpy(mk.astype(np.float32))[None, None]
+            fill = fill_holes(p.fill, t, valid)[0].permute(1, 2, 0).numpy()
             assert np.allclose(o, fill + shift / 2, atol=1e-5)  # [-1, 1] units: half in [0, 1]
 
 

@@ -78,8 +78,8 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
         inputs = [c.scaled(frames[0].shape[1], frames[0].shape[0]) for c in pri.cameras]
         model = TeacherModel.load(model_dir, device, torch.float32)
         refs = lambda i: _resize(images[nearest_view(cams[i], inputs)], frames[0].shape[1], frames[0].shape[0])  # noqa: E731
-        out = generate_clip(model, refs, frames, masks, conf.steps, conf.cfg, conf.guidance_rescale, conf.seed, progress,
-                            strength=conf.strength)
+        out = generate_clip(model, refs, frames, masks, conf.steps, conf.cfg, conf.guidance_rescale, conf.seed,
+                            progress, strength=conf.strength)
         names = [Path(c.name).stem for c in cams]
         write_pngs(tmp / "rgb", out, names)
         write_mp4(tmp / "rgb.mp4", out, conf.fps)

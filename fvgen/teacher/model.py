@@ -5,8 +5,8 @@ Two spaces (``ModelPreset.space``):
 - ``latent``: our AutoencoderKL (8x), 4 channels per latent cell (runs 1-2; the paper preset);
 - ``pixel``: each ``patch x patch`` block of pixels folded into channels (``pixel_unshuffle``:
   exact, nothing to train). With ``residual`` the denoiser generates the clip *minus* a classical
-  fill of the warp (the preset's ``fill``, :mod:`fvgen.fill`), so a zero output is the classical fill and training only has to
-  learn corrections.
+  fill of the warp (the preset's ``fill``, :mod:`fvgen.fill`), so a zero output is the classical
+  fill and training only has to learn corrections.
 
 Input of the denoiser, per frame, in that space (``h = H / f``, ``w = W / f``)::
 
@@ -255,7 +255,7 @@ class TeacherModel:
         (warp pixels outside the mask are set to 0 here, whatever the renderer put there).
         ``base`` is the fill's latent for residual models: the denoiser's target is ``x0 - base``;
         ``fill`` [B, F, 3, H, W] in [-1, 1] passes that fill in when it is already made (training
-        examples cache it: the harmonic fill costs about as much as the training step)."""
+        examples cache it: the harmonic fill is a sizeable part of a training step)."""
         B, Fr = warp.shape[:2]
         valid = (mask > 0.5).to(warp.dtype)
         wl = self.encode(warp * valid)

@@ -11,7 +11,8 @@ Clips longer than the model's frame count are cut into windows of ``frames`` (th
 to the end, overlaps averaged); each window's reference view is the input view nearest its first
 camera. Frames are resized to the model size and back (a plain resize, no crop, so every pixel of
 the warp is seen and returned). A residual model's output is its correction, resized, added to the
-fill of the warp (the preset's ``fill``) made at the output size (so the warp's detail is not lost to the resize).
+fill of the warp (the preset's ``fill``) made at the output size (so the warp's detail is not lost
+to the resize).
 """
 
 from __future__ import annotations
