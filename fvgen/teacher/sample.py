@@ -154,7 +154,7 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
         out = sample_latents(model, r, w, m, steps, cfg, guidance_rescale, g, step_cb,
                              autocast=model.device.type == "cuda", correction=residual, strength=strength)
         if residual:  # the correction (a difference in [-1, 1] units) on the fill made at the output size
-            # on the model's device: the harmonic fill of 16 frames at 512x384 takes 18 s on 2 CPU threads
+            # on the model's device: the harmonic fill of 16 frames at 512x384 takes 19 s on 2 CPU threads
             dev = model.device
             warp = torch.as_tensor(np.stack(frames[a:b]).astype(np.float32), device=dev).permute(0, 3, 1, 2)
             valid = (torch.as_tensor(np.stack(masks[a:b]), device=dev) > 0.5)[:, None].float()
