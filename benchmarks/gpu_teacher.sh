@@ -21,7 +21,10 @@
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
-# A session's plan (30 device minutes): start 540 -> watch 560 -> watch ~300 + finish (~3 min).
+# A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
+#   MAX_MINUTES=25 start 300 (examples built in 3-4 min first) -> watch 470 -> finish (3-4 min with
+#   EVAL_CFGS="1.0" EVAL_STRENGTHS="0.25 0.5 1.0"); model.tar.part-* and generated.tar.part-* may not
+#   both fit the 8-file return of one call: fetch the model in a separate short call.
 set -u
 ROOT=${ROOT:-/tmp}
 RUN=$ROOT/teacher_run
