@@ -23,8 +23,8 @@
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
 # A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
 #   MAX_MINUTES=25 start 300 (examples built in 3-4 min first) -> watch 470 -> finish (3-4 min with
-#   EVAL_CFGS="1.0" EVAL_STRENGTHS="0.25 0.5 1.0"); model.tar.part-* and generated.tar.part-* may not
-#   both fit the 8-file return of one call: fetch the model in a separate short call.
+#   EVAL_CFGS="1.0" EVAL_STRENGTHS="0.25 0.5 1.0"); model.tar.part-* and generated.tar.part-* (about 80 MB together) may not
+#   both come back from one call (a limit on the total returned): fetch the model in a separate short call.
 set -u
 ROOT=${ROOT:-/tmp}
 RUN=$ROOT/teacher_run
