@@ -28,15 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip  # noqa: E402
 from fvgen.fill import harmonic_fill, push_pull_fill  # noqa: E402
-from fvgen.teacher.baseline import biharmonic_fill, clip_metrics  # noqa: E402
+from fvgen.teacher.baseline import biharmonic_fill, clip_metrics, harmonic_fill_np, torch_fill_np  # noqa: E402
 
 
 def _torch_fill(fn, **kw):
-    def run(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(frame).permute(2, 0, 1)[None]
-        m = torch.from_numpy(mask.astype(np.float32))[None, None]
-        return fn(t, m, **kw)[0].permute(1, 2, 0).numpy()
-    return run
+    return lambda frame, mask: torch_fill_np(fn, frame, mask, **kw)
 
 
 METHODS = {
@@ -45,7 +41,7 @@ METHODS = {
     "biharmonic (full resolution)": lambda f, m: biharmonic_fill(f, m, max_size=10 ** 6),
     "harmonic, 30 sweeps, omega 1.9": _torch_fill(harmonic_fill, iters=30, omega=1.9),
     "harmonic, 60 sweeps, omega 1.95 (default)": _torch_fill(harmonic_fill),
-    "harmonic, 300 sweeps (teacher_eval's baseline)": _torch_fill(harmonic_fill, iters=300),
+    "harmonic, 300 sweeps (teacher_eval's baseline)": harmonic_fill_np,
 }
 
 

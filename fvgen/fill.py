@@ -46,14 +46,17 @@ def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -
     return torch.where(m > 0.5, image, colour)
 
 
-def _sor(u: torch.Tensor, known: torch.Tensor, iters: int, omega: float) -> torch.Tensor:
-    """``iters`` red-black SOR sweeps of Laplace's equation on the pixels where ``known`` is False
-    (4-neighbour average; replicate borders, i.e. zero normal derivative at the frame's edge)."""
-    H, W = u.shape[-2:]
-    yy, xx = torch.meshgrid(torch.arange(H, device=u.device), torch.arange(W, device=u.device), indexing="ij")
+def _red_black(known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unknown pixels split by checkerboard colour: each half's neighbours are all in the other."""
+    H, W = known.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(H, device=known.device), torch.arange(W, device=known.device), indexing="ij")
     red = (yy + xx) % 2 == 0
-    free = ~known
-    colours = (free & red, free & ~red)
+    return ~known & red, ~known & ~red
+
+
+def _sor(u: torch.Tensor, colours: tuple[torch.Tensor, torch.Tensor], iters: int, omega: float) -> torch.Tensor:
+    """``iters`` red-black SOR sweeps of Laplace's equation on the pixels of ``colours``
+    (4-neighbour average; replicate borders, i.e. zero normal derivative at the frame's edge)."""
     for _ in range(iters):
         for c in colours:
             p = F.pad(u, (1, 1, 1, 1), mode="replicate")
@@ -88,7 +91,8 @@ def harmonic_fill(image: torch.Tensor, mask: torch.Tensor, iters: int = 60, omeg
             u = torch.where(known, img, F.interpolate(u, size=img.shape[-2:], mode="bilinear", align_corners=False))
         # over-relaxation converges fast on large holes but makes a lone unseen pixel oscillate
         # (its error times 1 - omega each sweep): a few plain Gauss-Seidel sweeps settle those
-        u = _sor(_sor(u, known, iters, omega), known, 4, 1.0)
+        colours = _red_black(known)
+        u = _sor(_sor(u, colours, iters, omega), colours, 4, 1.0)
     return torch.where(m.expand_as(image) > 0.5, image, u)
 
 

@@ -124,8 +124,12 @@ def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path |
     if cfg is not None:
         g = replace(g, cfg=float(cfg))
     if strength is not None:
-        if not 0.0 < strength <= 1.0:
-            raise FvgenError(f"--strength must be in (0, 1], got {strength}")
+        from ..teacher.sample import run_steps
+
+        try:
+            run_steps(g.steps, strength)  # refuse before any work
+        except ValueError as e:
+            raise FvgenError(f"--{e}") from None
         g = replace(g, strength=float(strength))
     out = Path(out)
     with run_lock(out):

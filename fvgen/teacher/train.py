@@ -481,9 +481,9 @@ class Run:
         while self.state["step"] < c.unet_steps:
             batch = next(it)
             if c.augment and torch.rand(1, generator=gen).item() < 0.5:
-                # time reversal, reference frame kept first
-                for k in [k for k in ("gt", "warp", "mask", "fill") if k in batch]:
-                    batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
+                for k in ("gt", "warp", "mask", "fill"):  # time reversal, reference frame kept first
+                    if k in batch:
+                        batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
             if c.colour_augment > 0:
                 batch = colour_augment(batch, c.colour_augment, gen)
             self._lr(opt, c.unet_lr)
