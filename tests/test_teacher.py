@@ -369,8 +369,16 @@ def test_colour_augment_transforms_a_clip_consistently(tmp_path):
     x, y = b["gt"][1].permute(1, 0, 2, 3).reshape(3, -1), a["gt"][1].permute(1, 0, 2, 3).reshape(3, -1)
     corr = torch.corrcoef(torch.cat([x, y]))[3:, :3].abs().amax(1)
     assert torch.all(corr > 0.999)
+    # inversion (x -> 1 - x in [0, 1] units, -x in [-1, 1]): the cached fill is still the fill
+    inv = colour_augment(b, 0.0, torch.Generator().manual_seed(1), invert=1.0)
+    for k in ("gt", "warp", "ref", "fill"):  # up to the channel order, which half the clips shuffle
+        assert torch.allclose((-inv[k]).sort(dim=-3).values, b[k].sort(dim=-3).values, atol=1e-6)
+    refill = fill_holes(p.fill, inv["warp"].flatten(0, 1), valid).reshape(inv["warp"].shape)
+    assert (inv["fill"] - refill).abs().max() < 2 / 255
+    kept = colour_augment(b, 0.0, torch.Generator().manual_seed(1), invert=0.0)
+    assert torch.allclose(kept["gt"].sort(dim=-3).values, b["gt"].sort(dim=-3).values, atol=1e-6)
     r = train_teacher("tiny-pixel", tmp_path / "run", data=(str(tmp_path / "s"),), unet_steps=2, sample_every=0,
-                      colour_augment=0.2)
+                      colour_augment=0.2, colour_invert=0.5)
     assert r["status"] == "done"
 
 

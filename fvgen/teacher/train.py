@@ -125,17 +125,20 @@ def encode_batch(model: TeacherModel, batch: dict) -> dict:
     return {"x0": x0, "cat": cat[:, :, :-c], "ref": cat[:, 0, -c:]}
 
 
-def colour_augment(batch: dict, amount: float, generator: torch.Generator) -> dict:
+def colour_augment(batch: dict, amount: float, generator: torch.Generator, invert: float = 0.0) -> dict:
     """The same random colour transform for every image of a clip: channel order (half the clips),
     per-channel gain in [1 - amount, 1 + amount] and offset in [-amount / 2, amount / 2] (in [0, 1]
-    units). Affine per channel and not clamped, so a cached fill stays exactly the fill of the
-    transformed warp (push-pull and harmonic fills are affine-equivariant); the mask is unchanged."""
+    units), then with probability ``invert`` inversion (x -> 1 - x). Affine per channel and not
+    clamped, so a cached fill stays exactly the fill of the transformed warp (push-pull and harmonic
+    fills are affine-equivariant, negative gains included); the mask is unchanged."""
     ref = batch["ref"]
     B, dev = ref.shape[0], ref.device
     perm = torch.stack([torch.randperm(3, generator=generator) if torch.rand(1, generator=generator).item() < 0.5
                         else torch.arange(3) for _ in range(B)])
     gain = 1 + amount * (2 * torch.rand(B, 3, generator=generator) - 1)
     offset = amount * (torch.rand(B, 3, generator=generator) - 0.5)
+    flip = torch.rand(B, 1, generator=generator) < invert
+    gain, offset = torch.where(flip, -gain, gain), torch.where(flip, 1 - offset, offset)
     perm, gain, offset = perm.to(dev), gain.to(dev), offset.to(dev)
     out = dict(batch)
     for k in ("gt", "warp", "ref", "fill"):
@@ -484,8 +487,8 @@ class Run:
                 for k in ("gt", "warp", "mask", "fill"):  # time reversal, reference frame kept first
                     if k in batch:
                         batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
-            if c.colour_augment > 0:
-                batch = colour_augment(batch, c.colour_augment, gen)
+            if c.colour_augment > 0 or c.colour_invert > 0:
+                batch = colour_augment(batch, c.colour_augment, gen, c.colour_invert)
             self._lr(opt, c.unet_lr)
             with self._autocast():
                 lat = encode_batch(m, batch)

@@ -1,0 +1,141 @@
+"""What the holes hold, beside the fill of them: training examples against the evaluation views.
+
+For every warped frame, the *needed correction* in the holes is the mean of (ground truth minus the
+harmonic fill) over the hole pixels, per colour channel ([0, 1] units): positive where the unseen
+content is brighter than the fill spreads from around it. Reported per scene for
+
+- the evaluation views (``--clips``, made by ``teacher_eval.py prepare``: the last frame of each
+  clip, the test view of fern, dtu_scan24 or fox);
+- built training examples (``--examples``, made by ``python -m fvgen.teacher.data build``: every
+  frame of every clip), grouped by their source scene (procedural rooms as one group).
+
+With ``--model`` (a teacher folder) the examples are also generated with the teacher (the one-step
+prediction at t = T and SDEdit at strength 0.25, CFG 1, on this machine) and scored like
+``teacher_eval.py``'s PSNR on all pixels against the fill alone, with the teacher's own mean shift in
+the holes: does the model beat its fill on the training distribution, and does it shift the holes
+the way the training scenes need?
+
+    python -m fvgen.teacher.data build --out /tmp/pool --scenes .gpu/train_scenes/*/ --per-scene 2 \\
+        --procedural 6 --clips-per-prior 3 --no-triangulate --device cpu --workers 2 --max-size 320 \\
+        --seed 7 --preset embedded
+    python benchmarks/hole_bias.py --clips .gpu/teacher_eval --examples /tmp/pool \\
+        [--model .gpu/run6/model] --json benchmarks/results/hole_bias.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from teacher_eval import load_clip  # noqa: E402
+from fvgen.teacher.baseline import harmonic_fill_np  # noqa: E402
+
+
+def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
+    return float(10 * np.log10(1 / max(float(np.mean((np.clip(pred, 0, 1) - gt) ** 2)), 1e-12)))
+
+
+def hole_mean(diff: np.ndarray, holes: np.ndarray) -> list[float] | None:
+    """Per-channel mean of ``diff`` [..., H, W, 3] over ``holes`` [..., H, W] (None without holes)."""
+    return [float(v) for v in diff[holes].mean(0)] if holes.any() else None
+
+
+def eval_views(clips: Path) -> list[dict]:
+    rows = []
+    for f in sorted(clips.glob("*.npz")):
+        meta, _, warps, masks, gt = load_clip(f)
+        fill = harmonic_fill_np(warps[-1], masks[-1])
+        rows.append({"group": meta["scene"], "coverage": float(masks[-1].mean()),
+                     "needed": hole_mean(gt - fill, ~masks[-1])})
+    return rows
+
+
+def training_examples(folder: Path, model_dir: Path | None) -> list[dict]:
+    from fvgen.teacher.data import example_files, load_example
+
+    model = None
+    if model_dir is not None:
+        import torch
+
+        from fvgen.teacher.model import TeacherModel
+        from fvgen.teacher.sample import generate_clip
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        model = TeacherModel.load(model_dir, "cpu").eval()
+    rows = []
+    for f in example_files([folder]):
+        ex = load_example(f)
+        src = ex["meta"].get("source", f.stem)
+        n = model.preset.frames if model is not None else len(ex["gt"])
+        warp = ex["warp"][:n].astype(np.float32) / 255
+        mask = ex["mask"][:n] > 127
+        mask = mask[..., 0] if mask.ndim == 4 else mask
+        gt = ex["gt"][:n].astype(np.float32) / 255
+        fill = np.stack([harmonic_fill_np(w, m) for w, m in zip(warp, mask)])
+        row = {"group": "procedural" if src.startswith("procedural") else src.split("/")[-1], "file": f.name,
+               "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask), "psnr_fill": psnr(fill, gt)}
+        if model is not None:
+            ref = ex["ref"].astype(np.float32) / 255
+            ref = ref[0] if ref.ndim == 4 else ref
+            for name, kw in (("one_step", dict(steps=1)), ("sdedit_0.25", dict(steps=50, strength=0.25))):
+                out = np.stack(generate_clip(model, lambda a: ref, list(warp), list(mask), cfg=1.0, seed=0, **kw))
+                row[f"psnr_{name}"] = psnr(out, gt)
+                row[f"shift_{name}"] = hole_mean(out - fill, ~mask)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r["group"]].append(r)
+        groups["all"].append(r)
+    out = {}
+    for g, rs in groups.items():
+        s = {"n": len(rs), "coverage": float(np.mean([r["coverage"] for r in rs]))}
+        for k in rs[0]:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            if k.startswith(("needed", "shift")) and vals:
+                s[k] = [round(float(v), 3) for v in np.mean(vals, 0)]
+            elif k.startswith("psnr") and vals:
+                s[k] = round(float(np.mean(vals)), 2)
+        out[g] = s
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", type=Path, help="evaluation clips (teacher_eval.py prepare)")
+    ap.add_argument("--examples", type=Path, help="built training examples (fvgen.teacher.data build)")
+    ap.add_argument("--model", type=Path, help="teacher folder: also generate the examples and score them")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    if a.clips is None and a.examples is None:
+        raise SystemExit("error: pass --clips and/or --examples")
+    res = {"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "model": str(a.model) if a.model else None}
+    if a.clips is not None:
+        res["evaluation"] = summarise(eval_views(a.clips))
+    if a.examples is not None:
+        res["training"] = summarise(training_examples(a.examples, a.model))
+    for part in ("evaluation", "training"):
+        for g, s in res.get(part, {}).items():
+            extra = "  ".join(f"{k} {v}" for k, v in s.items() if k.startswith(("psnr", "shift")))
+            print(f"{part:10s} {g:16s} n={s['n']:3d} coverage {s['coverage']:.2f} needed {s.get('needed')}  {extra}")
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
