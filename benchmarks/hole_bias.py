@@ -5,12 +5,14 @@ harmonic fill) over the hole pixels, per colour channel ([0, 1] units): positive
 content is brighter than the fill spreads from around it. Reported per scene for
 
 - the evaluation views (``--clips``, made by ``teacher_eval.py prepare``: the last frame of each
-  clip, the test view of fern, dtu_scan24 or fox);
+  clip, the test view of fern, dtu_scan24 or fox); with ``--generated`` (a ``teacher_eval.py run``
+  output) also the teacher's mean shift from the fill in the holes and on the seen pixels, and its
+  PSNR with those two shifts taken out (is the shift all that is wrong?);
 - built training examples (``--examples``, made by ``python -m fvgen.teacher.data build``: every
   frame of every clip), grouped by their source scene (procedural rooms as one group).
 
 With ``--model`` (a teacher folder) the examples are also generated with the teacher (the one-step
-prediction at t = T and SDEdit at strength 0.25, CFG 1, on this machine) and scored like
+prediction at t = T, and with ``--sdedit`` SDEdit at strength 0.25; CFG 1, on this machine) and scored like
 ``teacher_eval.py``'s PSNR on all pixels against the fill alone, with the teacher's own mean shift in
 the holes: does the model beat its fill on the training distribution, and does it shift the holes
 the way the training scenes need?
@@ -18,8 +20,8 @@ the way the training scenes need?
     python -m fvgen.teacher.data build --out /tmp/pool --scenes .gpu/train_scenes/*/ --per-scene 2 \\
         --procedural 6 --clips-per-prior 3 --no-triangulate --device cpu --workers 2 --max-size 320 \\
         --seed 7 --preset embedded
-    python benchmarks/hole_bias.py --clips .gpu/teacher_eval --examples /tmp/pool \\
-        [--model .gpu/run6/model] --json benchmarks/results/hole_bias.json
+    python benchmarks/hole_bias.py --clips .gpu/teacher_eval [--generated .gpu/run6/teacher_gen/one_step] \\
+        --examples /tmp/pool [--model .gpu/run6/model --per-group 3] --json benchmarks/results/hole_bias.json
 """
 
 from __future__ import annotations
@@ -50,17 +52,27 @@ def hole_mean(diff: np.ndarray, holes: np.ndarray) -> list[float] | None:
     return [float(v) for v in diff[holes].mean(0)] if holes.any() else None
 
 
-def eval_views(clips: Path) -> list[dict]:
+def eval_views(clips: Path, generated: Path | None) -> list[dict]:
     rows = []
     for f in sorted(clips.glob("*.npz")):
         meta, _, warps, masks, gt = load_clip(f)
-        fill = harmonic_fill_np(warps[-1], masks[-1])
-        rows.append({"group": meta["scene"], "coverage": float(masks[-1].mean()),
-                     "needed": hole_mean(gt - fill, ~masks[-1])})
+        mask = masks[-1]
+        fill = harmonic_fill_np(warps[-1], mask)
+        row = {"group": meta["scene"], "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask)}
+        if generated is not None:  # a teacher's frames (teacher_eval.py run): its shift, and without it
+            gen = np.load(generated / f.name)["last"].astype(np.float32) / 255
+            corr = gen - fill
+            unshifted = corr.copy()
+            for region in (mask, ~mask):
+                if region.any():
+                    unshifted[region] -= corr[region].mean(0)
+            row.update(psnr_fill=psnr(fill, gt), psnr_teacher=psnr(gen, gt), psnr_teacher_unshifted=psnr(fill + unshifted, gt),
+                       shift_teacher=hole_mean(corr, ~mask), shift_teacher_seen=hole_mean(corr, mask))
+        rows.append(row)
     return rows
 
 
-def training_examples(folder: Path, model_dir: Path | None) -> list[dict]:
+def training_examples(folder: Path, model_dir: Path | None, per_group: int, sdedit: bool) -> list[dict]:
     from fvgen.teacher.data import example_files, load_example
 
     model = None
@@ -72,22 +84,27 @@ def training_examples(folder: Path, model_dir: Path | None) -> list[dict]:
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         model = TeacherModel.load(model_dir, "cpu").eval()
-    rows = []
+    rows, taken = [], defaultdict(int)
     for f in example_files([folder]):
         ex = load_example(f)
         src = ex["meta"].get("source", f.stem)
+        group = "procedural" if src.startswith("procedural") else src.split("/")[-1]
+        if taken[group] >= per_group:
+            continue
+        taken[group] += 1
         n = model.preset.frames if model is not None else len(ex["gt"])
         warp = ex["warp"][:n].astype(np.float32) / 255
         mask = ex["mask"][:n] > 127
         mask = mask[..., 0] if mask.ndim == 4 else mask
         gt = ex["gt"][:n].astype(np.float32) / 255
         fill = np.stack([harmonic_fill_np(w, m) for w, m in zip(warp, mask)])
-        row = {"group": "procedural" if src.startswith("procedural") else src.split("/")[-1], "file": f.name,
+        row = {"group": group, "file": f.name,
                "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask), "psnr_fill": psnr(fill, gt)}
         if model is not None:
             ref = ex["ref"].astype(np.float32) / 255
             ref = ref[0] if ref.ndim == 4 else ref
-            for name, kw in (("one_step", dict(steps=1)), ("sdedit_0.25", dict(steps=50, strength=0.25))):
+            runs = [("one_step", dict(steps=1))] + ([("sdedit_0.25", dict(steps=50, strength=0.25))] if sdedit else [])
+            for name, kw in runs:
                 out = np.stack(generate_clip(model, lambda a: ref, list(warp), list(mask), cfg=1.0, seed=0, **kw))
                 row[f"psnr_{name}"] = psnr(out, gt)
                 row[f"shift_{name}"] = hole_mean(out - fill, ~mask)
@@ -117,17 +134,20 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=Path, help="evaluation clips (teacher_eval.py prepare)")
+    ap.add_argument("--generated", type=Path, help="with --clips: a teacher's frames (teacher_eval.py run --out)")
     ap.add_argument("--examples", type=Path, help="built training examples (fvgen.teacher.data build)")
     ap.add_argument("--model", type=Path, help="teacher folder: also generate the examples and score them")
+    ap.add_argument("--per-group", type=int, default=1000, help="at most this many examples per source scene")
+    ap.add_argument("--sdedit", action="store_true", help="with --model: also SDEdit at strength 0.25 (slow on a CPU)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.clips is None and a.examples is None:
         raise SystemExit("error: pass --clips and/or --examples")
     res = {"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "model": str(a.model) if a.model else None}
     if a.clips is not None:
-        res["evaluation"] = summarise(eval_views(a.clips))
+        res["evaluation"] = summarise(eval_views(a.clips, a.generated))
     if a.examples is not None:
-        res["training"] = summarise(training_examples(a.examples, a.model))
+        res["training"] = summarise(training_examples(a.examples, a.model, a.per_group, a.sdedit))
     for part in ("evaluation", "training"):
         for g, s in res.get(part, {}).items():
             extra = "  ".join(f"{k} {v}" for k, v in s.items() if k.startswith(("psnr", "shift")))

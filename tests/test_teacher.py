@@ -244,6 +244,16 @@ def test_data_builder_on_real_scene(tmp_path):
     assert np.abs(back["gt"].astype(int) - ex["gt"]).mean() < 3  # JPEG q92
 
 
+def test_draw_new_views_never_repeats_a_draw():
+    made: set = set()
+    rng = np.random.default_rng(0)
+    draws = [tdata.draw_new_views(16, 16, rng, made, tries=50) for _ in range(200)]  # one clip position only
+    got = [(tuple(s), tuple(c)) for s, c in (d for d in draws if d is not None)]
+    assert len(got) == len(set(got)) == len(made) > 2
+    assert draws[-1] is None  # exhausted: the builder skips instead of writing a duplicate
+    assert all(c in (tuple(range(16)), tuple(range(15, -1, -1))) for _, c in got)
+
+
 def test_warp_psnr_scores_covered_pixels_only():
     g = np.random.default_rng(0)
     gt = g.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)

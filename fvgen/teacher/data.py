@@ -198,6 +198,20 @@ def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_strid
     return [clip[j] for j in picked], clip
 
 
+def draw_new_views(n_frames: int, clip_len: int, rng: np.random.Generator, made: set,
+                   tries: int = 20) -> tuple[list[int], list[int]] | None:
+    """:func:`pick_views` until it gives (sparse views, clip) not in ``made`` (then added to it), or
+    None after ``tries`` repeats. Why: a scene little longer than a clip has few distinct draws
+    (strecha_castle: 16 images, one clip position), which otherwise repeat as identical examples."""
+    for _ in range(tries):
+        sparse, clip = pick_views(n_frames, clip_len, rng)
+        key = (tuple(sparse), tuple(clip))
+        if key not in made:
+            made.add(key)
+            return sparse, clip
+    return None
+
+
 def clip_from(start: int, n_frames: int, clip_len: int, stride: int, rng: np.random.Generator) -> list[int] | None:
     """Consecutive frames (every ``stride``-th) beginning at ``start``, forward or backward (random
     when both fit); None when neither fits."""
@@ -479,6 +493,7 @@ def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, pipeline
     written = []
     rng = np.random.default_rng([seed, jobs[0][0]] if jobs else seed)
     cache: dict = {}
+    made: dict[str, set] = {}  # per scene, the (sparse views, clip) already drawn
     for n, (kind, what) in jobs:
         t0 = time.time()
         try:
@@ -492,7 +507,11 @@ def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, pipeline
                 s = seed * 100003 + what
                 imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
                 src = f"procedural/{s}"
-            sparse, clip = pick_views(len(imgs), p.frames, rng)
+            views = draw_new_views(len(imgs), p.frames, rng, made.setdefault(src, set()))
+            if views is None:
+                log(f"skip {kind} {what}: no new clip and input views to draw ({len(imgs)} frames)")
+                continue
+            sparse, clip = views
             priors = make_priors(imgs, cams, names, sparse, pconf, device, triangulate)
         except FvgenError as e:
             log(f"skip {kind} {what}: {e}")
