@@ -151,10 +151,10 @@ class TrainConf:
     # channel order, gain 1 +- a, offset +- a/2; 0 off. Why: run 5's correction was mostly a
     # global colour shift learned from the training scenes' palettes (RESULTS.md, "fifth run")
     colour_augment: float = 0.0
-    # probability that a clip's colours are also inverted (x -> 1 - x, with the transform above). Why:
-    # in all 9 training scenes the holes are brighter than their fill (light backgrounds, sky), so
-    # run 6 learned to brighten every hole, wrong on the evaluation scenes (RESULTS.md, "sixth run");
-    # inverting half the clips makes that prior symmetric
+    # probability that a clip's colours are also inverted (x -> 1 - x, with the transform above).
+    # Why: in every training scene measured (8 of 9) the holes are brighter than their fill (light
+    # backgrounds, sky), so run 6 learned to brighten every hole, wrong on the evaluation scenes
+    # (RESULTS.md, "sixth run"); inverting half the clips makes that prior symmetric
     colour_invert: float = 0.0
 
 
