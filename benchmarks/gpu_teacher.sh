@@ -22,7 +22,8 @@
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
 # A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
-#   MAX_MINUTES=25 start 300 (examples built in 3-4 min first) -> watch 470 -> finish (3-4 min with
+#   MAX_MINUTES=25 start 300 (examples built in 3-4 min first) -> watch 470-550 (what the budget leaves
+#   after 6 minutes for finish and the model call; 550 on 2026-12-06) -> finish (3-4 min with
 #   EVAL_CFGS="1.0" EVAL_STRENGTHS="0.25 0.5 1.0"); model.tar.part-* and generated.tar.part-* (about 80 MB together) may not
 #   both come back from one call (a limit on the total returned): fetch the model in a separate short call.
 set -u
