@@ -35,16 +35,19 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip  # noqa: E402
+from fvgen import metrics  # noqa: E402
 from fvgen.teacher.baseline import harmonic_fill_np  # noqa: E402
 
 
 def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
-    return float(10 * np.log10(1 / max(float(np.mean((np.clip(pred, 0, 1) - gt) ** 2)), 1e-12)))
+    """:func:`fvgen.metrics.psnr` of a prediction clipped to [0, 1] (a fill plus a correction may leave it)."""
+    return metrics.psnr(torch.from_numpy(np.clip(pred, 0, 1)), torch.from_numpy(gt))
 
 
 def hole_mean(diff: np.ndarray, holes: np.ndarray) -> list[float] | None:
@@ -77,12 +80,9 @@ def training_examples(folder: Path, model_dir: Path | None, per_group: int, sded
 
     model = None
     if model_dir is not None:
-        import torch
-
         from fvgen.teacher.model import TeacherModel
         from fvgen.teacher.sample import generate_clip
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         model = TeacherModel.load(model_dir, "cpu").eval()
     rows, taken = [], defaultdict(int)
     for f in example_files([folder]):
