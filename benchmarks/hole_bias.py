@@ -94,15 +94,13 @@ def training_examples(folder: Path, model_dir: Path | None, per_group: int, sded
         taken[group] += 1
         n = model.preset.frames if model is not None else len(ex["gt"])
         warp = ex["warp"][:n].astype(np.float32) / 255
-        mask = ex["mask"][:n] > 127
-        mask = mask[..., 0] if mask.ndim == 4 else mask
+        mask = ex["mask"][:n] > 127  # [F, H, W]
         gt = ex["gt"][:n].astype(np.float32) / 255
         fill = np.stack([harmonic_fill_np(w, m) for w, m in zip(warp, mask)])
         row = {"group": group, "file": f.name,
                "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask), "psnr_fill": psnr(fill, gt)}
         if model is not None:
-            ref = ex["ref"].astype(np.float32) / 255
-            ref = ref[0] if ref.ndim == 4 else ref
+            ref = ex["ref"].astype(np.float32) / 255  # [H, W, 3]
             runs = [("one_step", dict(steps=1))] + ([("sdedit_0.25", dict(steps=50, strength=0.25))] if sdedit else [])
             for name, kw in runs:
                 out = np.stack(generate_clip(model, lambda a: ref, list(warp), list(mask), cfg=1.0, seed=0, **kw))
