@@ -392,6 +392,19 @@ def test_colour_augment_transforms_a_clip_consistently(tmp_path):
     assert r["status"] == "done"
 
 
+def test_lr_schedule_warms_up_then_decays_to_its_floor():
+    from fvgen.teacher.configs import TrainConf
+    from fvgen.teacher.train import lr_at
+
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(9, 1.0, 10, 100) == 1.0
+    assert lr_at(99, 1.0, 10, 100) == 1.0  # constant after the warmup
+    cos = [lr_at(s, 1.0, 10, 100, "cosine", 0.2) for s in range(150)]
+    assert cos[10] == 1.0 and cos[55] == pytest.approx(0.6) and cos[100] == pytest.approx(0.2) and cos[149] == cos[100]
+    assert all(a >= b for a, b in zip(cos[10:], cos[11:]))  # never rises after the warmup
+    with pytest.raises(FvgenError, match="lr_schedule"):
+        TrainConf(lr_schedule="linear")
+
+
 def test_held_out_source_is_scored_not_trained(tmp_path):
     from fvgen.teacher.train import train_teacher
 

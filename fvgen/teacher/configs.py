@@ -136,6 +136,11 @@ class TrainConf:
     unet_lr: float = 1e-4
     weight_decay: float = 0.01
     warmup: int = 200
+    # "constant" after the warmup, or "cosine": down to lr_min_ratio x the rate at the phase's last step
+    # (vae_steps / unet_steps). Why: runs are stopped by time, not by steps; a fine-tune of a
+    # finished run (init_from) of a known length ends on a low rate instead of mid-plateau
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cond_drop: float = 0.1  # classifier-free guidance: drop all conditioning with this probability
@@ -156,6 +161,10 @@ class TrainConf:
     # backgrounds, sky), so run 6 learned to brighten every hole, wrong on the evaluation scenes
     # (RESULTS.md, "sixth run"); inverting half the clips makes that prior symmetric
     colour_invert: float = 0.0
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise FvgenError(f"train config {self.name}: lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
 
 
 TRAIN_CONFIGS = {

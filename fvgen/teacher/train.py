@@ -125,6 +125,19 @@ def encode_batch(model: TeacherModel, batch: dict) -> dict:
     return {"x0": x0, "cat": cat[:, :, :-c], "ref": cat[:, 0, -c:]}
 
 
+def lr_at(step: int, base: float, warmup: int, total: int, schedule: str = "constant", min_ratio: float = 0.1) -> float:
+    """The learning rate at ``step`` (0-based): linear warmup over ``warmup`` steps, then constant or
+    a cosine from ``base`` down to ``min_ratio * base`` at ``total`` (held there after)."""
+    if schedule not in ("constant", "cosine"):
+        raise FvgenError(f"unknown lr_schedule {schedule!r} (constant or cosine)")
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return base
+    x = min(1.0, (step - warmup) / (total - warmup))
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * x)))
+
+
 def colour_augment(batch: dict, amount: float, generator: torch.Generator, invert: float = 0.0) -> dict:
     """The same random colour transform for every image of a clip: channel order (half the clips),
     per-channel gain in [1 - amount, 1 + amount] and offset in [-amount / 2, amount / 2] (in [0, 1]
@@ -390,11 +403,10 @@ class Run:
     def _opt(self, params, lr):
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.conf.weight_decay, betas=(0.9, 0.99))
 
-    def _lr(self, opt, base):
-        w = self.conf.warmup
-        s = self.state["step"]
+    def _lr(self, opt, base, total):
+        lr = lr_at(self.state["step"], base, self.conf.warmup, total, self.conf.lr_schedule, self.conf.lr_min_ratio)
         for g in opt.param_groups:
-            g["lr"] = base * min(1.0, (s + 1) / w) if w else base
+            g["lr"] = lr
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.conf.bf16 and self.dev.type == "cuda")
@@ -421,7 +433,7 @@ class Run:
             x = x[torch.randperm(len(x))[: c.vae_batch]]
             if c.vae_augment:
                 x = augment_frames(x, aug_gen)
-            self._lr(opt, c.vae_lr)
+            self._lr(opt, c.vae_lr, c.vae_steps)
             with self._autocast():
                 loss, figs = net(x)
             opt.zero_grad(set_to_none=True)
@@ -489,7 +501,7 @@ class Run:
                         batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
             if c.colour_augment > 0 or c.colour_invert > 0:
                 batch = colour_augment(batch, c.colour_augment, gen, c.colour_invert)
-            self._lr(opt, c.unet_lr)
+            self._lr(opt, c.unet_lr, c.unet_steps)
             with self._autocast():
                 lat = encode_batch(m, batch)
                 loss = diffusion_loss(m, net, lat, sched, c.cond_drop, gen)
