@@ -18,7 +18,8 @@
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
 #   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB
 #           .gpu/train_scenes/    `python -m fvgen.teacher.data pack --out .gpu/train_scenes`, 19 MB
-#   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s)
+#   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
+#   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
 # A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
@@ -78,7 +79,7 @@ case "$1" in
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
       $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
-        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} \
+        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"} \
         | tail -n 1 | tee -a $ROOT/teacher_chunks.log
       grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
       sleep 1
