@@ -20,6 +20,8 @@ and the teacher's pixels in the holes only (warp kept where it is valid).
     python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval
     python benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model fvgen/teacher/weights/embedded --out OUT
     python benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated OUT --json benchmarks/results/teacher_eval.json
+
+``average``: the mean frame of several runs (seeds), to separate sampling noise from the prediction.
 """
 
 from __future__ import annotations
@@ -157,6 +159,17 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}, indent=1))
 
 
+def average(inputs: list[Path], out: Path) -> None:
+    """The per-pixel mean of several runs' last frames (e.g. seeds): how much of a run's error is its
+    sampling noise rather than its prediction."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(f.name for f in inputs[0].glob("*.npz"))
+    for n in names:
+        frames = [np.load(d / n)["last"].astype(np.float32) for d in inputs]
+        np.savez_compressed(out / n, last=np.round(np.mean(frames, 0)).astype(np.uint8))
+    print(f"{len(names)} frames, mean of {len(inputs)} runs -> {out}")
+
+
 def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
     """Metrics of every method on every clip; without ``generated`` the baselines alone; with
     ``partial`` only the clips that have a generated frame (all methods on the same views)."""
@@ -228,11 +241,16 @@ def main() -> None:
     s.add_argument("--generated", type=Path, default=None, help="the run's output (left out: baselines only)")
     s.add_argument("--partial", action="store_true", help="score only the clips that have a generated frame")
     s.add_argument("--json", type=Path, default=None)
+    v = sub.add_parser("average")
+    v.add_argument("--inputs", type=Path, nargs="+", required=True, help="run output folders (same clips)")
+    v.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.out, a.scenes, a.max_size, a.device)
     elif a.cmd == "run":
         run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength)
+    elif a.cmd == "average":
+        average(a.inputs, a.out)
     else:
         score(a.clips, a.generated, a.json, a.partial)
 
