@@ -22,6 +22,7 @@ and the teacher's pixels in the holes only (warp kept where it is valid).
     python benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated OUT --json benchmarks/results/teacher_eval.json
 
 ``average``: the mean frame of several runs (seeds), to separate sampling noise from the prediction.
+``scale``: the fill plus a fraction of the teacher's correction (does any of it point the right way?).
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
 
 
 def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int,
-        strength: float = 1.0) -> None:
+        strength: float = 1.0, invert: bool = False) -> None:
+    """``invert``: the teacher sees every clip colour-inverted (x -> 1 - x) and its frames are inverted
+    back, a probe of whether it tells inverted clips (as in training, ``colour_invert``) from natural ones."""
     import torch
 
     from fvgen.pipeline import resolve_device
@@ -136,6 +139,8 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
     times, seen = [], set()
     for f in files:
         meta, ref, warp, masks, _ = load_clip(f)
+        if invert:
+            ref, warp = 1 - ref, 1 - warp
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.time()
@@ -144,6 +149,8 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.time() - t0)
+        if invert:
+            gen = [1 - g for g in gen]
         np.savez_compressed(out / f.name, last=u8(gen[-1]))
         if meta["scene"] not in seen:  # one video per scene: warp | teacher
             seen.add(meta["scene"])
@@ -153,7 +160,8 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
                 print(f"no preview video ({type(e).__name__}: {e})", flush=True)
         print(f"{f.stem}: {times[-1]:.2f}s", flush=True)
     (out / "run.json").write_text(json.dumps({
-        "model": str(model_dir), "steps": steps, "cfg": cfg, "strength": strength, "device": str(dev), "seed": seed,
+        "model": str(model_dir), "steps": steps, "cfg": cfg, "strength": strength, "inverted": invert,
+        "device": str(dev), "seed": seed,
         "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
         "seconds_per_clip_median": float(np.median(times)), "clips": len(files),
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}, indent=1))
@@ -168,6 +176,25 @@ def average(inputs: list[Path], out: Path) -> None:
         frames = [np.load(d / n)["last"].astype(np.float32) for d in inputs]
         np.savez_compressed(out / n, last=np.round(np.mean(frames, 0)).astype(np.uint8))
     print(f"{len(names)} frames, mean of {len(inputs)} runs -> {out}")
+
+
+def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) -> None:
+    """Frames ``fill + alpha * (teacher - fill)`` (harmonic fill of the last warped frame): does any
+    part of the teacher's correction point the right way? ``unshift`` first takes the correction's
+    mean out, over the holes and over the seen pixels separately (the brightness shift, hole_bias.py)."""
+    from fvgen.teacher.baseline import harmonic_fill_np
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted(clips.glob("*.npz")):
+        _, _, warps, masks, _ = load_clip(f)
+        fill = harmonic_fill_np(warps[-1], masks[-1])
+        corr = np.load(generated / f.name)["last"].astype(np.float32) / 255 - fill
+        if unshift:
+            for region in (masks[-1], ~masks[-1]):
+                if region.any():
+                    corr[region] -= corr[region].mean(0)
+        np.savez_compressed(out / f.name, last=u8(fill + alpha * corr))
+    print(f"fill + {alpha} x correction{' (unshifted)' if unshift else ''} -> {out}")
 
 
 def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
@@ -236,6 +263,7 @@ def main() -> None:
     r.add_argument("--strength", type=float, default=1.0, help="SDEdit start, (0, 1] (fvgen generate --strength)")
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--invert", action="store_true", help="feed the clips colour-inverted, invert the frames back")
     s = sub.add_parser("score")
     s.add_argument("--clips", type=Path, required=True)
     s.add_argument("--generated", type=Path, default=None, help="the run's output (left out: baselines only)")
@@ -244,11 +272,19 @@ def main() -> None:
     v = sub.add_parser("average")
     v.add_argument("--inputs", type=Path, nargs="+", required=True, help="run output folders (same clips)")
     v.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("scale")
+    c.add_argument("--clips", type=Path, required=True)
+    c.add_argument("--generated", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--alpha", type=float, required=True, help="the part of the teacher's correction kept")
+    c.add_argument("--unshift", action="store_true", help="take the correction's mean shift out first")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.out, a.scenes, a.max_size, a.device)
     elif a.cmd == "run":
-        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength)
+        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength, a.invert)
+    elif a.cmd == "scale":
+        scale(a.clips, a.generated, a.out, a.alpha, a.unshift)
     elif a.cmd == "average":
         average(a.inputs, a.out)
     else:
