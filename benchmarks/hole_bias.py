@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from teacher_eval import load_clip  # noqa: E402
+from teacher_eval import load_clip, remove_shift  # noqa: E402
 from fvgen import metrics  # noqa: E402
 from fvgen.teacher.baseline import harmonic_fill_np  # noqa: E402
 
@@ -65,10 +65,7 @@ def eval_views(clips: Path, generated: Path | None) -> list[dict]:
         if generated is not None:  # a teacher's frames (teacher_eval.py run): its shift, and without it
             gen = np.load(generated / f.name)["last"].astype(np.float32) / 255
             corr = gen - fill
-            unshifted = corr.copy()
-            for region in (mask, ~mask):
-                if region.any():
-                    unshifted[region] -= corr[region].mean(0)
+            unshifted = remove_shift(corr, mask)
             row.update(psnr_fill=psnr(fill, gt), psnr_teacher=psnr(gen, gt), psnr_teacher_unshifted=psnr(fill + unshifted, gt),
                        shift_teacher=hole_mean(corr, ~mask), shift_teacher_seen=hole_mean(corr, mask))
         rows.append(row)

@@ -178,6 +178,15 @@ def average(inputs: list[Path], out: Path) -> None:
     print(f"{len(names)} frames, mean of {len(inputs)} runs -> {out}")
 
 
+def remove_shift(corr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``corr`` [H, W, 3] less its per-channel mean over the seen pixels (``mask``) and, apart, over the holes."""
+    out = corr.copy()
+    for region in (mask, ~mask):
+        if region.any():
+            out[region] -= corr[region].mean(0)
+    return out
+
+
 def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) -> None:
     """Frames ``fill + alpha * (teacher - fill)`` (harmonic fill of the last warped frame): does any
     part of the teacher's correction point the right way? ``unshift`` first takes the correction's
@@ -190,9 +199,7 @@ def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) 
         fill = harmonic_fill_np(warps[-1], masks[-1])
         corr = np.load(generated / f.name)["last"].astype(np.float32) / 255 - fill
         if unshift:
-            for region in (masks[-1], ~masks[-1]):
-                if region.any():
-                    corr[region] -= corr[region].mean(0)
+            corr = remove_shift(corr, masks[-1])
         np.savez_compressed(out / f.name, last=u8(fill + alpha * corr))
     print(f"fill + {alpha} x correction{' (unshifted)' if unshift else ''} -> {out}")
 

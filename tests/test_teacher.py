@@ -401,7 +401,7 @@ def test_lr_schedule_warms_up_then_decays_to_its_floor():
     cos = [lr_at(s, 1.0, 10, 100, "cosine", 0.2) for s in range(150)]
     assert cos[10] == 1.0 and cos[55] == pytest.approx(0.6) and cos[100] == pytest.approx(0.2) and cos[149] == cos[100]
     assert all(a >= b for a, b in zip(cos[10:], cos[11:]))  # never rises after the warmup
-    with pytest.raises(FvgenError, match="lr_schedule"):
+    with pytest.raises(FvgenError, match="lr_schedule"):  # an unknown name stops at the config
         TrainConf(lr_schedule="linear")
 
 

@@ -127,12 +127,11 @@ def encode_batch(model: TeacherModel, batch: dict) -> dict:
 
 def lr_at(step: int, base: float, warmup: int, total: int, schedule: str = "constant", min_ratio: float = 0.1) -> float:
     """The learning rate at ``step`` (0-based): linear warmup over ``warmup`` steps, then constant or
-    a cosine from ``base`` down to ``min_ratio * base`` at ``total`` (held there after)."""
-    if schedule not in ("constant", "cosine"):
-        raise FvgenError(f"unknown lr_schedule {schedule!r} (constant or cosine)")
+    a cosine from ``base`` down to ``min_ratio * base`` at ``total`` (held there after). The schedule
+    name is checked where the config is made (:class:`TrainConf`)."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
+    if schedule != "cosine" or total <= warmup:
         return base
     x = min(1.0, (step - warmup) / (total - warmup))
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * x)))
