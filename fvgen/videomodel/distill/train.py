@@ -256,7 +256,8 @@ class Distiller:
         two = {k: torch.cat([v, v]) for k, v in lat.items() if k in ("cat", "ref")}
         lg = self.logits(both, torch.cat([t, t]), two, self.heads_ddp)
         lr, lf = lg[:B], lg[B:]
-        return disc_loss(lr, lf), {"d_real": float(torch.sigmoid(lr).mean()), "d_fake": float(torch.sigmoid(lf).mean())}
+        return disc_loss(lr, lf), {"d_real": float(torch.sigmoid(lr.detach()).mean()),
+                                   "d_fake": float(torch.sigmoid(lf.detach()).mean())}
 
     def gan_gen_loss(self, lat: dict, x0: torch.Tensor, gen) -> torch.Tensor:
         t = self.timesteps(x0.shape[0], gen)
@@ -534,11 +535,12 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     if stage == "dmd" and run.state["stage"] == "gan":
         raise FvgenError(f"the GAN stage is not finished (step {run.state['step']} of {conf.gan_steps}): run "
                          "--stage gan (or all) first, or --ablation no-gan-init")
-    status = "done"
+    status, ran = "done", False
     if run.state["stage"] == "gan" and stage in ("gan", "all"):
-        status = run.run_stage("gan")
+        status, ran = run.run_stage("gan"), True
     if status == "done" and run.state["stage"] == "dmd" and stage in ("dmd", "all"):
-        status = "paused" if run.over_budget() else run.run_stage("dmd")
+        # a chunk makes at least one step; one that finished stage 1 stops at its budget
+        status = "paused" if ran and run.over_budget() else run.run_stage("dmd")
     res = {"status": status, "stage": run.state["stage"], "step": run.state["step"],
            "model": str(out / "model") if (out / "model").is_dir() else None}
     if dist.main:
