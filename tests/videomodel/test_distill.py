@@ -197,10 +197,24 @@ def test_unet_features_are_the_down_and_mid_block_outputs(dd, lat):
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_student_chain_is_the_teacher_samplers_4_step_chain(dd, lat):
+@pytest.fixture(scope="module")
+def v_teacher_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vteacher") / "model"
+    TeacherModel.random("tiny", seed=0).save(d, dtype=None, info={"trained": True})
+    return d
+
+
+@pytest.mark.parametrize("space", ["pixel-x0", "latent-v"])
+def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teacher_dir, space):
     """The student's timesteps are 999, 749, 499, 249, and its backward simulation feeds the UNet
-    exactly what the teacher's sampler feeds it with steps=4, cfg=1 (same noise)."""
+    exactly what the teacher's sampler feeds it with steps=4, cfg=1 (same noise), for an
+    x0-predicting pixel-space teacher and a v-predicting latent one (whose outputs ToX0 converts)."""
     from fvgen.teacher.sample import make_scheduler, sample_latents
+
+    folder = teacher_dir if space == "pixel-x0" else v_teacher_dir
+    dd = Distiller(load_distill_config("tiny-pixel", teacher=str(folder)), load_teacher(folder, "cpu"))
+    lat = encode_batch(dd.teacher, _batch(dd.teacher.preset))
+    c = dd.teacher.preset.latent_channels
 
     assert student_timesteps(4) == [999, 749, 499, 249]
     assert [int(x) for x in make_scheduler(dd.teacher, 4).timesteps] == [999, 749, 499, 249]
@@ -213,7 +227,7 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(dd, lat):
             self.inner = inner
 
         def forward(self, sample, t, *a, **k):
-            calls.append((int(torch.as_tensor(t).reshape(-1)[0]), sample[:, :, :48].clone()))
+            calls.append((int(torch.as_tensor(t).reshape(-1)[0]), sample[:, :, :c].clone()))
             return self.inner(sample, t, *a, **k)
 
     rec = Record(student.unet)
@@ -222,13 +236,34 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(dd, lat):
     sample_latents(student, b["ref"], b["warp"], b["mask"], steps=4, cfg=1.0, generator=gen(5))
     from_sampler, calls[:] = list(calls), []
     noise = torch.randn(lat["x0"].shape, generator=gen(5))
-    x0, t = student_sample(Denoiser(dd.teacher, rec, student.ref), dd.teacher, lat, 4, 3, noise, grad=False)
+    from fvgen.videomodel.distill.train import ToX0
+
+    net = ToX0(Denoiser(dd.teacher, rec, student.ref), dd.teacher.preset.prediction, dd.sched.alphas_cumprod)
+    x0, t = student_sample(net, dd.teacher, lat, 4, 3, noise, grad=False)
     assert t == 249 and x0.shape == lat["x0"].shape
     assert [c[0] for c in calls] == [c[0] for c in from_sampler] == [999, 749, 499, 249]
     for (_, a), (_, b_) in zip(calls, from_sampler):
         assert torch.allclose(a, b_, atol=1e-4)
     with pytest.raises(FvgenError):
         student_sample(dd.student_plain, dd.teacher, lat, 4, 4, noise)
+
+
+def test_to_x0_converts_v_predictions(v_teacher_dir):
+    from fvgen.teacher.train import make_train_scheduler
+    from fvgen.videomodel.distill.train import ToX0
+
+    teacher = load_teacher(v_teacher_dir, "cpu")
+    sched = make_train_scheduler(teacher)
+    x0, noise = torch.randn(2, 4, 4, 4, 8, generator=gen(0)), torch.randn(2, 4, 4, 4, 8, generator=gen(1))
+    t = torch.tensor([10, 900])
+    v = sched.get_velocity(x0, noise, t)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, *a):
+            return v
+
+    out = ToX0(Fixed(), "v", sched.alphas_cumprod)(sched.add_noise(x0, noise, t), t, None, None, None)
+    assert torch.allclose(out, x0, atol=1e-5)
 
 
 def test_gan_updates_lower_their_losses_on_a_fixed_batch(dd, lat):
