@@ -423,3 +423,19 @@ def test_ablations_change_what_they_say():
     assert load_distill_config("embedded", "gan-only").dmd_steps == 0
     assert load_distill_config("embedded", "gan-softkl").dmd_gan_weight == 0 and base.dmd_gan_weight > 0
     assert load_distill_config("embedded", "plain-dmd").softened is False and base.softened is True
+
+
+def test_real_score_guidance_is_the_samplers(dd, lat):
+    """The teacher's x0 with CFG: the unconditional pass drops all conditioning, as in training and
+    in the sampler; CFG 1 is the conditional prediction alone."""
+    from fvgen.videomodel.distill.networks import teacher_x0
+
+    x = torch.randn(lat["x0"].shape, generator=gen(0))
+    t = torch.tensor([300, 800])
+    keep = torch.ones(2)
+    with torch.no_grad():
+        cond = dd.teacher_x0net(x, t, lat["cat"], lat["ref"], keep)
+        uncond = dd.teacher_x0net(x, t, lat["cat"], lat["ref"], keep * 0)
+        assert torch.allclose(teacher_x0(dd.teacher_x0net, x, t, lat, 1.0), cond)
+        assert torch.allclose(teacher_x0(dd.teacher_x0net, x, t, lat, 3.0, 0.0), uncond + 3 * (cond - uncond), atol=1e-5)
+        assert not torch.allclose(cond, uncond, atol=1e-3)
