@@ -302,7 +302,7 @@ def test_dmd_updates_lower_their_losses_on_a_fixed_batch(dd, lat):
         weight = losses.softened_kl_weight(dd.logits(xt, t, lat))
     loss, direction = losses.dmd_loss(x0, fake, real, weight)
     target = (x0 - direction).detach()
-    before = float(((x0 - target) ** 2).mean())
+    before = float(((x0.detach() - target) ** 2).mean())
     dd._update("student", loss, dd.student_den.parameters())
     with torch.no_grad():
         x1 = dd.sample(lat, gen(3), grad=False)
@@ -395,6 +395,9 @@ def test_train_distill_stages_resume_and_the_saved_student_samples(teacher_dir, 
     assert meta["trained"] is True and meta["student"]["steps"] == 4 and meta["student"]["cfg"] == 1.0
     assert meta["student"]["timesteps"] == [999, 749, 499, 249] and meta["student"]["dmd_steps"] == 3
     assert all(f.stat().st_size <= 15 * 2 ** 20 for f in run.rglob("*.safetensors"))
+    from fvgen.videomodel.distill.student import student_sampling
+
+    assert student_sampling(run / "model") == {"steps": 4, "cfg": 1.0} and student_sampling(teacher_dir) is None
     m = TeacherModel.load(run / "model")
     b = _batch(m.preset, B=1)
     out = sample_latents(m, b["ref"], b["warp"], b["mask"], steps=4, cfg=1.0, generator=gen(0))
