@@ -10,7 +10,7 @@ O=${OUT:-/tmp/out}; mkdir -p "$O"
 nvidia-smi -L; env | grep -E "NCCL_NVLS|MULTICAST|NVSHMEM_DISABLE" ; date -u
 for n in 1 2; do
   echo "== torchrun nproc $n"; s=$(date +%s)
-  timeout 150 torchrun --standalone --nproc_per_node=$n -m fvgen.teacher.train --config embedded \
+  timeout 150 torchrun --standalone --nproc_per_node=$n -m fvgen train teacher --config embedded \
     --out /tmp/bench$n --benchmark 30 --batch-size 8 > "$O/bench_$n.log" 2>&1
   echo "rc $? in $(( $(date +%s) - s ))s"; tail -4 "$O/bench_$n.log"
   cp /tmp/bench$n/log.jsonl "$O/bench_$n.jsonl" 2>/dev/null
