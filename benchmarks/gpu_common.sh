@@ -5,8 +5,10 @@
 #   PY       the interpreter (default python3; e.g. PY=.venv/bin/python for a dry run on a CPU machine)
 #   SITE     where carried wheels are installed (default /tmp/site), put first on PYTHONPATH
 #   WHEELS   folders of carried wheels, space-separated (default: none, nothing installed)
+#   VIDEOMODEL  the package of the video model's training entry points (MODULE.train, MODULE.data)
 
 PY=${PY:-python3}
+VIDEOMODEL=${VIDEOMODEL:-fvgen.teacher}
 SITE=${SITE:-/tmp/site}
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 # gsplat compiles its CUDA kernels on first use (about 60 s); H100 and H200 are both sm_90

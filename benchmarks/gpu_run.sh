@@ -92,7 +92,7 @@ run_job() {  # run_job NAME LIMIT_S
     ddp-throughput)
       env | grep -E "NCCL_NVLS|MULTICAST|NVSHMEM_DISABLE"
       for n in ${NPROCS:-1 2}; do
-        step "$limit" torchrun --standalone --nproc_per_node="$n" -m fvgen.teacher.train --config embedded \
+        step "$limit" torchrun --standalone --nproc_per_node="$n" -m "$VIDEOMODEL.train" --config embedded \
           --out "/tmp/bench$n" --benchmark 30 --batch-size 8 > "$OUT/bench_$n.log" 2>&1
         tail -n 4 "$OUT/bench_$n.log"
         cp "/tmp/bench$n/log.jsonl" "$OUT/bench_$n.jsonl" 2>/dev/null

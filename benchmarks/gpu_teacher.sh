@@ -64,7 +64,7 @@ case "$1" in
     # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
     # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
     # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see docs/experiments/teacher.md)
-    OMP_NUM_THREADS=1 $PY -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
+    OMP_NUM_THREADS=1 $PY -m "$VIDEOMODEL.data" build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
       --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-150}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
       --min-warp-psnr "${MIN_WARP_PSNR:-0}" \
@@ -78,7 +78,7 @@ case "$1" in
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
-      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
+      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m "$VIDEOMODEL.train" \
         --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"} \
         | tail -n 1 | tee -a $ROOT/teacher_chunks.log
       grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
