@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the embedded teacher on the lent H200 across several device calls (see
+# Train the embedded teacher on a lent H100 or H200 across several device calls (see
 # shared/notes/gpu-training.md: a setsid daemon outlives the call that starts it while the machine
 # stays warm, i.e. while the next call follows within 30 s). Runs on the device machine, from the
 # repository root:
@@ -16,7 +16,8 @@
 #   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
-#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB
+#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB;
+#                                 another folder with WHEELS=DIR (benchmarks/gpu_common.sh)
 #           .gpu/train_scenes/    `fvgen data pack --out .gpu/train_scenes`, 19 MB
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
 #   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
@@ -32,12 +33,11 @@ ROOT=${ROOT:-/tmp}
 RUN=$ROOT/teacher_run
 DATA=$ROOT/teacher_data
 STOP=$ROOT/teacher_stop
-CONFIG=${CONFIG:-benchmarks/teacher_embedded.toml}
+CONFIG=${CONFIG:-configs/teacher_embedded.toml}
 # overridable for a dry run on a CPU machine, e.g. PY=.venv/bin/python DEVICE=cpu NPROC=1 PRESET=tiny
-PY=${PY:-python3}
+source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
-export PYTHONPATH=/tmp/site:$PWD
 
 watch() {
   local end=$(( $(date +%s) + $1 ))
@@ -57,13 +57,13 @@ snapshot() {
 case "$1" in
   start)
     if [ "$DEVICE" = cuda ]; then
-      $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wtrain/*.whl || exit 1
-      nvidia-smi --query-gpu=name,memory.total --format=csv
+      install_wheels ${WHEELS:-.gpu/wtrain} || exit 1
+      machine_info
     fi
     t0=$(date +%s)
     # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
     # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
-    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see RESULTS.md)
+    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see docs/experiments/teacher.md)
     OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
       --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-150}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
