@@ -27,9 +27,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.teacher.data import ExampleBank  # noqa: E402
-from fvgen.teacher.model import TeacherModel  # noqa: E402
-from fvgen.teacher.sample import sample_latents  # noqa: E402
+from fvgen.videomodel.data import ExampleBank  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.sample import sample_latents  # noqa: E402
 from fvgen.videomodel.distill.train import train_distill  # noqa: E402
 
 

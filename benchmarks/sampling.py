@@ -3,7 +3,7 @@
 against its floor.
 
 Per preset (default ``embedded`` and ``paper``, 512x320x16): seconds per clip of the teacher's
-sampler (``fvgen.teacher.sample.sample_latents``: conditioning and the harmonic fill, the steps,
+sampler (``fvgen.videomodel.sample.sample_latents``: conditioning and the harmonic fill, the steps,
 decoding) after a warm-up, the median of ``--repeats`` runs; the same for the student; their
 ratio (issue 19's target <= 0.08, goal 0.05); the student's 4 UNet passes alone; and its floor:
 the FLOPs of 4 UNet passes (``torch.utils.flop_counter``, attention through the math kernel so its
@@ -42,8 +42,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.teacher.model import TeacherModel  # noqa: E402
-from fvgen.teacher.sample import sample_latents  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.sample import sample_latents  # noqa: E402
 
 T0 = time.perf_counter()
 

@@ -14,11 +14,11 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from fvgen.errors import FvgenError  # noqa: E402
-from fvgen.teacher import data as tdata  # noqa: E402
-from fvgen.teacher.configs import PRESETS  # noqa: E402
-from fvgen.teacher.model import TeacherModel  # noqa: E402
-from fvgen.teacher.train import Denoiser, encode_batch  # noqa: E402
+from fvgen.core.errors import FvgenError  # noqa: E402
+from fvgen.videomodel import data as tdata  # noqa: E402
+from fvgen.videomodel.configs import PRESETS  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.train.steps import Denoiser, encode_batch  # noqa: E402
 from fvgen.videomodel.distill import losses  # noqa: E402
 from fvgen.videomodel.distill.networks import (disc_logits, student_sample, student_timesteps,  # noqa: E402
                                                unet_features)
@@ -209,7 +209,7 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
     """The student's timesteps are 999, 749, 499, 249, and its backward simulation feeds the UNet
     exactly what the teacher's sampler feeds it with steps=4, cfg=1 (same noise), for an
     x0-predicting pixel-space teacher and a v-predicting latent one (whose outputs ToX0 converts)."""
-    from fvgen.teacher.sample import make_scheduler, sample_latents
+    from fvgen.videomodel.sample import make_scheduler, sample_latents
 
     folder = teacher_dir if space == "pixel-x0" else v_teacher_dir
     dd = Distiller(load_distill_config("tiny-pixel", teacher=str(folder)), load_teacher(folder, "cpu"))
@@ -249,7 +249,7 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
 
 
 def test_to_x0_converts_v_predictions(v_teacher_dir):
-    from fvgen.teacher.train import make_train_scheduler
+    from fvgen.videomodel.train.steps import make_train_scheduler
     from fvgen.videomodel.distill.train import ToX0
 
     teacher = load_teacher(v_teacher_dir, "cpu")
@@ -352,9 +352,9 @@ def _log(run: Path) -> list[dict]:
 
 
 def test_train_distill_stages_resume_and_the_saved_student_samples(teacher_dir, tmp_path):
-    from fvgen.teacher.sample import sample_latents
+    from fvgen.videomodel.sample import sample_latents
     from fvgen.videomodel.distill.train import DistillRun
-    from fvgen.teacher.train import Dist
+    from fvgen.videomodel.train.distributed import Dist
 
     _fake_shards(tmp_path / "shards", 4, PRESETS["tiny-pixel"])
     data = (str(tmp_path / "shards"),)

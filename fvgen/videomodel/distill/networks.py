@@ -1,5 +1,5 @@
 """The networks of the distillation, all started from the teacher (a pixel- or latent-space
-x0-predicting UNet, :class:`fvgen.teacher.model.TeacherModel`):
+x0-predicting UNet, :class:`fvgen.videomodel.model.TeacherModel`):
 
 - the *student*: a copy of the teacher's UNet + reference encoder, run on 4 explicit timesteps
   of the teacher's schedule (999, 749, 499, 249: diffusers' "trailing" spacing, so the teacher's
@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fvgen.errors import FvgenError
-from fvgen.teacher.model import ConfigMixin, ModelMixin, TeacherModel, register_to_config
-from fvgen.teacher.sample import rescale_cfg, trailing_timesteps
+from ...core.errors import FvgenError
+from ..model import ConfigMixin, ModelMixin, TeacherModel, register_to_config
+from ..sample import rescale_cfg, trailing_timesteps
 
 
 def student_timesteps(steps: int = 4) -> list[int]:
@@ -99,7 +99,7 @@ def feature_channels(unet) -> tuple[int, ...]:
 def disc_logits(teacher: TeacherModel, heads: nn.Module, noisy: torch.Tensor, t: torch.Tensor,
                 lat: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Discriminator logits [B] of noisy clips [B, F, c, h, w] at timesteps t [B] under their
-    conditioning ``lat`` (:func:`fvgen.teacher.train.encode_batch`: ``cat`` without the reference,
+    conditioning ``lat`` (:func:`fvgen.videomodel.train.steps.encode_batch`: ``cat`` without the reference,
     ``ref``). The teacher is frozen (no parameter gradients) but gradients flow to ``noisy``."""
     cat, tokens = full_condition(teacher, lat, noisy.shape[1])
     feats = unet_features(teacher.unet, torch.cat([noisy, cat.to(noisy.dtype)], 2), t, tokens)
@@ -122,8 +122,8 @@ def ones(lat: dict) -> torch.Tensor:
 def teacher_x0(teacher_net: nn.Module, noisy: torch.Tensor, t: torch.Tensor, lat: dict, cfg: float = 1.0,
                guidance_rescale: float = 0.0) -> torch.Tensor:
     """The frozen teacher's x0 prediction [B, F, c, h, w] (the "real score"), with classifier-free
-    guidance as its sampler does it (:func:`fvgen.teacher.sample.rescale_cfg`) when ``cfg != 1``.
-    ``teacher_net``: a :class:`fvgen.teacher.train.Denoiser` of the teacher."""
+    guidance as its sampler does it (:func:`fvgen.videomodel.sample.rescale_cfg`) when ``cfg != 1``.
+    ``teacher_net``: a :class:`fvgen.videomodel.train.steps.Denoiser` of the teacher."""
     keep = ones(lat)
     if cfg == 1.0:
         return teacher_net(noisy, t, lat["cat"], lat["ref"], keep).float()
@@ -134,7 +134,7 @@ def teacher_x0(teacher_net: nn.Module, noisy: torch.Tensor, t: torch.Tensor, lat
 
 
 def x0_scheduler(teacher: TeacherModel, steps: int):
-    """The teacher sampler's DDIM schedule (:func:`fvgen.teacher.sample.make_scheduler`) stepping
+    """The teacher sampler's DDIM schedule (:func:`fvgen.videomodel.sample.make_scheduler`) stepping
     on x0 predictions: the same chain for a v-predicting teacher, whose outputs :class:`ToX0` converts."""
     from diffusers import DDIMScheduler
 

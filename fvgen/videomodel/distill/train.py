@@ -20,7 +20,7 @@ DMD's KL(p_fake || p_real)).
 
 bf16 autocast on CUDA, AdamW, gradient clipping, EMA of the student, DDP with ``torchrun``
 (each rank its slice of every global batch, rank 0 writes), chunks bounded by ``max_minutes`` or a
-stop file, as the teacher's training (:mod:`fvgen.teacher.train`, whose data loader this reuses:
+stop file, as the teacher's training (:mod:`fvgen.videomodel.train`, whose data loader this reuses:
 the same example shards).
 
 ``OUT`` layout::
@@ -51,10 +51,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fvgen.errors import FvgenError
-from fvgen.teacher.model import MAX_SHARD, RefEncoder, TeacherModel
-from fvgen.teacher.train import (Denoiser, Dist, Run, diffusion_loss, encode_batch, load_optimizer,
-                                 make_train_scheduler, save_optimizer)
+from ...core.errors import FvgenError
+from ..model import MAX_SHARD, RefEncoder, TeacherModel
+from ..train.distributed import Dist
+from ..train.run import Run
+from ..train.state import load_optimizer, save_optimizer
+from ..train.steps import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
 
 from .losses import disc_loss, dmd_loss, gen_loss, softened_kl_weight
 from .networks import (DiscriminatorHeads, disc_logits, feature_channels, student_sample, student_timesteps,
@@ -68,7 +70,7 @@ RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings 
 class DistillConf:
     name: str = "embedded"
     teacher: str = ""  # the teacher model folder (teacher.json, unet/, ref/, ...)
-    data: tuple[str, ...] = ()  # example shard folders, the teacher's (python -m fvgen.teacher.data build)
+    data: tuple[str, ...] = ()  # example shard folders, the teacher's (python -m fvgen.videomodel.data build)
     val_source: str = ""  # examples whose meta.source contains this are left out
     ablation: str = "full"
     batch_size: int = 4  # clips per process and step
@@ -90,7 +92,7 @@ class DistillConf:
     disc_lr: float = 1e-4
     weight_decay: float = 0.0
     warmup: int = 0
-    lr_schedule: str = "constant"  # or "cosine" (fvgen.teacher.train.lr_at), per stage
+    lr_schedule: str = "constant"  # or "cosine" (fvgen.videomodel.train.steps.lr_at), per stage
     lr_min_ratio: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -192,7 +194,7 @@ class ToX0(nn.Module):
 class Distiller:
     """The three trained networks (student, fake score, discriminator heads), the frozen teacher,
     their optimisers and one function per loss and per update. No data handling: :class:`DistillRun`
-    feeds it batches (``lat``: :func:`fvgen.teacher.train.encode_batch` of a pixel batch)."""
+    feeds it batches (``lat``: :func:`fvgen.videomodel.train.steps.encode_batch` of a pixel batch)."""
 
     def __init__(self, conf: DistillConf, teacher: TeacherModel, student: dict | None = None,
                  fake: dict | None = None, heads: nn.Module | None = None, wrap=lambda m: m):
@@ -440,8 +442,8 @@ class DistillRun(Run):
     def sample(self, batch: dict, tag: str):
         if not self.dist.main:
             return
-        from fvgen.teacher.sample import sample_latents
-        from fvgen.video import write_mp4, write_pngs
+        from ...core.video import write_mp4, write_pngs
+        from ..sample import sample_latents
 
         view = self.dd.student_view(ema=True).eval()
         out = sample_latents(view, batch["ref"][:1], batch["warp"][:1], batch["mask"][:1], self.conf.student_steps,
@@ -523,7 +525,7 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     conf = load_distill_config(config, ablation, teacher=str(Path(teacher).resolve()) if str(teacher) else "",
                                **overrides)
     if not conf.data:
-        raise FvgenError("no example shards given (--data DIR ...: the teacher's, `python -m fvgen.teacher.data build`)")
+        raise FvgenError("no example shards given (--data DIR ...: the teacher's, `python -m fvgen.videomodel.data build`)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = Dist()
