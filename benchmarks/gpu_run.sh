@@ -25,6 +25,9 @@
 #   ddp-throughput (150 per count)  teacher training throughput, torchrun over $NPROCS GPUs
 #                         (default "1 2"; a multi-GPU kind), --benchmark 30 --batch-size 8: bench_N.log
 #   warp-test (200)       the gsplat point-warp tests of $WARP_TESTS (default tests/render/test_points_render.py)
+#   sampling (470)        sampling.py: teacher (50 steps + CFG) against the 4-step student, embedded and paper
+#                         presets, random weights, the student's FLOP floor, torch.compile $COMPILE (default
+#                         reduce-overhead; compile runs skipped past 330 s): sampling_gpu.json (< 8 min, H100)
 #
 # Folders: DATA (default .gpu/datasets: eval_scenes.py --copy-data), RUNS (.gpu/eval_runs),
 # FERN3 (.gpu/fern3: fern images 1, 10, 19). Example, the fit and evaluation figures of 2026-11-29:
@@ -100,12 +103,16 @@ run_job() {  # run_job NAME LIMIT_S
     warp-test)
       step "$limit" $PY -m pytest -q -s -p no:cacheprovider ${WARP_TESTS:-tests/render/test_points_render.py} \
         -k "gsplat or renderer" 2>&1 | tail -n 8 ;;
+    sampling)
+      step "$limit" $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile ${COMPILE:-reduce-overhead} \
+        --budget-s 330 > "$OUT/sampling_gpu.log" 2>&1
+      grep -v "^W[0-9]" "$OUT/sampling_gpu.log" | tail -n 12 ;;
     *) echo "unknown job $name (see the head of benchmarks/gpu_run.sh)"; return 2 ;;
   esac
 }
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
-                   [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200)
+                   [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200 [sampling]=470)
 
 if [ -n "${WHEELS:-}" ]; then
   install_wheels $WHEELS || exit 1

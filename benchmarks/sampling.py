@@ -13,9 +13,10 @@ UNet is also compiled (``torch.compile`` modes, e.g. ``reduce-overhead`` = CUDA 
 the same way, compile time reported apart; a mode "pays" when it is at least 5 % faster.
 ``--budget-s`` skips what is left of the optional parts (compile) once the run has taken that long.
 
-GPU (the lead runs it; < 8 minutes on one H100)::
+GPU (one device call, < 8 minutes on one H100; diffusers as carried wheels)::
 
-    python benchmarks/sampling.py --json benchmarks/results/sampling_h100.json --compile reduce-overhead
+    WHEELS=.gpu/wtrain bash benchmarks/gpu_run.sh sampling
+    (= python benchmarks/sampling.py --json OUT/sampling_gpu.json --compile reduce-overhead --budget-s 330)
 
 CPU (embedded only, fewer repeats)::
 

@@ -293,6 +293,45 @@ def train_teacher(
         torch.distributed.destroy_process_group()
 
 
+@train_app.command("distill")
+@handle_errors
+def train_distill(
+    teacher: Path = typer.Option(..., "--teacher", help="the teacher's model folder (the model/ of `fvgen train teacher`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="distillation folder (checkpoints, log.jsonl, samples, model/)"),
+    data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`), the teacher's"),
+    stage: str = typer.Option("all", "--stage", help="gan (stage 1), dmd (stage 2; stage 1 finished) or all"),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full (default), no-gan-init, gan-only, "
+                                           "gan-softkl or plain-dmd"),
+    config: str = typer.Option("embedded", "--config", help="distillation config: embedded or tiny-pixel"),
+    gan_steps: Optional[int] = typer.Option(None, "--gan-steps", help="stage-1 steps"),
+    dmd_steps: Optional[int] = typer.Option(None, "--dmd-steps", help="stage-2 student updates"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="clips per process and step"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),
+    stop_file: Optional[Path] = typer.Option(None, "--stop-file", help="checkpoint and stop (paused) as soon as "
+                                             "this file exists"),
+    no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="threads that decode the example shards at start"),
+):
+    """Distil the teacher into a 4-step student: a GAN stage on the teacher's features, then
+    distribution matching with the softened reverse KL (FVGen). Several GPUs:
+    torchrun --nproc_per_node=N -m fvgen train distill ..."""
+    import json
+
+    from .pipeline import command_line
+    from .videomodel.distill.train import train_distill as run
+
+    res = run(teacher, out, stage, ablation, config, resume=not no_resume, max_minutes=max_minutes,
+              num_workers=workers, stop_file=stop_file, command=command_line(),
+              data=tuple(str(d) for d in data) or None, gan_steps=gan_steps, dmd_steps=dmd_steps,
+              batch_size=batch_size)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(res))
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 @data_app.command("build")
 @handle_errors
 def data_build(

@@ -23,7 +23,7 @@ from fvgen.videomodel.distill import losses  # noqa: E402
 from fvgen.videomodel.distill.networks import (disc_logits, student_sample, student_timesteps,  # noqa: E402
                                                unet_features)
 from fvgen.videomodel.distill.train import (ABLATIONS, Distiller, load_distill_config,  # noqa: E402
-                                            load_teacher, main, train_distill)
+                                            load_teacher, train_distill)
 
 
 # ----------------------------------------------------------------------------- the toy: 1-D Gaussians
@@ -404,7 +404,7 @@ def test_train_distill_stages_resume_and_the_saved_student_samples(teacher_dir, 
     assert out.shape == (1, 4, 3, 32, 64) and torch.isfinite(out).all()
 
 
-def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path, capsys):
+def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path):
     data = (str(tmp_path),)
     cases = [dict(stage="both"), dict(ablation="half"), dict(config="huge"), dict(teacher=tmp_path / "none"),
              dict(fake_updates=0), dict(t_min=500, t_max=400), dict(gan_steps=0, dmd_steps=0),
@@ -414,9 +414,14 @@ def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path, capsys):
         with pytest.raises(FvgenError) as e:
             train_distill(**kw)
         assert "\n" not in str(e.value) and str(e.value), case
-    assert main(["--teacher", str(teacher_dir), "--out", str(tmp_path / "o"), "--stage", "x", "--data", str(tmp_path)]) == 2
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("error: --stage")
+    from typer.testing import CliRunner
+
+    from fvgen.cli import app
+
+    res = CliRunner().invoke(app, ["train", "distill", "--teacher", str(teacher_dir), "--out", str(tmp_path / "o"),
+                                   "--stage", "x", "--data", str(tmp_path), "--config", "tiny-pixel"])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: --stage"), res.output
 
 
 def test_ablations_change_what_they_say():

@@ -1,5 +1,5 @@
 """Distilling the teacher into a 4-step student (issue 19; FVGen, arXiv 2508.06392, sec. 3.3):
-``train_distill(teacher_dir, out_dir, ...)`` / ``python -m fvgen.videomodel.distill.train``.
+``train_distill(teacher_dir, out_dir, ...)`` / ``fvgen train distill --teacher DIR --out DIR --data ...``.
 
 Two stages in one resumable run (``--stage gan|dmd|all`` picks what this call runs):
 
@@ -36,13 +36,11 @@ the same example shards).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,7 +68,7 @@ RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings 
 class DistillConf:
     name: str = "embedded"
     teacher: str = ""  # the teacher model folder (teacher.json, unet/, ref/, ...)
-    data: tuple[str, ...] = ()  # example shard folders, the teacher's (python -m fvgen.videomodel.data build)
+    data: tuple[str, ...] = ()  # example shard folders, the teacher's (fvgen data build)
     val_source: str = ""  # examples whose meta.source contains this are left out
     ablation: str = "full"
     batch_size: int = 4  # clips per process and step
@@ -525,7 +523,7 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     conf = load_distill_config(config, ablation, teacher=str(Path(teacher).resolve()) if str(teacher) else "",
                                **overrides)
     if not conf.data:
-        raise FvgenError("no example shards given (--data DIR ...: the teacher's, `python -m fvgen.videomodel.data build`)")
+        raise FvgenError("no example shards given (--data DIR ...: the teacher's, `fvgen data build`)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = Dist()
@@ -550,39 +548,3 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     if dist.main:
         run.log(event="exit", **res)
     return res
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fvgen.videomodel.distill.train",
-                                 description="distil the teacher into a 4-step student (GAN, then softened-KL DMD)")
-    ap.add_argument("--teacher", required=True, help="teacher model folder (the model/ of `fvgen train teacher`)")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--data", nargs="*", help="example shard folders (the teacher's)")
-    ap.add_argument("--stage", default="all", help="gan, dmd or all")
-    ap.add_argument("--ablation", default=None, help=", ".join(ABLATIONS))
-    ap.add_argument("--config", default="embedded", help=", ".join(DISTILL_CONFIGS))
-    ap.add_argument("--gan-steps", type=int, default=None)
-    ap.add_argument("--dmd-steps", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--max-minutes", type=float, default=None, help="checkpoint and exit after this long")
-    ap.add_argument("--stop-file", default=None, help="checkpoint and exit (paused) as soon as this file exists")
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--workers", type=int, default=None, help="threads that decode the example shards at start")
-    a = ap.parse_args(argv)
-    try:
-        res = train_distill(a.teacher, a.out, a.stage, a.ablation, a.config, not a.no_resume, a.max_minutes,
-                            a.workers, a.stop_file, command=" ".join(["python -m fvgen.videomodel.distill.train", *(argv if argv is not None else sys.argv[1:])]),
-                            data=tuple(a.data) if a.data else None, gan_steps=a.gan_steps, dmd_steps=a.dmd_steps,
-                            batch_size=a.batch_size)
-    except FvgenError as e:
-        print(f"error: {e}")
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(res))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
