@@ -155,10 +155,11 @@ def generate(
     out: OutDir = Path("fvgen_out"),
     traj: Traj = None,
     frames: Frames = None,
-    model: Optional[Path] = typer.Option(None, "--model", help="teacher model folder (teacher.json + "
-                                         "diffusers subfolders); none ships trained yet"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50)"),
-    cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="teacher or distilled student model folder "
+                                         "(teacher.json + diffusers subfolders); none ships trained yet"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50; a student's own, 4)"),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0, a "
+                                        "student's 1.0; 1 = off)"),
     strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
                                              "noised this far (SDEdit; runs round(steps x strength) steps); "
                                              "default 1, from pure noise"),

@@ -150,6 +150,11 @@ def generate(out: Path, conf: PipelineConf, model: str | Path | None, steps: int
     device = resolve_device(device)
     force = check_force(force, ("warp", "generate"))
     g = gen_conf or GenerateConf(fps=conf.warp.fps)
+    from .videomodel.distill.student import student_sampling
+
+    wanted = student_sampling(model_dir)
+    if wanted is not None and gen_conf is None:  # a distilled student: its own steps, no CFG, unless told
+        g = replace(g, steps=wanted["steps"], cfg=wanted["cfg"])
     if steps is not None:
         if steps < 1:
             raise FvgenError("--steps must be at least 1")
