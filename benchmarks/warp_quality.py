@@ -37,11 +37,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fvgen.core.cameras import Camera, read_cameras_opencv_json  # noqa: E402
-from splits import DATASETS, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, split  # noqa: E402
 from fvgen.core.images import read_image, resize_image  # noqa: E402
 from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
 from fvgen.videomodel.fill import biharmonic_fill  # noqa: E402

@@ -176,7 +176,7 @@ def test_interrupted_run_resumes_cleanly(tmp_path):
 
 @pytest.mark.skipif(not (DATASETS / "fern").exists(), reason="../shared/datasets not present")
 def test_eval_on_fern_with_gt_poses(tmp_path):
-    from fvgen.evaluation.heldout import evaluate
+    from fvgen.pipeline import evaluate
 
     m = evaluate(DATASETS / "fern", [1, 10, 19], [0, 8], "gt", tmp_path / "eval",
                  small_conf(**{"fit.iterations": 40}), device="cpu")
