@@ -13,8 +13,7 @@ Steps:
    that project into it (1-99 % percentiles), else from fvgen.mvs's coarse plane sweep (cheap, on
    ``device``); the union is stretched by ``depth_stretch`` like COLMAP stretches its own ranges.
 3. The dense workspace is written directly (no resampling by ``undistort_images``): ``images/``
-   (PNG), ``sparse/`` (a COLMAP text model: one PINHOLE camera per image, principal point in
-   COLMAP's corner-at-0 convention, i.e. ``cx + 0.5``), ``stereo/patch-match.cfg`` naming every
+   (PNG), ``sparse/`` (a COLMAP text model: one PINHOLE camera per image), ``stereo/patch-match.cfg`` naming every
    other view as a source of each view, and ``stereo/fusion.cfg``. ``sparse/points3D.txt`` holds
    *overlap points* (the SfM points, plus points sampled in each camera's frustum inside the
    depth range) with tracks on every view that sees them: COLMAP's fusion only walks between
@@ -27,6 +26,14 @@ Steps:
 5. The fused PLY (x y z, normals, uchar colours) and its ``.vis`` file (the views each point
    fuses) are read back; confidence = fraction of the views that fused the point. Statistical
    outlier removal and voxel averaging as in :mod:`fvgen.mvs`.
+
+Principal point: COLMAP's sparse models put pixel (0, 0) at the top-left corner (fvgen's readers
+and writers shift by 0.5 px there), but its dense code takes the integer pixel index as the image
+coordinate: PatchMatch back-projects pixel (row, col) as ``inv(K) @ (col, row, 1)`` and samples
+textures at ``x + 0.5`` (patch_match_cuda.cu, ``ComputePointAtDepth``), and fusion back-projects
+``inv(P) @ (col * d, row * d, d)`` (fusion.cc, ``StereoFusion::Fuse``). That is fvgen's
+centre-at-0 convention, so the workspace model carries fvgen's ``cx, cy`` unshifted: with
+``cx + 0.5`` every depth map would be back-projected half a pixel off (the tests pin this).
 """
 
 from __future__ import annotations
@@ -167,19 +174,55 @@ def write_colmap_array(path: Path, arr: np.ndarray) -> None:
         f.write(np.ascontiguousarray(a).tobytes())
 
 
+_PLY_TYPES = {"char": "i1", "uchar": "u1", "int8": "i1", "uint8": "u1", "short": "<i2",
+              "ushort": "<u2", "int16": "<i2", "uint16": "<u2", "int": "<i4", "uint": "<u4",
+              "int32": "<i4", "uint32": "<u4", "float": "<f4", "float32": "<f4",
+              "double": "<f8", "float64": "<f8"}
+
+
+def _read_binary_ply_vertices(path: Path) -> np.ndarray:
+    """The vertex table of a binary little-endian PLY with scalar properties (COLMAP's layout),
+    as a numpy structured array. numpy only: GPU hosts may lack plyfile."""
+    data = Path(path).read_bytes()
+    end = data.find(b"end_header")
+    if not data.startswith(b"ply") or end < 0:
+        raise ValueError("not a PLY file")
+    body = data.index(b"\n", end) + 1
+    fields, count, in_vertex = [], None, False
+    for line in data[:end].decode("ascii", "replace").splitlines():
+        tok = line.split()
+        if not tok:
+            continue
+        if tok[0] == "format" and tok[1:2] != ["binary_little_endian"]:
+            raise ValueError(f"PLY format {' '.join(tok[1:])} (expected binary_little_endian)")
+        if tok[0] == "element":
+            if count is not None and in_vertex:
+                break  # elements after the vertices are not read
+            in_vertex = tok[1] == "vertex"
+            if in_vertex:
+                count = int(tok[2])
+            elif count is None:
+                raise ValueError("elements before the vertices")
+        elif tok[0] == "property" and in_vertex:
+            if tok[1] == "list" or tok[1] not in _PLY_TYPES:
+                raise ValueError(f"unsupported vertex property {' '.join(tok[1:])}")
+            fields.append((tok[2], _PLY_TYPES[tok[1]]))
+    if count is None:
+        raise ValueError("no vertex element")
+    return np.frombuffer(data, dtype=np.dtype(fields), count=count, offset=body)
+
+
 def read_fused_ply(path: Path, num_views: int | None = None) -> PointCloud:
     """COLMAP's fused point cloud (binary PLY: x y z [nx ny nz] red green blue as uint8). When
     ``path + ".vis"`` exists (uint64 point count, then per point a uint32 count and that many
     uint32 view indices) and ``num_views`` is given, confidence = views fused / ``num_views``."""
-    from plyfile import PlyData
-
     path = Path(path)
     try:
-        v = PlyData.read(str(path))["vertex"].data
-    except Exception as e:
+        v = _read_binary_ply_vertices(path)
+        xyz = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
+        rgb = np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.float32) / 255.0
+    except (OSError, ValueError, KeyError) as e:
         raise FvgenError(f"cannot read COLMAP's fused cloud {path}: {e}") from None
-    xyz = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
-    rgb = np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.float32) / 255.0
     conf = None
     vis = Path(str(path) + ".vis")
     if num_views and vis.exists():
@@ -287,7 +330,7 @@ def write_workspace(folder: Path, images: np.ndarray, cameras: Sequence[Camera],
         els = []
         for j, uv in track:
             els.append(f"{j + 1} {len(obs[j])}")
-            obs[j].append((uv[0] + 0.5, uv[1] + 0.5, pid))  # COLMAP: corner-at-0 pixels
+            obs[j].append((uv[0], uv[1], pid))  # same pixel convention as K (module docstring)
         pts_lines.append(f"{pid} {X[0]:.9g} {X[1]:.9g} {X[2]:.9g} 128 128 128 0 " + " ".join(els))
     cam_lines = ["# Camera list with one line of data per camera:",
                  "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"]
@@ -295,7 +338,7 @@ def write_workspace(folder: Path, images: np.ndarray, cameras: Sequence[Camera],
                  "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
                  "#   POINTS2D[] as (X, Y, POINT3D_ID)"]
     for i, (c, name) in enumerate(zip(cameras, names), start=1):
-        params = (c.K[0, 0], c.K[1, 1], c.K[0, 2] + 0.5, c.K[1, 2] + 0.5)
+        params = (c.K[0, 0], c.K[1, 1], c.K[0, 2], c.K[1, 2])  # unshifted: module docstring
         cam_lines.append(f"{i} PINHOLE {c.width} {c.height} " + " ".join(f"{v:.12g}" for v in params))
         w2c = c.w2c
         q = rotmat_to_quat_wxyz(w2c[:3, :3])

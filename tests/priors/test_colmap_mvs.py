@@ -98,8 +98,9 @@ def test_workspace_round_trips_cameras_through_pycolmap(tmp_path):
         c = rec.cameras[im.camera_id]
         assert c.model.name == "PINHOLE" and (c.width, c.height) == (80, 60)
         fx, fy, cx, cy = c.params
-        # COLMAP's principal point: corner-at-0 pixels, ours: centre-at-0
-        np.testing.assert_allclose([fx, fy, cx - 0.5, cy - 0.5],
+        # the dense workspace keeps fvgen's centre-at-0 principal point (COLMAP's MVS code takes
+        # pixel indices as coordinates; see the module docstring and the end-to-end test)
+        np.testing.assert_allclose([fx, fy, cx, cy],
                                    [cam.K[0, 0], cam.K[1, 1], cam.K[0, 2], cam.K[1, 2]], atol=1e-9)
         w2c = np.asarray(im.cam_from_world().matrix())
         np.testing.assert_allclose(w2c, cam.w2c[:3], atol=1e-9)
@@ -110,7 +111,7 @@ def test_workspace_round_trips_cameras_through_pycolmap(tmp_path):
         ids = sorted({el.image_id for el in p.track.elements})
         assert len(ids) >= 2
         pairs.update((a, b) for a in ids for b in ids if a < b)
-        for el in p.track.elements:  # the observation is where the point projects (corner pixels)
+        for el in p.track.elements:  # the observation is where the point projects
             im = rec.images[el.image_id]
             uv = np.asarray(rec.cameras[im.camera_id].img_from_cam(
                 np.asarray(im.cam_from_world() * p.xyz)))
@@ -187,6 +188,23 @@ def test_fused_ply_reader(tmp_path):
     (tmp_path / "bad.ply").write_bytes(b"not a ply")
     with pytest.raises(FvgenError, match="cannot read COLMAP's fused cloud"):
         read_fused_ply(tmp_path / "bad.ply")
+
+
+def test_ply_vertex_reader_agrees_with_plyfile(tmp_path):
+    from fvgen.colmap_mvs import _read_binary_ply_vertices
+    from fvgen.prior import PointCloud
+
+    rng = np.random.default_rng(2)
+    pc = PointCloud(rng.random((50, 3)), rng.random((50, 3)), rng.random(50))
+    pc.save_ply(tmp_path / "p.ply")  # plyfile, binary little endian
+    v = _read_binary_ply_vertices(tmp_path / "p.ply")
+    np.testing.assert_array_equal(np.stack([v["x"], v["y"], v["z"]], 1), pc.xyz)
+    np.testing.assert_array_equal(v["confidence"], pc.conf)
+    np.testing.assert_array_equal(v["green"], np.round(pc.rgb[:, 1] * 255).astype(np.uint8))
+    (tmp_path / "a.ply").write_text("ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n"
+                                     "end_header\n1\n")
+    with pytest.raises(ValueError, match="binary_little_endian"):
+        _read_binary_ply_vertices(tmp_path / "a.ply")
 
 
 def test_colmap_fusion_on_our_workspace(tmp_path):
@@ -267,3 +285,71 @@ def test_child_timeout_becomes_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(colmap_mvs.sys, "executable", str(fake))
     with pytest.raises(FvgenError, match=r"did not finish in 0.5 s"):
         run_colmap_child({"phases": ["fusion"]}, tmp_path / "colmap.log", 0.5)
+
+
+# ----------------------------------------------------------------------------- whole backend
+
+
+def test_colmap_dense_end_to_end_with_plane_depth_maps(tmp_path, monkeypatch, one_thread):
+    """colmap_dense around the child: resize, depth range from the coarse sweep, workspace,
+    COLMAP's real fusion, reading back and cleaning. PatchMatch (CUDA) is the one part replaced:
+    the child's first phase writes the true depth/normal maps of the scene (a textured plane at
+    z = 5) instead, then the real fusion runs in the child."""
+    W, H, f = 128, 96, 110.0
+    xs = (-0.4, 0.0, 0.4)
+    cams = [Camera([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]],
+                   np.array([[1, 0, 0, x], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), W, H) for x in xs]
+
+    def texture(X, Y):  # smooth: at most ~0.15 rad per pixel, so nearest-pixel colours agree
+        return 0.5 + 0.2 * np.sin(3 * X + 1) * np.cos(2 * Y) + 0.15 * np.sin(2 * X + 3 * Y)
+
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    imgs = []
+    for x in xs:
+        X, Y = x + (u - (W - 1) / 2) * 5 / f, (v - (H - 1) / 2) * 5 / f
+        imgs.append(np.stack([texture(X, Y), texture(X + 0.3, Y), texture(X, Y + 0.3)], -1))
+    imgs = np.clip(np.stack(imgs), 0, 1).astype(np.float32)
+    # the backend sees 2x larger images (resized to max_image_size) and 2x scaled cameras
+    big = np.repeat(np.repeat(imgs, 2, axis=1), 2, axis=2)
+    big_cams = [c.scaled(2 * W, 2 * H) for c in cams]
+    monkeypatch.setattr(colmap_mvs, "colmap_available", lambda: (True, "test"))
+    real_child = colmap_mvs.run_colmap_child
+    seen = {}
+
+    def child(job, log_path, timeout_s):
+        assert job["phases"] == ["patch_match", "fusion"]
+        seen["patch_match"] = job["patch_match"]
+        ws = colmap_mvs.Path(job["workspace"])
+        for line in (ws / "sparse" / "images.txt").read_text().splitlines()[3::2]:
+            name = line.split()[-1]
+            write_colmap_array(ws / "stereo" / "depth_maps" / f"{name}.geometric.bin", np.full((H, W), 5.0))
+            nm = np.zeros((H, W, 3))
+            nm[..., 2] = -1
+            write_colmap_array(ws / "stereo" / "normal_maps" / f"{name}.geometric.bin", nm)
+        return real_child({**job, "phases": ["fusion"]}, log_path, timeout_s)
+
+    monkeypatch.setattr(colmap_mvs, "run_colmap_child", child)
+    conf = ColmapMvsConf(max_image_size=W)
+    cloud, info = colmap_dense(big, big_cams, None, conf, tmp_path, return_depths=True)
+    assert info["stereo_size"] == [W, H] and info["range_source"] == "coarse sweep"
+    pm = seen["patch_match"]
+    assert pm["depth_min"] < 5.0 < pm["depth_max"] and pm["depth_max"] < 40
+    assert pm["filter_min_num_consistent"] == 1 and pm["geom_consistency"] and pm["max_image_size"] == -1
+    assert info["valid_fraction"] == [1.0, 1.0, 1.0] and info["depths"][0].shape == (H, W)
+    assert info["points_fused"] > 0.9 * W * H and 0 < info["points"] <= info["points_fused"]
+    np.testing.assert_allclose(cloud.xyz[:, 2], 5.0, atol=1e-3)
+    assert cloud.conf.min() > 0 and cloud.conf.max() <= 1 and 0 <= cloud.rgb.min() and cloud.rgb.max() <= 1
+    # colours: the plane's texture at the points (voxel averaging blurs a little)
+    np.testing.assert_allclose(cloud.rgb[:, 0], texture(cloud.xyz[:, 0], cloud.xyz[:, 1]), atol=0.06)
+    assert (tmp_path / "fused.ply").exists() and (tmp_path / "colmap.log").exists()
+    # principal point convention: COLMAP's fusion back-projects integer pixel indices and fuses the
+    # median of the pixels' points, so (an odd number of pixels) a fused point sits on a pixel of one
+    # of the views: x = x_c + (col - cx) * 5 / f for an integer col. Written as cx + 0.5, every
+    # point would be half a pixel off that grid.
+    raw = read_fused_ply(tmp_path / "fused.ply")
+    px = raw.xyz[:, 0] * f / 5 + (W - 1) / 2
+    off = np.min([np.abs(px - x * f / 5 - np.round(px - x * f / 5)) for x in xs], axis=0)
+    py = raw.xyz[:, 1] * f / 5 + (H - 1) / 2
+    off_y = np.abs(py - np.round(py))
+    on_grid = (off < 1e-3) & (off_y < 1e-3)
+    assert on_grid.mean() > 0.7, (np.round(np.quantile(off, [0.1, 0.5, 0.9]), 3), on_grid.mean())
