@@ -399,10 +399,10 @@ def _failure_reason(log: str) -> str:
     for ln in reversed(lines):
         if ln.startswith(CHILD_ERROR_TAG):
             return ln[len(CHILD_ERROR_TAG):].strip()
-    for key in ("Check failed", "terminate called", "what():", "Error", "error"):
+    for key in ("Check failed", "what():", "terminate called", "Error", "error"):
         for ln in reversed(lines):
             if key in ln:
-                return ln
+                return ln.split("what():", 1)[-1].strip()  # C++ exceptions: the message only
     for ln in reversed(lines):
         if ln[:1] in "FE" and ln[1:5].isdigit():  # glog: F20261207 12:00:00 ...
             return ln
@@ -424,8 +424,8 @@ def run_colmap_child(job: dict, log_path: Path, timeout_s: float) -> dict:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     module = __name__ if __name__ != "__main__" else "fvgen.colmap_mvs"
     cmd = [sys.executable, "-c", f"from {module} import _child_main; _child_main()", str(job_path)]
-    what = " and ".join({"patch_match": "PatchMatch stereo", "fusion": "stereo fusion"}[p]
-                        for p in job["phases"])
+    what = " + ".join({"patch_match": "PatchMatch stereo", "fusion": "stereo fusion"}[p]
+                      for p in job["phases"])
     with open(log_path, "w") as log:
         try:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
