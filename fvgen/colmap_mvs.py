@@ -131,7 +131,8 @@ def colmap_available() -> tuple[bool, str]:
     version = getattr(pycolmap, "__version__", "?")
     if not getattr(pycolmap, "has_cuda", False):
         return False, (f"pycolmap {version} is built without CUDA: install pycolmap-cuda12 in place "
-                       f"of pycolmap (pip uninstall pycolmap; pip install pycolmap-cuda12)")
+                       f"of pycolmap (FVGEN_COLMAP=cuda bash scripts/setup.sh, or pip uninstall -y "
+                       f"pycolmap && pip install --force-reinstall pycolmap-cuda12)")
     for name in ("patch_match_stereo", "stereo_fusion", "PatchMatchOptions", "StereoFusionOptions"):
         if not hasattr(pycolmap, name):
             return False, f"pycolmap {version} has no {name} (needs pycolmap 3.11 or newer)"
