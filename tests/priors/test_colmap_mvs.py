@@ -83,6 +83,24 @@ def test_colmap_dense_refuses_in_one_line_without_cuda(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())  # nothing written before the check
 
 
+def test_conf_sets_real_pycolmap_option_fields():
+    """Every option the child sets exists under that name in this pycolmap and passes its check()."""
+    conf = ColmapMvsConf()
+    pm = pycolmap.PatchMatchOptions()
+    for k, v in conf.patch_match_options(0.5, 20.0).items():
+        assert hasattr(pm, k), k
+        setattr(pm, k, v)
+    assert pm.depth_min == 0.5 and pm.filter_min_num_consistent == 1 and pm.gpu_index == "-1"
+    fo = pycolmap.StereoFusionOptions()
+    for k, v in conf.fusion_options().items():
+        assert hasattr(fo, k), k
+        setattr(fo, k, v)
+    assert fo.min_num_pixels == 2
+    for o in (pm, fo):
+        if hasattr(o, "check"):
+            assert o.check() in (None, True)
+
+
 # ----------------------------------------------------------------------------- workspace
 
 
