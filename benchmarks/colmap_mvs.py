@@ -1,8 +1,8 @@
 """Dense prior backends compared at held-out cameras: COLMAP PatchMatch (CUDA) vs the plane sweep.
 
 For fern, dtu_scan24 and fox at their 3-view splits (benchmarks/splits.py) with ground-truth
-cameras and no SfM points (both backends find the depth range with fvgen.mvs's coarse sweep), builds
-the dense cloud with each backend and scores it as benchmarks/warp_quality.py does
+cameras and no SfM points (both backends find the depth range with fvgen.priors.mvs's coarse
+sweep), builds the dense cloud with each backend and scores it as benchmarks/warp_quality.py does
 (:func:`warp_quality.evaluate_cloud`): coverage and covered-pixel PSNR of the warp at the test
 cameras (tight and adaptive splats), whole-frame PSNR / SSIM of the tight warp with its holes filled
 (biharmonic), MVS seconds. COLMAP needs pycolmap-cuda12 and a GPU (``benchmarks/gpu_colmap_mvs.sh``
@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fvgen.cameras import read_cameras_opencv_json  # noqa: E402
-from fvgen.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
-from fvgen.errors import FvgenError  # noqa: E402
-from fvgen.mvs import MvsConf, dense_point_cloud  # noqa: E402
+from fvgen.core.cameras import read_cameras_opencv_json  # noqa: E402
+from fvgen.priors.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
+from fvgen.core.errors import FvgenError  # noqa: E402
+from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
 from splits import DATASETS, SCENES, split  # noqa: E402
 from warp_quality import evaluate_cloud, load_view, scene_image_size  # noqa: E402
 
@@ -118,7 +118,7 @@ def warm_up(device: str) -> None:
     (each COLMAP run starts its own process: that cost is part of the backend)."""
     rng = np.random.default_rng(0)
     imgs = rng.random((3, 48, 64, 3)).astype(np.float32)
-    from fvgen.cameras import Camera
+    from fvgen.core.cameras import Camera
 
     cams = [Camera([[60, 0, 31.5], [0, 60, 23.5], [0, 0, 1]],
                    np.array([[1, 0, 0, x], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]), 64, 48)

@@ -10,12 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from fvgen import colmap_mvs
-from fvgen.cameras import Camera, look_at
-from fvgen.colmap_mvs import (ColmapMvsConf, colmap_available, colmap_dense, overlap_points,
+from fvgen.priors import colmap_mvs
+from fvgen.core.cameras import Camera, look_at
+from fvgen.priors.colmap_mvs import (ColmapMvsConf, colmap_available, colmap_dense, overlap_points,
                               read_colmap_array, read_fused_ply, run_colmap_child,
                               write_colmap_array, write_workspace)
-from fvgen.errors import FvgenError
+from fvgen.core.errors import FvgenError
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -210,8 +210,8 @@ def test_fused_ply_reader(tmp_path):
 
 def test_ply_vertex_reader_agrees_with_plyfile(tmp_path):
     pytest.importorskip("plyfile")  # GPU hosts run this file without it
-    from fvgen.colmap_mvs import _read_binary_ply_vertices
-    from fvgen.prior import PointCloud
+    from fvgen.priors.colmap_mvs import _read_binary_ply_vertices
+    from fvgen.core.pointcloud import PointCloud
 
     rng = np.random.default_rng(2)
     pc = PointCloud(rng.random((50, 3)), rng.random((50, 3)), rng.random(50))

@@ -1,20 +1,23 @@
 """Dense point cloud from COLMAP's PatchMatch stereo on CUDA (pycolmap built with CUDA).
 
-The alternative to :func:`fvgen.mvs.dense_point_cloud` (the torch plane sweep) for machines with a
-GPU and ``pycolmap-cuda12`` installed in place of ``pycolmap`` (it ships the same ``pycolmap``
-module, built with CUDA). Same inputs and the same output contract: a :class:`PointCloud` in the
-cameras' world frame, colours in [0, 1], confidence in (0, 1], and an ``info`` dict.
+The alternative to :func:`fvgen.priors.mvs.dense_point_cloud` (the torch plane sweep) for machines
+with a GPU and ``pycolmap-cuda12`` installed in place of ``pycolmap`` (it ships the same
+``pycolmap`` module, built with CUDA). Same inputs and the same output contract: a
+:class:`PointCloud` in the cameras' world frame, colours in [0, 1], confidence in (0, 1], and an
+``info`` dict.
 
 Steps:
 
 1. Images are undistorted (cameras with ``dist``) and resized so the long side is at most
    ``ColmapMvsConf.max_image_size``.
 2. A depth range for all views: ``depth_range`` when given, else per view from the SfM points
-   that project into it (1-99 % percentiles), else from fvgen.mvs's coarse plane sweep (cheap, on
-   ``device``); the union is stretched by ``depth_stretch`` like COLMAP stretches its own ranges.
+   that project into it (1-99 % percentiles), else from fvgen.priors.mvs's coarse plane sweep
+   (cheap, on ``device``); the union is stretched by ``depth_stretch`` as COLMAP stretches its
+   own ranges.
 3. The dense workspace is written directly (no resampling by ``undistort_images``): ``images/``
-   (PNG), ``sparse/`` (a COLMAP text model: one PINHOLE camera per image), ``stereo/patch-match.cfg`` naming every
-   other view as a source of each view, and ``stereo/fusion.cfg``. ``sparse/points3D.txt`` holds
+   (PNG), ``sparse/`` (a COLMAP text model: one PINHOLE camera per image),
+   ``stereo/patch-match.cfg`` naming every other view as a source of each view, and
+   ``stereo/fusion.cfg``. ``sparse/points3D.txt`` holds
    *overlap points* (the SfM points, plus points sampled in each camera's frustum inside the
    depth range) with tracks on every view that sees them: COLMAP's fusion only walks between
    images that share sparse points (``Model::GetMaxOverlappingImages``), so an empty model fuses
@@ -25,7 +28,7 @@ Steps:
    the child's failure becomes a one-line :class:`FvgenError` here instead of a core dump.
 5. The fused PLY (x y z, normals, uchar colours) and its ``.vis`` file (the views each point
    fuses) are read back; confidence = fraction of the views that fused the point. Statistical
-   outlier removal and voxel averaging as in :mod:`fvgen.mvs`.
+   outlier removal and voxel averaging as in :mod:`fvgen.priors.mvs`.
 
 Principal point: COLMAP's sparse models put pixel (0, 0) at the top-left corner (fvgen's readers
 and writers shift by 0.5 px there), but its dense code takes the integer pixel index as the image
@@ -51,9 +54,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .cameras import Camera, rotmat_to_quat_wxyz
-from .errors import FvgenError
-from .prior import PointCloud
+from ..core.cameras import Camera, rotmat_to_quat_wxyz
+from ..core.errors import FvgenError
+from ..core.pointcloud import PointCloud
 
 # Printed by the child process before a clean failure exit, followed by the reason on one line.
 CHILD_ERROR_TAG = "fvgen-colmap-error:"
@@ -91,7 +94,7 @@ class ColmapMvsConf:
     fusion_max_reproj_error: float = 2.0  # pixels
     fusion_max_depth_error: float = 0.01  # relative
     fusion_max_normal_error: float = 10.0  # degrees
-    # cleaning, as fvgen.mvs.MvsConf
+    # cleaning, as fvgen.priors.mvs.MvsConf
     voxel_fraction: float = 0.001  # voxel size, fraction of the robust scene extent (0: off)
     outlier_neighbors: int = 16  # statistical outlier removal (0: off)
     outlier_std_ratio: float = 2.5
@@ -255,8 +258,11 @@ def _project(cam: Camera, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uv, z
 
 
+Track = list[tuple[int, np.ndarray]]  # (view index, pixel [2]) for each view that sees a point
+
+
 def overlap_points(cameras: Sequence[Camera], depth_min: float, depth_max: float,
-                   sparse: np.ndarray | None = None, grid: int = 12) -> tuple[np.ndarray, list[list[tuple[int, np.ndarray]]]]:
+                   sparse: np.ndarray | None = None, grid: int = 12) -> tuple[np.ndarray, list[Track]]:
     """3D points that tell COLMAP which views overlap, with their tracks.
 
     Candidates: the SfM points (at most 20000) plus, for each camera, a ``grid`` x ``grid`` pixel
@@ -308,7 +314,7 @@ def write_workspace(folder: Path, images: np.ndarray, cameras: Sequence[Camera],
     Returns:
         The image names in the workspace, in view order.
     """
-    from .images import save_image
+    from ..core.images import save_image
 
     folder = Path(folder)
     N = len(cameras)
@@ -420,10 +426,10 @@ def run_colmap_child(job: dict, log_path: Path, timeout_s: float) -> dict:
     log_path = Path(log_path)
     job_path = log_path.with_suffix(".job.json")
     job_path.write_text(json.dumps(job))
-    root = str(Path(__file__).resolve().parents[1])  # the folder holding the fvgen package
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the fvgen package
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    module = __name__ if __name__ != "__main__" else "fvgen.colmap_mvs"
+    module = __name__ if __name__ != "__main__" else "fvgen.priors.colmap_mvs"
     cmd = [sys.executable, "-c", f"from {module} import _child_main; _child_main()", str(job_path)]
     what = " + ".join({"patch_match": "PatchMatch stereo", "fusion": "stereo fusion"}[p]
                       for p in job["phases"])
@@ -454,7 +460,7 @@ def run_colmap_child(job: dict, log_path: Path, timeout_s: float) -> dict:
 
 def _depth_range(images: np.ndarray, cams: Sequence[Camera], sparse: PointCloud | None,
                  device) -> tuple[list[tuple[float, float]], str]:
-    """Per-view (near, far) from the SfM points, else from fvgen.mvs's coarse sweep."""
+    """Per-view (near, far) from the SfM points, else from fvgen.priors.mvs's coarse sweep."""
     from .mvs import MvsConf, _coarse_ranges, _sparse_range
 
     ranges = [_sparse_range(sparse, c) for c in cams]
@@ -489,8 +495,8 @@ def colmap_dense(images: np.ndarray, cameras: list[Camera], sparse_points: Point
             stereo cameras in info["depths"] / info["masks"] / info["stereo_cameras"].
 
     Returns:
-        ``(cloud, info)`` as :func:`fvgen.mvs.dense_point_cloud`: cloud in the cameras' world frame
-        with ``conf`` in (0, 1]; info with ``backend``, ``points_fused``,
+        ``(cloud, info)`` as :func:`fvgen.priors.mvs.dense_point_cloud`: cloud in the cameras' world
+        frame with ``conf`` in (0, 1]; info with ``backend``, ``points_fused``,
         ``points_after_outliers``, ``points``, ``voxel_size``, ``stereo_size``, ``range_source``,
         ``depth_ranges``, ``depth_min``/``depth_max``, ``valid_fraction`` (per view),
         ``seconds_range``, ``seconds_patch_match``, ``seconds_fusion``, ``seconds``, ``conf``.
@@ -514,9 +520,9 @@ def _colmap_dense(images, cameras, sparse_points, conf: ColmapMvsConf, workdir: 
                   device, return_depths):
     import pycolmap
 
-    from .images import fit_size, resize_image
+    from ..core.images import fit_size, resize_image
     from .mvs import _voxel_average, statistical_inliers
-    from .undistort import undistort_image
+    from ..core.undistort import undistort_image
 
     t0 = time.time()
     images = np.asarray(images, dtype=np.float32)
