@@ -400,5 +400,5 @@ def test_patch_match_on_gpu_recovers_a_plane(tmp_path):
     assert min(info["valid_fraction"]) > 0.5, info["valid_fraction"]
     assert info["points"] > 0.3 * 160 * 120
     assert np.median(np.abs(cloud.xyz[:, 2] - 5.0)) < 0.02
-    assert np.mean(np.abs(cloud.xyz[:, 2] - 5.0) < 0.1) > 0.95
+    assert np.mean(np.abs(cloud.xyz[:, 2] - 5.0) < 0.1) > 0.9
     assert info["seconds_patch_match"] > 0 and info["seconds_fusion"] >= 0
