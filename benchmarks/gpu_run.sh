@@ -25,7 +25,7 @@
 #   ddp-throughput (150 per count)  teacher training throughput, torchrun over $NPROCS GPUs
 #                         (default "1 2"; a multi-GPU kind), --benchmark 30 --batch-size 8: bench_N.log
 #   warp-test (200)       the gsplat point-warp tests of $WARP_TESTS (default tests/render/test_points_render.py)
-#   colmap-test (150)     tests/priors/test_colmap_mvs.py (its GPU test runs real PatchMatch): colmap_test.log
+#   colmap-test (120)     tests/priors/test_colmap_mvs.py (its GPU test runs real PatchMatch): colmap_test.log
 #   colmap-mvs (420)      colmap_mvs.py on $DATA: COLMAP PatchMatch (defaults and $COLMAP_VARIANTS) against
 #                         the plane sweep at the 3-view splits, GT cameras: colmap_mvs.json, colmap_mvs.log
 #   Both need pycolmap-cuda12: COLMAP_CUDA=DIR installs it first (benchmarks/gpu_colmap_mvs.sh).
@@ -121,7 +121,7 @@ run_job() {  # run_job NAME LIMIT_S
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
                    [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
-                   [colmap-test]=150 [colmap-mvs]=420)
+                   [colmap-test]=120 [colmap-mvs]=420)
 
 if [ -n "${WHEELS:-}" ]; then
   install_wheels $WHEELS || exit 1
