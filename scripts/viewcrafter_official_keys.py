@@ -25,13 +25,15 @@ COMMIT = "8408cd5a7ae66b7f6e8cdfda0b3d0c2996f8646d"
 OUT = Path(__file__).resolve().parents[1] / "fvgen/videomodel/viewcrafter/official_keys.json.gz"
 
 # configs/inference_pvd_512.yaml == inference_pvd_1024.yaml for every shape-defining value
-UNET = dict(in_channels=8, out_channels=4, model_channels=320, attention_resolutions=(4, 2, 1), num_res_blocks=2,
-            channel_mult=(1, 2, 4, 4), num_head_channels=64, transformer_depth=1, context_dim=1024)
-VAE = dict(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=4, embed_dim=4, in_channels=3, out_ch=3)
-RESAMPLER = dict(dim=1024, depth=4, dim_head=64, heads=12, num_queries=16, embedding_dim=1280, output_dim=1024,
-                 ff_mult=4, video_length=16)
-CLIP_VISION = dict(width=1280, layers=32, patch=14, image=224, embed_dim=1024)
-CLIP_TEXT = dict(width=1024, layers=24, vocab=49408, context=77, embed_dim=1024)
+UNET = {"in_channels": 8, "out_channels": 4, "model_channels": 320, "attention_resolutions": (4, 2, 1),
+        "num_res_blocks": 2, "channel_mult": (1, 2, 4, 4), "num_head_channels": 64, "transformer_depth": 1,
+        "context_dim": 1024}
+VAE = {"ch": 128, "ch_mult": (1, 2, 4, 4), "num_res_blocks": 2, "z_channels": 4, "embed_dim": 4, "in_channels": 3,
+       "out_ch": 3}
+RESAMPLER = {"dim": 1024, "depth": 4, "dim_head": 64, "heads": 12, "num_queries": 16, "embedding_dim": 1280,
+             "output_dim": 1024, "ff_mult": 4, "video_length": 16}
+CLIP_VISION = {"width": 1280, "layers": 32, "patch": 14, "image": 224, "embed_dim": 1024}
+CLIP_TEXT = {"width": 1024, "layers": 24, "vocab": 49408, "context": 77, "embed_dim": 1024}
 SCHEDULE_BUFFERS = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
                     "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
                     "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",

@@ -12,17 +12,63 @@ CFG with guidance rescale. Everything here is written from reading the official 
 - :mod:`.generate`: :func:`viewcrafter_fill`, scene-size warps in, scene-size frames out.
 """
 
-from .checkpoint import CHECKPOINT_HINT, official_keys, read_checkpoint, split_checkpoint
+from .checkpoint import (
+    CHECKPOINT_HINT,
+    official_keys,
+    read_checkpoint,
+    split_checkpoint,
+)
 from .clip import CLIPTokenizer, OpenCLIPTextTower, OpenCLIPVisionTower, find_vocab
-from .load import ViewCrafterConfig, build_networks, load_networks, load_viewcrafter, make_pipeline
-from .pipeline import (DEFAULT_PROMPT, VARIANTS, ViewCrafterPipeline, ViewCrafterVariant, ddim_sample, ddim_step,
-                       dynamic_rescale_table, guided_v, make_scheduler)
+from .generate import viewcrafter_fill
+from .load import (
+    ViewCrafterConfig,
+    build_networks,
+    load_networks,
+    load_viewcrafter,
+    make_pipeline,
+)
+from .pipeline import (
+    DEFAULT_PROMPT,
+    VARIANTS,
+    ViewCrafterConditions,
+    ViewCrafterPipeline,
+    ViewCrafterVariant,
+    ddim_sample,
+    ddim_step,
+    dynamic_rescale_table,
+    guided_v,
+    make_scheduler,
+)
 from .resampler import ImageResampler
 from .unet import ViewCrafterUNet
 from .vae import make_vae
 
-__all__ = ["CHECKPOINT_HINT", "CLIPTokenizer", "DEFAULT_PROMPT", "ImageResampler", "OpenCLIPTextTower",
-           "OpenCLIPVisionTower", "VARIANTS", "ViewCrafterConfig", "ViewCrafterPipeline", "ViewCrafterUNet",
-           "ViewCrafterVariant", "build_networks", "ddim_sample", "ddim_step", "dynamic_rescale_table", "find_vocab",
-           "guided_v", "load_networks", "load_viewcrafter", "make_pipeline", "make_scheduler", "make_vae",
-           "official_keys", "read_checkpoint", "split_checkpoint"]
+__all__ = [
+    "CHECKPOINT_HINT",
+    "DEFAULT_PROMPT",
+    "VARIANTS",
+    "CLIPTokenizer",
+    "ImageResampler",
+    "OpenCLIPTextTower",
+    "OpenCLIPVisionTower",
+    "ViewCrafterConditions",
+    "ViewCrafterConfig",
+    "ViewCrafterPipeline",
+    "ViewCrafterUNet",
+    "ViewCrafterVariant",
+    "build_networks",
+    "ddim_sample",
+    "ddim_step",
+    "dynamic_rescale_table",
+    "find_vocab",
+    "guided_v",
+    "load_networks",
+    "load_viewcrafter",
+    "make_pipeline",
+    "make_scheduler",
+    "make_vae",
+    "official_keys",
+    "read_checkpoint",
+    "split_checkpoint",
+    "viewcrafter_fill",
+]

@@ -49,8 +49,8 @@ def _torch_load(path: Path):
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         text = str(e)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            g = re.search(r"GLOBAL ([\w.]+)", text)
+        g = re.search(r"GLOBAL ([\w.]+)", text)
+        if "Unsupported global" in text or g:
             raise FvgenError(f"{path} holds Python objects that are not loaded by default "
                              f"({g.group(1) if g else 'unknown'}); if you trust the file, set FVGEN_TRUST_CHECKPOINT=1") from None
         raise
@@ -72,13 +72,13 @@ def read_checkpoint(path: str | Path | None) -> dict:
 
         try:
             return load_file(str(path))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (safetensors raises several unrelated types)
             raise FvgenError(f"cannot read ViewCrafter checkpoint {path}: not a safetensors file ({e})") from None
     try:
         ckpt = _torch_load(path)
     except FvgenError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (torch.load raises many types for a bad file; all become one line)
         msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
         raise FvgenError(f"cannot read ViewCrafter checkpoint {path}: truncated, corrupt or not a torch checkpoint "
                          f"({type(e).__name__}: {msg})") from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import html
 import importlib.util
+import itertools
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -83,8 +84,14 @@ class OpenCLIPVisionTower(ModelMixin, ConfigMixin):
         self.transformer = Transformer(width, layers, heads)
         self.ln_post = nn.LayerNorm(width)  # loaded, unused by ViewCrafter (it takes all tokens)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))  # loaded, unused
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.reset_constants()
+
+    def reset_constants(self) -> None:
+        """(Re)create the normalisation constants on the weights' device (after loading onto ``meta``)."""
+        device = self.conv1.weight.device
+        device = torch.device("cpu") if device.type == "meta" else device
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """[-1, 1] [B, 3, H, W] -> normalised [B, 3, S, S] (the official kornia resize, no crop)."""
@@ -93,7 +100,7 @@ class OpenCLIPVisionTower(ModelMixin, ConfigMixin):
         size = self.config.image_size
         x = kornia.geometry.resize(image.float(), (size, size), interpolation="bicubic", align_corners=True,
                                    antialias=True)
-        return ((x + 1.0) / 2.0 - self.mean) / self.std
+        return ((x + 1.0) / 2.0 - self.mean.float()) / self.std.float()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(image).to(self.conv1.weight.dtype)
@@ -116,8 +123,14 @@ class OpenCLIPTextTower(ModelMixin, ConfigMixin):
         self.ln_final = nn.LayerNorm(width)
         self.text_projection = nn.Parameter(torch.empty(width, output_dim).normal_(std=width ** -0.5))  # unused
         self.logit_scale = nn.Parameter(torch.tensor(4.6052))  # unused; kept for strict loading
-        mask = torch.full((context_length, context_length), float("-inf")).triu_(1)
-        self.register_buffer("attn_mask", mask, persistent=False)
+        self.reset_constants()
+
+    def reset_constants(self) -> None:
+        """(Re)create the causal mask on the weights' device (after loading onto ``meta``)."""
+        n = self.config.context_length
+        device = self.positional_embedding.device
+        device = torch.device("cpu") if device.type == "meta" else device
+        self.register_buffer("attn_mask", torch.full((n, n), float("-inf"), device=device).triu_(1), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.token_embedding(tokens) + self.positional_embedding
@@ -131,7 +144,8 @@ def find_vocab(path: str | Path | None = None) -> Path:
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise FvgenError(f"CLIP vocabulary not found: {p} (pass the {VOCAB_NAME} of the open_clip_torch wheel)")
+            raise FvgenError(f"CLIP vocabulary not found: {p} (--clip-vocab takes the {VOCAB_NAME} of the "
+                             "open_clip_torch wheel)")
         return p
     try:
         spec = importlib.util.find_spec("open_clip")
@@ -185,7 +199,7 @@ class CLIPTokenizer:
             return self._cache[word]
         parts = list(word[:-1]) + [word[-1] + "</w>"]
         while len(parts) > 1:
-            pairs = [(self.ranks.get((a, b), None), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+            pairs = [(self.ranks.get((a, b), None), i) for i, (a, b) in enumerate(itertools.pairwise(parts))]
             pairs = [p for p in pairs if p[0] is not None]
             if not pairs:
                 break

@@ -3,7 +3,7 @@ loading the official checkpoint into them."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,20 +28,20 @@ class ViewCrafterConfig:
     vae: dict = field(default_factory=dict)
 
     @classmethod
-    def full(cls) -> "ViewCrafterConfig":
+    def full(cls) -> ViewCrafterConfig:
         return cls()
 
     @classmethod
-    def tiny(cls, frames: int = 2, vocab_size: int = 600) -> "ViewCrafterConfig":
+    def tiny(cls, frames: int = 2, vocab_size: int = 600) -> ViewCrafterConfig:
         """A few-hundred-thousand-parameter model of the same classes for CPU tests."""
         return cls(
-            unet=dict(model_channels=32, channel_mult=(1, 2), attention_resolutions=(1, 2), num_res_blocks=1,
-                      num_head_channels=16, context_dim=32, init_attention_heads=2, image_tokens_per_frame=4),
-            resampler=dict(dim=32, depth=1, dim_head=8, heads=2, num_queries=4, embedding_dim=48, output_dim=32,
-                           ff_mult=2, video_length=frames),
-            vision=dict(image_size=28, patch_size=14, width=48, layers=1, heads=2, output_dim=32),
-            text=dict(vocab_size=vocab_size, width=32, layers=2, heads=2, output_dim=32),
-            vae=dict(block_out_channels=(32, 32, 32, 32), layers_per_block=1),
+            unet={"model_channels": 32, "channel_mult": (1, 2), "attention_resolutions": (1, 2), "num_res_blocks": 1,
+                      "num_head_channels": 16, "context_dim": 32, "init_attention_heads": 2, "image_tokens_per_frame": 4},
+            resampler={"dim": 32, "depth": 1, "dim_head": 8, "heads": 2, "num_queries": 4, "embedding_dim": 48, "output_dim": 32,
+                           "ff_mult": 2, "video_length": frames},
+            vision={"image_size": 28, "patch_size": 14, "width": 48, "layers": 1, "heads": 2, "output_dim": 32},
+            text={"vocab_size": vocab_size, "width": 32, "layers": 2, "heads": 2, "output_dim": 32},
+            vae={"block_out_channels": (32, 32, 32, 32), "layers_per_block": 1},
         )
 
 
@@ -72,22 +72,10 @@ def load_networks(sd: dict, source: str, config: ViewCrafterConfig | None = None
                 "embedder.model.visual.*", source)
     load_strict(nets["text_encoder"], parts.text, "cond_stage_model.model.*", source)
     load_strict(nets["vae"], ldm_vae_to_diffusers(parts.vae, nets["vae"]), "first_stage_model.*", source)
-    for name in ("image_encoder", "text_encoder"):  # non-persistent buffers were left on meta
-        net = nets[name]
-        for mod in net.modules():
-            for bname, buf in list(mod._buffers.items()):
-                if buf is not None and buf.is_meta:
-                    mod._buffers[bname] = _rebuild_buffer(net, mod, bname)
+    for name in ("image_encoder", "text_encoder"):  # non-persistent constants were left on meta
+        nets[name].reset_constants()
     base = check_schedule(parts.schedule, make_scheduler().alphas_cumprod, source)
     return nets, base
-
-
-def _rebuild_buffer(net, mod, name: str) -> torch.Tensor:
-    fresh = type(net)(**net.config)  # small buffers: rebuild the network's constants on CPU
-    for fm, m in zip(fresh.modules(), net.modules()):
-        if m is mod:
-            return fm._buffers[name]
-    raise RuntimeError(f"buffer {name} not found")  # pragma: no cover
 
 
 def load_viewcrafter(checkpoint: str | Path | None, variant: str | None = None, clip_vocab: str | Path | None = None,
@@ -95,12 +83,13 @@ def load_viewcrafter(checkpoint: str | Path | None, variant: str | None = None, 
                      require_tokenizer: bool = True) -> tuple[ViewCrafterPipeline, ViewCrafterVariant]:
     """The pipeline with the official weights. ``variant`` '512' / '1024' (None: from the file's
     dynamic-rescale table, else from the file name: '_16' -> 512, '_25' -> 1024)."""
+    tokenizer = CLIPTokenizer(find_vocab(clip_vocab)) if (require_tokenizer or clip_vocab) else None  # fail fast
     sd = read_checkpoint(checkpoint)
-    nets, base = load_networks(sd, str(checkpoint))
-    del sd
+    table = sd.get("scale_arr")
+    file_base = float(table[-1]) if isinstance(table, torch.Tensor) and table.numel() and not table.is_meta else None
     if variant is None:
-        if base is not None:
-            variant = min(VARIANTS, key=lambda k: abs(VARIANTS[k].base_scale - base))
+        if file_base is not None:
+            variant = min(VARIANTS, key=lambda k: abs(VARIANTS[k].base_scale - file_base))
         elif "_16" in Path(checkpoint).name:
             variant = "512"
         elif "_25" in Path(checkpoint).name:
@@ -110,11 +99,12 @@ def load_viewcrafter(checkpoint: str | Path | None, variant: str | None = None, 
     if variant not in VARIANTS:
         raise FvgenError(f"unknown ViewCrafter variant {variant!r} (512 or 1024)")
     v = VARIANTS[variant]
-    tokenizer = CLIPTokenizer(find_vocab(clip_vocab)) if (require_tokenizer or clip_vocab) else None
+    if file_base is not None and abs(file_base - v.base_scale) > 1e-3:
+        raise FvgenError(f"{checkpoint} is not the {variant} model (its dynamic-rescale scale is {file_base:.2f}, "
+                         f"the {variant} model's {v.base_scale}); pass the other --variant or leave it out")
+    nets, base = load_networks(sd, str(checkpoint))
+    del sd
     for name, net in nets.items():
         nets[name] = net.to(device=device, dtype=dtype).eval()
     return make_pipeline(nets, v, tokenizer, base_scale=base if base is not None else v.base_scale), v
 
-
-def config_dict(config: ViewCrafterConfig) -> dict:
-    return asdict(config)

@@ -21,8 +21,9 @@ What the official inference does (``utils/diffusion_utils.image_guided_synthesis
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
@@ -72,7 +73,7 @@ def dynamic_rescale_table(base_scale: float, turning_step: int = 400, num_train_
 
 def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int = 1000) -> list[int]:
     ts = [int(t) for t in timesteps]
-    if not ts or any(not 0 <= t < num_train_timesteps for t in ts) or any(a <= b for a, b in zip(ts, ts[1:])):
+    if not ts or any(not 0 <= t < num_train_timesteps for t in ts) or any(a <= b for a, b in itertools.pairwise(ts)):
         raise FvgenError(f"timesteps must be strictly decreasing integers in [0, {num_train_timesteps}), got {ts[:6]}")
     return ts
 
@@ -82,7 +83,8 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> to
     if phi <= 0:
         return guided
     dims = list(range(1, guided.ndim))
-    rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    # the clamp only matters for an all-constant prediction (e.g. a zero-initialised network)
+    rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12))
     return phi * rescaled + (1 - phi) * guided
 
 
@@ -91,7 +93,7 @@ def ddim_step(alphas_cumprod: torch.Tensor, v: torch.Tensor, t: int, t_prev: int
     """One DDIM step from v: (x_{t_prev}, x0 prediction). ``t_prev`` -1 means the end (alpha =
     alphas_cumprod[0]); ``scale`` is the dynamic-rescale table (None: no rescale)."""
     a_t = alphas_cumprod[t].double()
-    a_prev = alphas_cumprod[t_prev if t_prev >= 0 else 0].double()
+    a_prev = alphas_cumprod[max(t_prev, 0)].double()
     x64, v64 = x.double(), v.double()
     x0 = a_t.sqrt() * x64 - (1 - a_t).sqrt() * v64
     eps = a_t.sqrt() * v64 + (1 - a_t).sqrt() * x64
@@ -133,6 +135,17 @@ def ddim_sample(v_fn: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tens
     return x
 
 
+@dataclass
+class ViewCrafterConditions:
+    """Inputs of the UNet besides the noisy latent: concat [B, 4, T, h, w] (render latents),
+    cond / uncond [B, 77 + L, 1024] (text then image tokens; uncond None without guidance), fps [B]."""
+
+    concat: torch.Tensor
+    cond: torch.Tensor
+    uncond: torch.Tensor | None
+    fps: torch.Tensor
+
+
 class ViewCrafterPipeline(DiffusionPipeline):
     """renders [B, 3, T, H, W] and a condition image [B, 3, H, W], both in [-1, 1] -> frames
     [B, 3, T, H, W] in [-1, 1] (``output_type="latent"``: the final latents [B, 4, T, H/8, W/8]).
@@ -146,6 +159,9 @@ class ViewCrafterPipeline(DiffusionPipeline):
                  scheduler: DDIMScheduler, text_encoder: OpenCLIPTextTower | None = None,
                  tokenizer: CLIPTokenizer | None = None, base_scale: float = 0.7):
         super().__init__()
+        for net in (unet, vae, resampler, image_encoder, text_encoder):
+            if net is not None:
+                net.eval()  # sampling: dropout off (the UNet has dropout 0.1)
         self.register_modules(unet=unet, vae=vae, resampler=resampler, image_encoder=image_encoder,
                               scheduler=scheduler, text_encoder=text_encoder)
         self.tokenizer = tokenizer  # ours, not a diffusers component
@@ -166,7 +182,7 @@ class ViewCrafterPipeline(DiffusionPipeline):
         """One-line errors for inputs the model cannot take."""
         if renders.ndim != 5 or renders.shape[1] != 3:
             raise FvgenError(f"renders must be [B, 3, T, H, W], got {list(renders.shape)}")
-        b, _, t, h, w = renders.shape
+        b, _, _t, h, w = renders.shape
         if image.ndim != 4 or image.shape[0] != b or image.shape[1] != 3:
             raise FvgenError(f"image must be [B={b}, 3, H, W], got {list(image.shape)}")
         mult = 8 * self.unet.downsampling_factor
@@ -180,9 +196,9 @@ class ViewCrafterPipeline(DiffusionPipeline):
         for name, e in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if e is not None and (e.ndim != 3 or e.shape[0] not in (1, b) or e.shape[2] != ctx):
                 raise FvgenError(f"{name} must be [B, L, {ctx}], got {list(e.shape)}")
-        if prompt_embeds is None or (guidance_scale != 1 and negative_prompt_embeds is None):
-            if self.text_encoder is None or self.tokenizer is None:
-                raise FvgenError("the ViewCrafter text encoder needs the CLIP tokenizer vocabulary "
+        needs_text = prompt_embeds is None or (guidance_scale != 1 and negative_prompt_embeds is None)
+        if needs_text and (self.text_encoder is None or self.tokenizer is None):
+            raise FvgenError("the ViewCrafter text encoder needs the CLIP tokenizer vocabulary "
                                  "(pass --clip-vocab PATH/bpe_simple_vocab_16e6.txt.gz) or precomputed prompt embeddings")
 
     @torch.no_grad()
@@ -200,6 +216,44 @@ class ViewCrafterPipeline(DiffusionPipeline):
         tokens = self.image_encoder(image.to(self.model_device))
         return self.resampler(tokens.to(self.model_dtype))
 
+    @torch.no_grad()
+    def prepare_conditions(self, renders: torch.Tensor, image: torch.Tensor, prompt: str = DEFAULT_PROMPT,
+                           guidance: bool = True, fps: int = 10, generator: torch.Generator | None = None,
+                           prompt_embeds: torch.Tensor | None = None,
+                           negative_prompt_embeds: torch.Tensor | None = None) -> ViewCrafterConditions:
+        """The official conditional (and, with ``guidance``, unconditional) inputs of a clip:
+        renders [B, 3, T, H, W] and image [B, 3, H, W] in [-1, 1]."""
+        device, dtype = self.model_device, self.model_dtype
+        b = renders.shape[0]
+        text = prompt_embeds.to(device, dtype).expand(b, -1, -1) if prompt_embeds is not None \
+            else self.encode_prompt(prompt, b)
+        cond = torch.cat([text, self.encode_image(image)], dim=1)
+        concat = encode_frames(self.vae, renders.to(device), generator=generator).to(dtype)
+        uncond = None
+        if guidance:
+            null_text = negative_prompt_embeds.to(device, dtype).expand(b, -1, -1) \
+                if negative_prompt_embeds is not None else self.encode_prompt("", b)
+            uncond = torch.cat([null_text, self.encode_image(torch.zeros_like(image))], dim=1)
+        return ViewCrafterConditions(concat, cond, uncond, torch.full((b,), fps, device=device))
+
+    def predict_v(self, x: torch.Tensor, timestep: int | torch.Tensor, conditions: ViewCrafterConditions,
+                  guidance_scale: float = 7.5, guidance_rescale: float = 0.7, batch_cfg: bool = True) -> torch.Tensor:
+        """The (guided) v prediction for noisy latents x [B, 4, T, h, w] at ``timestep`` (an int or
+        [B]), float32; what a distillation queries from the teacher (no no_grad here)."""
+        dtype, device = self.model_dtype, self.model_device
+        b = x.shape[0]
+        tt = torch.as_tensor(timestep, device=device).reshape(-1).expand(b)
+        inp = torch.cat([x.to(device), conditions.concat], dim=1).to(dtype)
+        c, u, fps = conditions.cond, conditions.uncond, conditions.fps
+        if guidance_scale == 1.0 or u is None:
+            return self.unet(inp, tt, c, fps).float()
+        if batch_cfg:
+            v_u, v_c = self.unet(inp.repeat(2, 1, 1, 1, 1), tt.repeat(2), torch.cat([u, c]), fps.repeat(2)).float().chunk(2)
+        else:
+            v_c = self.unet(inp, tt, c, fps).float()
+            v_u = self.unet(inp, tt, u, fps).float()
+        return guided_v(v_c, v_u, guidance_scale, guidance_rescale)
+
     # --- sampling -------------------------------------------------------------------------------
     def timesteps_for(self, num_inference_steps: int) -> list[int]:
         self.scheduler.set_timesteps(num_inference_steps)
@@ -214,39 +268,21 @@ class ViewCrafterPipeline(DiffusionPipeline):
                  output_type: str = "pt", batch_cfg: bool = True,
                  callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         self.check_inputs(renders, image, guidance_scale, eta, prompt_embeds, negative_prompt_embeds)
-        device, dtype = self.model_device, self.model_dtype
+        device = self.model_device
         b, _, t, h, w = renders.shape
         ts = check_timesteps(timesteps if timesteps is not None else self.timesteps_for(num_inference_steps),
                              self.scheduler.config.num_train_timesteps)
         cfg = guidance_scale != 1.0
 
-        text = prompt_embeds.to(device, dtype).expand(b, -1, -1) if prompt_embeds is not None \
-            else self.encode_prompt(prompt, b)
-        cond = torch.cat([text, self.encode_image(image)], dim=1)
-        concat = encode_frames(self.vae, renders.to(device), generator=generator).to(dtype)
-        if cfg:
-            null_text = negative_prompt_embeds.to(device, dtype).expand(b, -1, -1) \
-                if negative_prompt_embeds is not None else self.encode_prompt("", b)
-            uncond = torch.cat([null_text, self.encode_image(torch.zeros_like(image))], dim=1)
-
+        conditions = self.prepare_conditions(renders, image, prompt, cfg, fps, generator, prompt_embeds,
+                                             negative_prompt_embeds)
         alphas = self.scheduler.alphas_cumprod.to(device)
         scale = dynamic_rescale_table(self.base_scale, num_train_timesteps=len(alphas)).to(device)
         shape = (b, self.unet.config.out_channels, t, h // 8, w // 8)
         x = latents.to(device, torch.float32) if latents is not None else randn(shape, generator, device)
-        fps_t = torch.full((b,), fps, device=device)
 
         def v_fn(x: torch.Tensor, step: int) -> torch.Tensor:
-            tt = torch.full((b,), step, device=device)
-            inp = torch.cat([x, concat], dim=1).to(dtype)
-            if not cfg:
-                return self.unet(inp, tt, cond, fps_t).float()
-            if batch_cfg:
-                v_u, v_c = self.unet(inp.repeat(2, 1, 1, 1, 1), tt.repeat(2), torch.cat([uncond, cond]),
-                                     fps_t.repeat(2)).float().chunk(2)
-            else:
-                v_c = self.unet(inp, tt, cond, fps_t).float()
-                v_u = self.unet(inp, tt, uncond, fps_t).float()
-            return guided_v(v_c, v_u, guidance_scale, guidance_rescale)
+            return self.predict_v(x, step, conditions, guidance_scale, guidance_rescale, batch_cfg)
 
         x = ddim_sample(v_fn, x, ts, alphas, scale, eta, generator, callback)
         if output_type == "latent":

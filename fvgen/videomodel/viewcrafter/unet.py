@@ -394,7 +394,7 @@ class ViewCrafterUNet(ModelMixin, ConfigMixin):
             return torch.cat([text, image], dim=1)
         return context.repeat_interleave(num_frames, dim=0)
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float,
                 encoder_hidden_states: torch.Tensor, fps: torch.Tensor | int | None = None) -> torch.Tensor:
         b, _, t, h, w = sample.shape
         f = self.downsampling_factor
