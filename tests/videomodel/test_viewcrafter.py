@@ -108,7 +108,17 @@ def test_official_checkpoint_loads_strictly_and_tells_the_variant():
     nets, base = load_networks(official_state_dict(0.3), "ViewCrafter_25.ckpt")
     assert base == pytest.approx(0.3)
     assert all(p.is_meta for p in nets["unet"].parameters())
-    assert not nets["image_encoder"].mean.is_meta and not nets["text_encoder"].attn_mask.is_meta
+    assert nets["image_encoder"].mean.device == nets["image_encoder"].conv1.weight.device
+    assert nets["text_encoder"].attn_mask.shape == (77, 77)
+
+
+def test_full_size_forward_shapes_on_meta(full_meta):
+    """The 1024 model's shapes through every UNet layer (25 frames, 72x128 latents: the shared
+    image-token path), without memory; the 512 size is the same code at 40x64."""
+    x = torch.empty(1, 8, 25, 72, 128, device="meta")
+    ctx = torch.empty(1, 77 + 256, 1024, device="meta")
+    assert full_meta["unet"](x, torch.empty(1, device="meta"), ctx).shape == (1, 4, 25, 72, 128)
+    assert full_meta["resampler"](torch.empty(1, 257, 1280, device="meta")).shape == (1, 256, 1024)
 
 
 def test_load_viewcrafter_picks_the_variant(monkeypatch, tmp_path):
@@ -116,7 +126,7 @@ def test_load_viewcrafter_picks_the_variant(monkeypatch, tmp_path):
 
     files = {"a.ckpt": official_state_dict(0.7), "ViewCrafter_25.ckpt": official_state_dict(0.3)}
     del files["ViewCrafter_25.ckpt"]["scale_arr"]  # no table: the file name tells
-    files["model.ckpt"] = {k: v for k, v in files["ViewCrafter_25.ckpt"].items()}
+    files["model.ckpt"] = dict(files["ViewCrafter_25.ckpt"].items())
     monkeypatch.setattr(vc_load, "read_checkpoint", lambda p: files[Path(p).name])
     pipe, variant = vc_load.load_viewcrafter("a.ckpt", device="meta", require_tokenizer=False)
     assert variant.name == "512" and pipe.base_scale == pytest.approx(0.7) and pipe.tokenizer is None

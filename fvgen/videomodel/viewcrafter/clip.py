@@ -87,9 +87,8 @@ class OpenCLIPVisionTower(ModelMixin, ConfigMixin):
         self.reset_constants()
 
     def reset_constants(self) -> None:
-        """(Re)create the normalisation constants on the weights' device (after loading onto ``meta``)."""
+        """(Re)create the normalisation constants on the weights' device (after loading by assignment)."""
         device = self.conv1.weight.device
-        device = torch.device("cpu") if device.type == "meta" else device
         self.register_buffer("mean", torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1), persistent=False)
 
@@ -126,10 +125,9 @@ class OpenCLIPTextTower(ModelMixin, ConfigMixin):
         self.reset_constants()
 
     def reset_constants(self) -> None:
-        """(Re)create the causal mask on the weights' device (after loading onto ``meta``)."""
+        """(Re)create the causal mask on the weights' device (after loading by assignment)."""
         n = self.config.context_length
         device = self.positional_embedding.device
-        device = torch.device("cpu") if device.type == "meta" else device
         self.register_buffer("attn_mask", torch.full((n, n), float("-inf"), device=device).triu_(1), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

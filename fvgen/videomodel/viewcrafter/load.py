@@ -72,7 +72,7 @@ def load_networks(sd: dict, source: str, config: ViewCrafterConfig | None = None
                 "embedder.model.visual.*", source)
     load_strict(nets["text_encoder"], parts.text, "cond_stage_model.model.*", source)
     load_strict(nets["vae"], ldm_vae_to_diffusers(parts.vae, nets["vae"]), "first_stage_model.*", source)
-    for name in ("image_encoder", "text_encoder"):  # non-persistent constants were left on meta
+    for name in ("image_encoder", "text_encoder"):  # non-persistent constants: onto the loaded weights' device
         nets[name].reset_constants()
     base = check_schedule(parts.schedule, make_scheduler().alphas_cumprod, source)
     return nets, base
