@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fvgen.config import load_preset, with_overrides  # noqa: E402
-from fvgen.evaluate import evaluate, scene_image_files  # noqa: E402
+from fvgen.presets import load_preset  # noqa: E402
+from fvgen.core.config import with_overrides  # noqa: E402
+from fvgen.evaluation.heldout import evaluate, scene_image_files  # noqa: E402
 from splits import DATASETS, split_files  # noqa: E402
 
 

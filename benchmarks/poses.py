@@ -1,4 +1,4 @@
-"""Benchmark of the weight-free pose priors (:mod:`fvgen.sfm`) on standard 3-view splits.
+"""Benchmark of the weight-free pose priors (:mod:`fvgen.priors.sfm`) on standard 3-view splits.
 
 Scenes (read from ``../shared/datasets`` beside the checkout, never copied):
 
@@ -16,8 +16,8 @@ upscaled, so fern runs at 504x378, DTU at 384x384 and fox at 576x1024.
 Grid: matcher {sift, xfeat-lighterglue} x focal {known (reference fx at the loaded size, principal
 point at the image centre), unknown} x seeds (default 0, 1); the relaxed mapper (fvgen default).
 Metrics: views registered, worst pairwise relative-rotation and translation-direction error (deg)
-vs the reference (:func:`fvgen.cameras.pose_errors`), mean relative focal error, wall time of
-:func:`fvgen.sfm.estimate_poses` (all CPU cores; also CPU time and the 1-minute load average, since the
+vs the reference (:func:`fvgen.core.cameras.pose_errors`), mean relative focal error, wall time of
+:func:`fvgen.priors.sfm.estimate_poses` (all CPU cores; also CPU time and the 1-minute load average, since the
 benchmark machine may be shared). Failed runs (a view does not register) count 0
 views registered.
 
@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fvgen.cameras import Camera, pose_errors, read_cameras_opencv_json  # noqa: E402
-from fvgen.errors import FvgenError  # noqa: E402
-from fvgen.images import load_images  # noqa: E402
-from fvgen.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
+from fvgen.core.cameras import Camera, pose_errors, read_cameras_opencv_json  # noqa: E402
+from fvgen.core.errors import FvgenError  # noqa: E402
+from fvgen.core.images import load_images  # noqa: E402
+from fvgen.priors.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
 from splits import split  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"

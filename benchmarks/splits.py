@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvgen.cameras import Camera, axes_convergence, read_cameras_opencv_json
+from fvgen.core.cameras import Camera, axes_convergence, read_cameras_opencv_json
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 SCENES = ("fern", "dtu_scan24", "fox")

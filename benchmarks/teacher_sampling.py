@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.teacher.model import TeacherModel  # noqa: E402
-from fvgen.teacher.sample import sample_latents  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.sample import sample_latents  # noqa: E402
 
 
 def time_clip(model: TeacherModel, steps: int, cfg: float, device: str, repeats: int) -> float:

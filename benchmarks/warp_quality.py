@@ -1,6 +1,6 @@
 """Warp quality of the dense prior: MVS cloud from 3 train views, splatted into held-out views.
 
-With ground-truth (dataset) cameras, builds the dense cloud with :func:`fvgen.mvs.dense_point_cloud`
+With ground-truth (dataset) cameras, builds the dense cloud with :func:`fvgen.priors.mvs.dense_point_cloud`
 from the standard 3-view train split (no sparse points: the depth range comes from the coarse
 sweep, as in a run without SfM points), renders it with :func:`fvgen.render.points.render_points`
 at each test camera and reports coverage (fraction of pixels the warp fills, i.e. the validity
@@ -40,15 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fvgen.cameras import Camera, read_cameras_opencv_json  # noqa: E402
+from fvgen.core.cameras import Camera, read_cameras_opencv_json  # noqa: E402
 from splits import DATASETS, split  # noqa: E402
-from fvgen.images import read_image, resize_image  # noqa: E402
-from fvgen.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from fvgen.teacher.baseline import biharmonic_fill  # noqa: E402
-from fvgen.metrics import psnr, ssim  # noqa: E402
-from fvgen.undistort import undistort_image  # noqa: E402
-from fvgen.render.points import (SPACING_TO_RADIUS, point_radii, render_points,  # noqa: E402
-                                 typical_spacing)
+from fvgen.core.images import read_image, resize_image  # noqa: E402
+from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
+from fvgen.videomodel.fill import biharmonic_fill  # noqa: E402
+from fvgen.core.metrics import psnr, ssim  # noqa: E402
+from fvgen.core.undistort import undistort_image  # noqa: E402
+from fvgen.render.points import SPACING_TO_RADIUS, point_radii, render_points, typical_spacing
 
 
 

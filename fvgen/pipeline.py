@@ -1,5 +1,6 @@
-"""The chains of stages behind the CLI verbs: ``reconstruct`` (priors -> fit -> export) and
-``warp``. Each verb holds the output folder's lock for its whole run and records ``run.json``.
+"""The chains of stages behind the CLI verbs: ``reconstruct`` (priors -> fit -> export), ``warp``,
+``generate``, ``eval`` and ``render``. Each verb that writes an output folder holds its lock for the
+whole run and records ``run.json``; the stages themselves live in :mod:`fvgen.stages`.
 
 Output folder layout (``OUT``):
 
@@ -13,6 +14,7 @@ Output folder layout (``OUT``):
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -20,28 +22,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .cache import StageResult, replace_dir, run_lock, write_run_json
-from .cameras import write_cameras_opencv_json, write_colmap_text, write_transforms_json
-from .config import PipelineConf
-from .errors import FvgenError
-from .images import list_image_files, select_views
-from .progress import progress_bar
+from .core.cache import StageResult, replace_dir, run_lock, write_run_json
+from .core.cameras import (
+    write_cameras_opencv_json,
+    write_colmap_text,
+    write_transforms_json,
+)
+from .core.devices import resolve_device
+from .core.errors import FvgenError
+from .core.images import list_image_files, select_views
+from .core.progress import progress_bar
+from .core.trajectories import trajectory_name
+from .presets import PipelineConf
+from .priors.prior import Priors
+from .render.video import RenderConf
 from .stages import fit as fit_stage
 from .stages import priors as priors_stage
 from .stages import warp as warp_stage
-
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FvgenError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    if device not in ("cpu", "cuda"):
-        raise FvgenError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
 
 
 def check_force(force: Iterable[str], allowed: Sequence[str]) -> set[str]:
@@ -61,10 +58,7 @@ def command_line() -> str:
 
 def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Path, device: str,
                poses: Path | None, force: set[str]) -> StageResult:
-    files = list_image_files(images_dir)  # raises when there are none
-    if len(files) < 2:
-        raise FvgenError(f"need at least 2 images, found 1 in {images_dir} ({files[0].name})")
-    files = select_views(files, views)
+    files = select_views(list_image_files(images_dir), views)  # raises when there are none
     inputs = priors_stage.PriorsInputs(tuple(files), Path(poses) if poses else None)
     return priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
 
@@ -73,7 +67,7 @@ def export(out: Path, priors: StageResult, fit: StageResult) -> None:
     """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically):
     ``scene.ply``, ``cameras/`` (transforms.json, cameras.json and a COLMAP text model, beside
     the images they describe in ``cameras/images/``) and ``renders/``."""
-    pri = priors_stage.Priors.load(priors.path)
+    pri = Priors.load(priors.path)
     tmp = out / ".scene.ply.tmp"
     shutil.copyfile(fit.path / "scene.ply", tmp)
     os.replace(tmp, out / "scene.ply")
@@ -112,7 +106,7 @@ def fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: s
 
 
 def find_priors(out: Path) -> StageResult:
-    from .cache import read_stage
+    from .core.cache import read_stage
 
     meta = read_stage(out / "priors")
     if meta is None:
@@ -121,22 +115,165 @@ def find_priors(out: Path) -> StageResult:
                        meta.get("run_id", ""))
 
 
-def warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: str = "auto",
-         force: Iterable[str] = ()) -> StageResult:
+def warp(out: Path, conf: PipelineConf, device: str = "auto", force: Iterable[str] = ()) -> StageResult:
+    """``fvgen warp``: the cached priors of ``out`` drawn along ``conf.warp.traj``."""
     device = resolve_device(device)
     force = check_force(force, ("warp",))
     out = Path(out)
     with run_lock(out):
-        pri, res = run_warp(out, conf, traj, frames, device, "warp" in force)
+        pri, res = run_warp(out, conf, device, "warp" in force)
         write_run_json(out, command_line(), [pri, res], {"preset": conf.name, "device": device})
     return res
 
 
-def run_warp(out: Path, conf: PipelineConf, traj: str, frames: int | None, device: str,
-             force: bool) -> tuple[StageResult, StageResult]:
-    """The finished priors of ``out`` and the warp stage along ``traj`` (for callers holding the
-    lock of ``out``: ``warp`` and ``generate``)."""
-    wconf = replace(conf.warp, traj=traj, frames=frames or conf.warp.frames)
+def run_warp(out: Path, conf: PipelineConf, device: str, force: bool) -> tuple[StageResult, StageResult]:
+    """The finished priors of ``out`` and the warp stage along ``conf.warp.traj`` (for callers
+    holding the lock of ``out``)."""
     pri = find_priors(out)
-    with progress_bar(f"warp {warp_stage.traj_name(traj)}", wconf.frames) as update:
-        return pri, warp_stage.main(wconf, pri, out, device, force=force, progress=update)
+    with progress_bar(f"warp {trajectory_name(conf.warp.traj)}", conf.warp.frames) as update:
+        return pri, warp_stage.main(conf.warp, pri, out, device, force=force, progress=update)
+
+
+def generate(out: Path, conf: PipelineConf, model: str | Path | None, steps: int | None = None,
+             device: str = "auto", force: Iterable[str] = (), cfg: float | None = None,
+             gen_conf=None, strength: float | None = None) -> StageResult:
+    """``fvgen generate``: warp (cached) then generate along ``conf.warp.traj``; returns the generate StageResult.
+
+    ``conf`` is the PipelineConf (its warp settings are used); ``model`` a teacher model folder
+    (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
+    ``warp``, ``generate`` or ``all``."""
+    from .stages import generate as generate_stage
+    from .stages.generate import GenerateConf
+    from .videomodel.model import read_model_config, resolve_model
+
+    model_dir = resolve_model(model)  # refuse before any work
+    device = resolve_device(device)
+    force = check_force(force, ("warp", "generate"))
+    g = gen_conf or GenerateConf(fps=conf.warp.fps)
+    if steps is not None:
+        if steps < 1:
+            raise FvgenError("--steps must be at least 1")
+        g = replace(g, steps=int(steps))
+    if cfg is not None:
+        g = replace(g, cfg=float(cfg))
+    if strength is not None:
+        from .videomodel.sample import run_steps
+
+        try:
+            run_steps(g.steps, strength)  # refuse before any work
+        except ValueError as e:
+            raise FvgenError(f"--{e}") from None
+        g = replace(g, strength=float(strength))
+    out = Path(out)
+    with run_lock(out):
+        pri, w = run_warp(out, conf, device, "warp" in force)
+        from .videomodel.sample import run_steps, windows
+
+        preset, _ = read_model_config(model_dir)
+        total = run_steps(g.steps, g.strength) * len(windows(w.figures["frames"], preset.frames))
+        with progress_bar(f"generate {w.path.name}", total) as update:
+            res = generate_stage.main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
+        write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})
+    return res
+
+
+def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: str, out: Path,
+             conf: PipelineConf, device: str = "auto", force: Iterable[str] = ()) -> dict:
+    """``fvgen eval``: priors and fit on the ``train`` views of a posed scene, then the ``test``
+    views scored (:mod:`fvgen.evaluation.heldout`); writes ``OUT/metrics.json`` and ``OUT/compare/``."""
+    import time
+
+    from . import __version__
+    from .core.cameras import load_poses
+    from .core.images import read_image, resize_image
+    from .core.undistort import undistort_image
+    from .evaluation.heldout import map_test_cameras, scene_image_files, score_views
+    from .render.splats import load_ply
+
+    if poses not in ("gt", "estimated"):
+        raise FvgenError(f"--poses takes gt or estimated, not {poses!r}")
+    device = resolve_device(device)
+    force = check_force(force, ("priors", "fit"))
+    scene_dir, out = Path(scene_dir), Path(out)
+    files = scene_image_files(scene_dir)
+    overlap = sorted(set(train) & set(test))
+    if overlap:
+        raise FvgenError(f"views {overlap} are in both --train and --test")
+    if len(train) < 2:
+        raise FvgenError("--train needs at least 2 views")
+    train_files = [files[i] for i in train]
+    test_files = [files[i] for i in test]
+    start = time.perf_counter()
+    with run_lock(out):
+        inputs = priors_stage.PriorsInputs(tuple(train_files), scene_dir if poses == "gt" else None)
+        pri_res = priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
+        fit_res = fit_with_progress(conf, pri_res, out, device, force)
+        pri = Priors.load(pri_res.path)
+        size = (pri.cameras[0].width, pri.cameras[0].height)
+        gt_test = load_poses(scene_dir, [f.name for f in test_files], size)
+        alignment = None
+        test_cams = gt_test
+        if poses == "estimated":
+            gt_train = load_poses(scene_dir, [f.name for f in train_files], size)
+            test_cams, alignment = map_test_cameras(gt_train, pri.cameras, gt_test)
+        targets = [undistort_image(resize_image(read_image(f), *size), c)[0] for f, c in zip(test_files, gt_test)]
+        splats = load_ply(fit_res.path / "scene.ply", device=device)
+        scores = score_views(splats, test_cams, targets, [f.name for f in test_files], out / "compare")
+        metrics = {
+            "fvgen": __version__,
+            "scene": str(scene_dir),
+            "preset": conf.name,
+            "poses": poses,
+            "train": [f.name for f in train_files],
+            "test": [f.name for f in test_files],
+            "image_size": list(size),
+            "results": scores["results"],
+            "lpips_reason": scores["lpips_reason"],
+            "implementation": scores["implementation"],
+            "alignment": alignment,
+            "per_view": scores["per_view"],
+            "fit": fit_res.figures,
+            "priors": pri_res.figures,
+            "device": device,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        tmp = out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1, default=float))
+        os.replace(tmp, out / "metrics.json")
+        write_run_json(out, command_line(), [pri_res, fit_res], {"preset": conf.name, "device": device})
+    return metrics
+
+
+def render_scene(scene: Path, traj: str | None, cameras: Path | None, out: Path | None, conf: RenderConf = RenderConf(),
+                 device: str = "auto") -> Path:
+    """``fvgen render``: a splat scene along ``traj`` (or at ``cameras``) into an mp4."""
+    from .core.cameras import read_camera_file
+    from .core.trajectories import NAMED, make_trajectory
+    from .core.video import write_mp4
+    from .render.splats import load_ply
+    from .render.video import render_frames
+
+    scene = Path(scene)
+    device = resolve_device(device)
+    splats = load_ply(scene, device=device)
+    if cameras is None:
+        cameras = next((c for c in (scene.parent / "cameras" / "transforms.json", scene.parent / "transforms.json")
+                        if c.exists()), None)
+        if cameras is None:
+            raise FvgenError(f"no cameras for {scene}: pass --cameras transforms.json (fvgen writes it to "
+                             "OUT/cameras/transforms.json)")
+        given = False
+    else:
+        given = True
+    ref = read_camera_file(cameras)
+    if traj is None:
+        traj = "given" if given else "orbit"
+    cams = ref if traj == "given" else make_trajectory(traj, ref, conf.frames, splats["means"].cpu().numpy())
+    name = traj if traj in (*NAMED, "given") else Path(traj).stem
+    out = Path(out) if out else scene.with_name(f"{scene.stem}_{name}.mp4")
+    if out.suffix.lower() != ".mp4":
+        raise FvgenError(f"--out must end in .mp4, got {out}")
+    with progress_bar(f"render {name}", len(cams)) as update:
+        imgs = render_frames(splats, cams, update)
+    write_mp4(out, imgs, conf.fps)
+    return out

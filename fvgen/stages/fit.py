@@ -14,12 +14,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cache import StageResult, cache_key, run_stage
-from ..cameras import Camera
-from ..fit import FitConf, FitViews, fit_gaussians, render_splats
-from ..metrics import psnr
-from ..splats import save_ply
-from ..video import write_pngs
+from ..core.cache import StageResult, cache_key, run_stage
+from ..core.cameras import Camera
+from ..core.metrics import psnr
+from ..core.video import write_pngs
+from ..fit import FitConf, FitViews, fit_gaussians
+from ..render.gaussians import render_splats
+from ..render.splats import save_ply
 from . import priors as priors_stage
 
 VERSION = "1"
@@ -38,13 +39,10 @@ class ExtraViews:
 
 
 def _load_extra(extra: ExtraViews, size: tuple[int, int]):
-    from ..cameras import read_cameras_opencv_json
-    from ..images import read_image, resize_image
+    from ..render.warp import read_view_folder
 
-    cams = [c.scaled(*size) for c in read_cameras_opencv_json(extra.folder / "cameras.json")]
-    imgs = [resize_image(read_image(extra.folder / "rgb" / f"{c.name}.png"), *size) for c in cams]
-    masks = [resize_image(read_image(extra.folder / "mask" / f"{c.name}.png"), *size)[..., 0] > 0.5 for c in cams]
-    return cams, np.stack(imgs), np.stack(masks)
+    cams, imgs, masks = read_view_folder(extra.folder, size)
+    return cams, np.stack(imgs), np.stack(masks) > 0.5
 
 
 def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "cpu",

@@ -11,16 +11,13 @@ refuses with one line instead of sampling an untrained network.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from ..cache import StageResult, cache_key, run_stage
-from ..cameras import Camera, read_cameras_opencv_json, write_cameras_opencv_json, write_transforms_json
-from ..errors import FvgenError
+from ..core.cache import StageResult, cache_key, run_stage
+from ..core.cameras import Camera, write_cameras_opencv_json, write_transforms_json
 
 VERSION = "1"
 
@@ -45,22 +42,9 @@ def nearest_view(cam: Camera, inputs: list[Camera]) -> int:
     return int(np.argmin(d + ang))
 
 
-def _read_warp(folder: Path) -> tuple[list[Camera], list[np.ndarray], list[np.ndarray]]:
-    from ..images import read_image
-
-    cams = read_cameras_opencv_json(folder / "cameras.json")
-    frames, masks = [], []
-    for c in cams:
-        stem = Path(c.name).stem
-        frames.append(read_image(folder / "rgb" / f"{stem}.png"))
-        m = read_image(folder / "mask" / f"{stem}.png")
-        masks.append(m.mean(-1) if m.ndim == 3 else m)
-    return cams, frames, [(m > 0.5).astype(np.float32) for m in masks]
-
-
 def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_result: StageResult, root: Path,
          device: str = "cpu", force: bool = False, progress=None) -> StageResult:
-    from ..teacher.model import weights_hash
+    from ..videomodel.model import weights_hash
 
     name = Path(warp_result.path).name
     k = cache_key("generate", VERSION, conf, warp_result.token, priors_result.token, weights=weights_hash(model_dir))
@@ -68,12 +52,14 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
     def compute(tmp: Path) -> dict:
         import torch
 
-        from ..stages.priors import load as load_priors
-        from ..teacher.model import TeacherModel
-        from ..teacher.sample import generate_clip
-        from ..video import write_mp4, write_pngs
+        from ..core.video import write_mp4, write_pngs
+        from ..render.warp import read_view_folder
+        from ..videomodel.model import TeacherModel
+        from ..videomodel.sample import generate_clip
+        from .priors import load as load_priors
 
-        cams, frames, masks = _read_warp(Path(warp_result.path))
+        cams, frames, masks = read_view_folder(Path(warp_result.path))
+        masks = [(m > 0.5).astype(np.float32) for m in masks]
         pri, images = load_priors(Path(priors_result.path))
         inputs = [c.scaled(frames[0].shape[1], frames[0].shape[0]) for c in pri.cameras]
         model = TeacherModel.load(model_dir, device, torch.float32)
@@ -86,59 +72,14 @@ def main(conf: GenerateConf, model_dir: Path, warp_result: StageResult, priors_r
         write_mp4(tmp / "compare.mp4", [np.concatenate([w, o], 1) for w, o in zip(frames, out)], conf.fps)
         write_cameras_opencv_json(cams, tmp / "cameras.json")
         write_transforms_json(cams, tmp / "transforms.json", file_prefix="rgb/")
-        info = json.loads((Path(model_dir) / "teacher.json").read_text())
         return {"trajectory": name, "frames": len(out), "steps": conf.steps, "cfg": conf.cfg, "strength": conf.strength,
-                "model": str(model_dir), "model_preset": info.get("preset", {}).get("name", "?"),
-                "model_unet_steps": info.get("unet_steps", 0)}
+                "model": str(model_dir), "model_preset": model.preset.name,
+                "model_unet_steps": model.info.get("unet_steps", 0)}
 
     return run_stage(root, f"generate/{name}", k, compute, force)
 
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    from ..images import resize_image
+    from ..core.images import resize_image
 
     return img if img.shape[:2] == (h, w) else resize_image(img, w, h)
-
-
-def generate(out: Path, conf, traj: str, frames: int | None, model: str | Path | None, steps: int | None = None,
-             device: str = "auto", force: Iterable[str] = (), cfg: float | None = None,
-             gen_conf: GenerateConf | None = None, strength: float | None = None) -> StageResult:
-    """``fvgen generate``: warp (cached) then generate along ``traj``; returns the generate StageResult.
-
-    ``conf`` is the PipelineConf (its warp settings are used); ``model`` a teacher model folder
-    (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
-    ``warp``, ``generate`` or ``all``."""
-    from ..cache import run_lock, write_run_json
-    from ..pipeline import check_force, command_line, resolve_device, run_warp
-    from ..progress import progress_bar
-    from ..teacher.model import resolve_model
-
-    model_dir = resolve_model(model)  # refuse before any work
-    device = resolve_device(device)
-    force = check_force(force, ("warp", "generate"))
-    g = gen_conf or GenerateConf(fps=conf.warp.fps)
-    if steps is not None:
-        if steps < 1:
-            raise FvgenError("--steps must be at least 1")
-        g = replace(g, steps=int(steps))
-    if cfg is not None:
-        g = replace(g, cfg=float(cfg))
-    if strength is not None:
-        from ..teacher.sample import run_steps
-
-        try:
-            run_steps(g.steps, strength)  # refuse before any work
-        except ValueError as e:
-            raise FvgenError(f"--{e}") from None
-        g = replace(g, strength=float(strength))
-    out = Path(out)
-    with run_lock(out):
-        pri, w = run_warp(out, conf, traj, frames, device, "warp" in force)
-        from ..teacher.sample import run_steps, windows
-
-        meta = json.loads((model_dir / "teacher.json").read_text())
-        total = run_steps(g.steps, g.strength) * len(windows(w.figures["frames"], int(meta["preset"]["frames"])))
-        with progress_bar(f"generate {w.path.name}", total) as update:
-            res = main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
-        write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})
-    return res
