@@ -16,7 +16,7 @@ import torch
 pytest.importorskip("diffusers")
 
 
-from fvgen.errors import FvgenError
+from fvgen.core.errors import FvgenError
 from fvgen.videomodel.viewcrafter import (
     VARIANTS,
     CLIPTokenizer,
@@ -343,6 +343,14 @@ def test_tokenizer_bpe_on_a_tiny_vocabulary(tmp_path):
     assert tok("cab")[0, :4].tolist() == [514, 512, a_id + 1, 515]  # "ca" merged, "b</w>" left
     long = tok("a " * 20)[0].tolist()
     assert len(long) == 8 and long[0] == 514 and long[-1] == 515
+
+
+def test_word_pattern_without_the_regex_package_agrees_on_ascii():
+    from fvgen.videomodel.viewcrafter.clip import _word_pattern
+
+    pytest.importorskip("regex")
+    text = "rotating view of a scene, don't stop!! a_b 3d 42 <start_of_text> x!_!y 's"
+    assert _word_pattern(False).findall(text) == _word_pattern(True).findall(text)
 
 
 def test_missing_vocabulary_is_one_line(tmp_path):

@@ -5,7 +5,7 @@ the same flat state dict.
 Every tensor of the file must belong to one of the groups of ``official_keys.json.gz`` (UNet,
 first stage, text tower, image tower, resampler) or be one of the schedule buffers, with the listed
 shape, and every listed tensor must be present; our modules' ``state_dict()`` must then take them
-exactly. Any failure is one :class:`~fvgen.errors.FvgenError` line naming the keys. The schedule
+exactly. Any failure is one :class:`~fvgen.core.errors.FvgenError` line naming the keys. The schedule
 buffers, when present, are checked against our scheduler (the zero-terminal-SNR schedule and the
 dynamic-rescale table, whose last value tells the 512 model, 0.7, from the 1024 model, 0.3).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import FvgenError
+from ...core.errors import FvgenError
 
 KEYS_FILE = Path(__file__).with_name("official_keys.json.gz")
 CHECKPOINT_HINT = "pass --checkpoint PATH/ViewCrafter_25.ckpt (1024x576, 25 frames) or PATH/ViewCrafter_16.ckpt (512x320)"

@@ -32,7 +32,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ...errors import FvgenError
+from ...core.errors import FvgenError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -168,6 +168,23 @@ def _byte_to_unicode() -> dict[int, str]:
     return table
 
 
+def _word_pattern(use_regex: bool = True):
+    """OpenCLIP's pre-tokenisation pattern. With the ``regex`` package it is the same expression;
+    without it (not a dependency of fvgen), stdlib ``re`` classes stand in for the Unicode ones
+    (letters ``[^\\W\\d_]``, numbers ``\\d``): identical on ASCII text such as ViewCrafter's prompts."""
+    words = "<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|"
+    if use_regex:
+        try:
+            import regex
+
+            return regex.compile(words + r"[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+", regex.IGNORECASE)
+        except ImportError:
+            pass
+    import re
+
+    return re.compile(words + r"[^\W\d_]+|\d|(?:[^\s\w]|_)+", re.IGNORECASE)
+
+
 class CLIPTokenizer:
     """OpenCLIP's ``tokenize``: lower-cased, whitespace-normalised text -> byte-level BPE ->
     [start, tokens..., end] padded with 0 (truncated to ``context_length`` with the end token last).
@@ -176,8 +193,6 @@ class CLIPTokenizer:
     ``n_merges`` is the count OpenCLIP reads from the vocabulary (49152 - 256 - 2)."""
 
     def __init__(self, vocab_path: str | Path, context_length: int = 77, n_merges: int = 49152 - 256 - 2):
-        import regex
-
         with gzip.open(vocab_path, "rt", encoding="utf-8") as f:
             lines = f.read().split("\n")
         merges = [tuple(line.split()) for line in lines[1:n_merges + 1] if line.strip()]
@@ -188,8 +203,7 @@ class CLIPTokenizer:
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.sot, self.eot = self.encoder["<start_of_text>"], self.encoder["<end_of_text>"]
         self.context_length = context_length
-        self.pattern = regex.compile(r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"
-                                     r"[^\s\p{L}\p{N}]+", regex.IGNORECASE)
+        self.pattern = _word_pattern()
         self._cache: dict[str, list[str]] = {}
 
     def _bpe(self, word: str) -> list[str]:

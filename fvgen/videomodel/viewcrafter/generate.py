@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import FvgenError
+from ...core.errors import FvgenError
 from .pipeline import DEFAULT_PROMPT, ViewCrafterPipeline, ViewCrafterVariant
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import FvgenError
+from ...core.errors import FvgenError
 from .checkpoint import check_schedule, load_strict, read_checkpoint, split_checkpoint
 from .clip import CLIPTokenizer, OpenCLIPTextTower, OpenCLIPVisionTower, find_vocab
 from .pipeline import VARIANTS, ViewCrafterPipeline, ViewCrafterVariant, make_scheduler

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
 
-from ...errors import FvgenError
+from ...core.errors import FvgenError
 from .clip import CLIPTokenizer, OpenCLIPTextTower, OpenCLIPVisionTower
 from .resampler import ImageResampler
 from .unet import ViewCrafterUNet
