@@ -165,6 +165,10 @@ def test_missing_unexpected_and_mis_shaped_keys_are_one_line():
     sd["model_ema.decay"] = torch.tensor(0.999)
     assert "unexpected (model_ema.decay)" in one_line_error(lambda: split_checkpoint(sd, "ck.ckpt"))
 
+    sd = official_state_dict()  # the official loader's rename is accepted
+    sd = {k.replace("fps_embedding", "framestride_embed"): v for k, v in sd.items()}
+    assert "fps_embedding.0.weight" in split_checkpoint(sd, "ck.ckpt").unet
+
     sd = official_state_dict()
     sd["alphas_cumprod"] = torch.linspace(0.99, 0.01, 1000)
     assert "noise schedule" in one_line_error(lambda: load_networks(sd, "ck.ckpt"))

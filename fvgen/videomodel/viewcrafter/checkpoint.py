@@ -126,6 +126,9 @@ def compare(found: dict, expected: dict) -> list[str]:
 def split_checkpoint(sd: dict, source: str = "checkpoint", keys: dict | None = None) -> CheckpointParts:
     """Split and check a flat official state dict against the official key list; one-line error."""
     keys = keys or official_keys()
+    # the official loader's one rename (older DynamiCrafter checkpoints): framestride_embed -> fps_embedding
+    old, new = "model.diffusion_model.framestride_embed.", "model.diffusion_model.fps_embedding."
+    sd = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in sd.items()}
     prefixes = keys["prefixes"]
     groups: dict[str, dict] = {g: {} for g in prefixes}
     schedule, stray = {}, []
