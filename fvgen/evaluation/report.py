@@ -96,7 +96,7 @@ def write_report(out: Path, title: str, inputs: Sequence[tuple[str, np.ndarray]]
                      "</pre></details>")
     page = ("<!doctype html><html><head><meta charset=utf-8><title>" + html.escape(title) + "</title><style>"
             "body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}"
-            ".row{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0}img{display:block;max-width:100%;"
+            ".row{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;max-width:24%}img{display:block;max-width:100%;"
             "border:1px solid #ccc}figcaption{font-size:12px;color:#555}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}pre{font-size:11px}"
             "</style></head><body>" + "".join(parts) + "</body></html>")
