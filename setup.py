@@ -6,5 +6,5 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["fvgen", "fvgen.*"]) + ["fvgen.pipelines"],
     package_dir={"fvgen.pipelines": "pipelines"},
-    package_data={"fvgen.pipelines": ["*.toml"]},
+    package_data={"fvgen.pipelines": ["*.toml"], "fvgen.videomodel.viewcrafter": ["*.json.gz"]},
 )

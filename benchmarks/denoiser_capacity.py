@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 D, C = "DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"
 U, CU = "UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"

@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip  # noqa: E402
 from fvgen.videomodel.fill import harmonic_fill, push_pull_fill  # noqa: E402

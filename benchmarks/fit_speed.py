@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fvgen.fit import FitConf, FitViews, fit_gaussians, masked_loss  # noqa: E402
 from fvgen.render.gaussians import gsplat_camera  # noqa: E402

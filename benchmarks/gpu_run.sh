@@ -25,6 +25,10 @@
 #   ddp-throughput (150 per count)  teacher training throughput, torchrun over $NPROCS GPUs
 #                         (default "1 2"; a multi-GPU kind), --benchmark 30 --batch-size 8: bench_N.log
 #   warp-test (200)       the gsplat point-warp tests of $WARP_TESTS (default tests/render/test_points_render.py)
+#   colmap-test (120)     tests/priors/test_colmap_mvs.py (its GPU test runs real PatchMatch): colmap_test.log
+#   colmap-mvs (420)      colmap_mvs.py on $DATA: COLMAP PatchMatch (defaults and $COLMAP_VARIANTS) against
+#                         the plane sweep at the 3-view splits, GT cameras: colmap_mvs.json, colmap_mvs.log
+#   Both need pycolmap-cuda12: COLMAP_CUDA=DIR installs it first (benchmarks/gpu_colmap_mvs.sh).
 #   sampling (470)        sampling.py: teacher (50 steps + CFG) against the 4-step student, embedded and paper
 #                         presets, random weights, the student's FLOP floor, torch.compile $COMPILE (default
 #                         reduce-overhead; compile runs skipped past 330 s): sampling_gpu.json (< 8 min, H100)
@@ -103,6 +107,17 @@ run_job() {  # run_job NAME LIMIT_S
     warp-test)
       step "$limit" $PY -m pytest -q -s -p no:cacheprovider ${WARP_TESTS:-tests/render/test_points_render.py} \
         -k "gsplat or renderer" 2>&1 | tail -n 8 ;;
+    colmap-test)
+      step "$limit" $PY -m pytest -q -p no:cacheprovider tests/priors/test_colmap_mvs.py > "$OUT/colmap_test.log" 2>&1
+      tail -n 6 "$OUT/colmap_test.log" ;;
+    colmap-mvs)
+      local variants=() v
+      for v in ${COLMAP_VARIANTS:-}; do variants+=(--variant "$v"); done
+      step "$limit" $PY benchmarks/colmap_mvs.py --datasets "$DATA" --device cuda --keep /tmp/colmap_keep \
+        --out "$OUT/colmap_mvs.json" "${variants[@]}" > "$OUT/colmap_mvs.log" 2>&1
+      tail -n 25 "$OUT/colmap_mvs.log"
+      n=$(grep -l -E "fvgen-colmap-error|Check failed|terminate called" /tmp/colmap_keep/*/*/colmap.log 2>/dev/null | head -1)
+      if [ -n "$n" ]; then cp "$n" "$OUT/colmap_failed.log"; tail -n 20 "$n"; fi ;;
     sampling)
       step "$limit" $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile ${COMPILE:-reduce-overhead} \
         --budget-s 330 > "$OUT/sampling_gpu.log" 2>&1
@@ -112,10 +127,14 @@ run_job() {  # run_job NAME LIMIT_S
 }
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
-                   [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200 [sampling]=470)
+                   [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
+                   [colmap-test]=120 [colmap-mvs]=420 [sampling]=470)
 
 if [ -n "${WHEELS:-}" ]; then
   install_wheels $WHEELS || exit 1
+fi
+if [ -n "${COLMAP_CUDA:-}" ]; then
+  install_pycolmap_cuda "$COLMAP_CUDA" || exit 1
 fi
 machine_info
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do

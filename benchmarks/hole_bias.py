@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -37,8 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip, remove_shift  # noqa: E402
 from fvgen.core import metrics  # noqa: E402

@@ -30,17 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from splits import DATASETS, SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split  # noqa: E402
 
 FRAMES = 16
 

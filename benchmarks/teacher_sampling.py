@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fvgen.videomodel.model import TeacherModel  # noqa: E402
 from fvgen.videomodel.sample import sample_latents  # noqa: E402

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def model_size(images, width: int, height: int):
@@ -43,7 +41,7 @@ def heldout_frames(width: int, height: int):
     """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
     from fvgen.evaluation.heldout import scene_image_files
     from fvgen.core.images import load_images
-    from splits import DATASETS, SCENES, split_files
+    from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split_files
 
     images = []
     for scene in SCENES:

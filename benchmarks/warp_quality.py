@@ -37,11 +37,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fvgen.core.cameras import Camera, read_cameras_opencv_json  # noqa: E402
-from splits import DATASETS, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, split  # noqa: E402
 from fvgen.core.images import read_image, resize_image  # noqa: E402
 from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
 from fvgen.videomodel.fill import biharmonic_fill  # noqa: E402
@@ -61,16 +59,16 @@ def load_view(root: Path, cam: Camera, size: tuple[int, int] | None) -> tuple[np
     return img, c
 
 
-def run_scene(name: str, conf: MvsConf, device: str) -> dict:
-    root = DATASETS / name
-    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
-    train, test = split(name, cams)
-    size = (540, 960) if name == "fox" else None
-    tr = [load_view(root, cams[i], size) for i in train]
-    imgs = np.stack([t[0] for t in tr])
-    t0 = time.time()
-    cloud, info = dense_point_cloud(imgs, [t[1] for t in tr], None, conf, device=device)
-    t_mvs = time.time() - t0
+def scene_image_size(name: str) -> tuple[int, int] | None:
+    """(width, height) the scene's images are evaluated at; None: as stored."""
+    return (540, 960) if name == "fox" else None
+
+
+def evaluate_cloud(cloud, root: Path, cams: list[Camera], test: list[int],
+                   size: tuple[int, int] | None, device: str) -> dict:
+    """Warp metrics of a dense cloud at the held-out cameras ``test`` (indices into ``cams``):
+    per view and averaged coverage / covered-pixel PSNR for the tight and adaptive splats, and the
+    whole-frame PSNR / SSIM of the tight warp with its holes filled (biharmonic)."""
     spacing = typical_spacing(cloud.xyz)
     t1 = time.time()
     radii = point_radii(cloud.xyz, k=4)
@@ -102,21 +100,37 @@ def run_scene(name: str, conf: MvsConf, device: str) -> dict:
         views.append(v)
     h, w = gt.shape[:2]
     return {
-        "scene": name,
-        "train": train,
-        "test": test,
         "image_size": [w, h],
         "points": len(cloud),
         "point_spacing": spacing,
         "splat_world_radius_tight": SPACING_TO_RADIUS * spacing,
         "splat_world_radius_adaptive_median": float(np.median(radii)),
-        "mvs_seconds": round(t_mvs, 2),
         "radii_seconds": round(t_radii, 2),
         "render_ms_per_view": round(1000 * t_render / (2 * len(test)), 1),
         **{f"{m}_{mode}": float(np.mean([v[f"{m}_{mode}"] for v in views]))
            for mode in ("tight", "adaptive") for m in ("coverage", "psnr_covered")},
         **{f"{m}_tight": float(np.mean([v[f"{m}_tight"] for v in views])) for m in ("psnr_filled", "ssim_filled")},
         "views": views,
+    }
+
+
+def run_scene(name: str, conf: MvsConf, device: str) -> dict:
+    root = DATASETS / name
+    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
+    train, test = split(name, cams)
+    size = scene_image_size(name)
+    tr = [load_view(root, cams[i], size) for i in train]
+    imgs = np.stack([t[0] for t in tr])
+    t0 = time.time()
+    cloud, info = dense_point_cloud(imgs, [t[1] for t in tr], None, conf, device=device)
+    t_mvs = time.time() - t0
+    ev = evaluate_cloud(cloud, root, cams, test, size, device)
+    return {
+        "scene": name,
+        "train": train,
+        "test": test,
+        "mvs_seconds": round(t_mvs, 2),
+        **ev,
         "mvs_info": {k: v for k, v in info.items() if k != "conf"},
     }
 

@@ -36,6 +36,16 @@ Matcher = Annotated[Optional[str], typer.Option(
     "--matcher", help="SfM matches: auto (SIFT, then XFeat + LighterGlue when a view does not register), sift or "
     "xfeat-lighterglue (default: the preset's)")]
 Iterations = Annotated[Optional[int], typer.Option("--iterations", help="3DGS fit steps (default: the preset's)")]
+GeneratorOpt = Annotated[Optional[str], typer.Option(
+    "--generator", "-g", help="what makes the novel views the fit also learns from: none (the photos alone), fill "
+    "(the warp with its holes harmonically filled), teacher / student (shipped video models), or a model folder "
+    "(default: the preset's)")]
+Checkpoint = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="model weights: DUSt3R's .pth for --priors dust3r, ViewCrafter's .ckpt for --generator viewcrafter")]
+ClipVocab = Annotated[Optional[Path], typer.Option(
+    "--clip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz, for --generator viewcrafter")]
+GeneratedViews = Annotated[Optional[int], typer.Option(
+    "--generated-views", help="how many novel views to generate (default: the preset's)")]
 
 
 def force_option(stages: str):
@@ -86,6 +96,16 @@ def resolve_conf(preset: str | None, device: str, **overrides):
     return with_overrides(load_preset(preset), **changes)
 
 
+def checkpoint_overrides(priors: str | None, generator: str | None, checkpoint: Path | None,
+                         clip_vocab: Path | None) -> dict:
+    """Where ``--checkpoint`` goes: the ViewCrafter generator's weights with ``--generator viewcrafter``,
+    else DUSt3R's (``--priors dust3r``)."""
+    out = {"generate.clip_vocab": str(clip_vocab) if clip_vocab else None}
+    if checkpoint is not None:
+        out["generate.checkpoint" if generator == "viewcrafter" and priors != "dust3r" else "priors.checkpoint"] = str(checkpoint)
+    return out
+
+
 def _echo_results(results, out: Path, preset: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -114,17 +134,22 @@ def reconstruct(
     poses: Optional[Path] = typer.Option(None, "--poses", help="known cameras: transforms.json, a COLMAP "
                                          "model folder, poses_bounds.npy, cameras_opencv.json or DTU cameras.npz"),
     priors: Optional[str] = typer.Option(None, "--priors", help="priors backend: sfm (default) or dust3r"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="DUSt3R checkpoint (.pth) for --priors dust3r"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
     matcher: Matcher = None,
     iterations: Iterations = None,
-    force: List[str] = force_option("priors or fit"),
+    generator: GeneratorOpt = None,
+    generated_views: GeneratedViews = None,
+    force: List[str] = force_option("priors, warp, generate or fit"),
 ):
-    """Recover poses and a dense point cloud, fit 3DGS, write OUT/scene.ply, cameras and renders."""
+    """Recover poses and a dense point cloud, generate novel views, fit 3DGS; write OUT/scene.ply,
+    cameras and renders."""
     from .pipeline import reconstruct as run
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
-                                           "priors.checkpoint": str(checkpoint) if checkpoint else None,
-                                           "fit.iterations": iterations})
+                                           "fit.iterations": iterations, "generate.generator": generator,
+                                           "generate.views": generated_views,
+                                           **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
     _echo_results(res["results"], out, conf.name)
     typer.echo(str(out / "scene.ply"))
@@ -153,13 +178,18 @@ def warp(
 @handle_errors
 def generate(
     out: OutDir = Path("fvgen_out"),
-    traj: Traj = None,
-    frames: Frames = None,
-    model: Optional[Path] = typer.Option(None, "--model", help="teacher or distilled student model folder "
-                                         "(teacher.json + diffusers subfolders); none ships trained yet"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50; a student's own, 4)"),
+    generator: GeneratorOpt = None,
+    traj: Optional[str] = typer.Option(None, "--traj", "-t", help="coverage (planned from the prior), orbit, spiral, "
+                                       "interp, or a .json camera path (default: the preset's, coverage)"),
+    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="views along the trajectory (default: the "
+                                         "preset's generate.views)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a video model folder (same as --generator DIR)"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
+    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps of a video model (default 50; "
+                                        "a distilled student's own, 4)"),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0, a "
-                                        "student's 1.0; 1 = off)"),
+                                        "distilled student's 1.0; 1 = off)"),
     strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
                                              "noised this far (SDEdit; runs round(steps x strength) steps); "
                                              "default 1, from pure noise"),
@@ -167,11 +197,16 @@ def generate(
     device: Device = "auto",
     force: List[str] = force_option("warp or generate"),
 ):
-    """Novel-view video from the cached priors: warp along a trajectory, then the video model."""
+    """Novel views from the cached priors: warp along a trajectory, then the generator."""
     from .pipeline import generate as run
 
-    conf = resolve_conf(preset, device, **{"warp.traj": traj, "warp.frames": frames})
-    res = run(out, conf, model, steps, device, force, cfg, strength=strength)
+    if model is not None and generator is not None:
+        raise FvgenError("give --generator or --model, not both")
+    conf = resolve_conf(preset, device, **{"generate.generator": str(model) if model else generator,
+                                           "generate.trajectory": traj, "generate.views": frames,
+                                           "generate.steps": steps, "generate.cfg": cfg, "generate.strength": strength,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
+    res = run(out, conf, device, force)
     _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
 
@@ -210,8 +245,12 @@ def eval_(
     preset: Preset = None,
     iterations: Iterations = None,
     matcher: Matcher = None,
+    generator: GeneratorOpt = None,
+    generated_views: GeneratedViews = None,
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
     device: Device = "auto",
-    force: List[str] = force_option("priors or fit"),
+    force: List[str] = force_option("priors, warp, generate or fit"),
 ):
     """Fit on the train views of a posed scene and score renders of the test views (PSNR, SSIM) at the
     preset's image size (images.max_size: 320 px long side with the cpu preset)."""
@@ -219,7 +258,9 @@ def eval_(
     from .pipeline import evaluate
 
     n = len(scene_image_files(scene_dir))
-    conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher})
+    conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
+                                           "generate.generator": generator, "generate.views": generated_views,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]

@@ -37,6 +37,7 @@ from .presets import PipelineConf
 from .priors.prior import Priors
 from .render.video import RenderConf
 from .stages import fit as fit_stage
+from .stages import generate as generate_stage
 from .stages import priors as priors_stage
 from .stages import warp as warp_stage
 
@@ -63,10 +64,13 @@ def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Pat
     return priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
 
 
-def export(out: Path, priors: StageResult, fit: StageResult) -> None:
+def export(out: Path, priors: StageResult, fit: StageResult, generated: StageResult | None = None) -> None:
     """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically):
     ``scene.ply``, ``cameras/`` (transforms.json, cameras.json and a COLMAP text model, beside
-    the images they describe in ``cameras/images/``) and ``renders/``."""
+    the images they describe in ``cameras/images/``; with generated views, those too, their
+    frames in ``cameras/generated/``) and ``renders/``."""
+    from .core.cameras import read_cameras_opencv_json
+
     pri = Priors.load(priors.path)
     tmp = out / ".scene.ply.tmp"
     shutil.copyfile(fit.path / "scene.ply", tmp)
@@ -75,7 +79,14 @@ def export(out: Path, priors: StageResult, fit: StageResult) -> None:
     shutil.rmtree(cams_tmp, ignore_errors=True)
     shutil.copytree(priors.path / "images", cams_tmp / "images")  # the pixels the cameras refer to
     cams = [replace(c, name=f"{Path(c.name).stem}.png") for c in pri.cameras]
-    write_transforms_json(cams, cams_tmp / "transforms.json", file_prefix="images/")
+    prefix = "images/"
+    if generated is not None:  # every generated frame with its camera, beside the photos
+        shutil.copytree(generated.path / "rgb", cams_tmp / "generated")
+        gen = read_cameras_opencv_json(generated.path / "cameras.json")
+        cams = [replace(c, name=f"images/{c.name}") for c in cams] + \
+               [replace(c, name=f"generated/{Path(c.name).stem}.png") for c in gen]
+        prefix = ""
+    write_transforms_json(cams, cams_tmp / "transforms.json", file_prefix=prefix)
     write_cameras_opencv_json(cams, cams_tmp / "cameras.json")
     sparse = pri.sparse if pri.sparse is not None else pri.points
     write_colmap_text(cams, cams_tmp / "colmap", sparse.xyz, sparse.rgb)
@@ -86,23 +97,65 @@ def export(out: Path, priors: StageResult, fit: StageResult) -> None:
     replace_dir(renders_tmp, out / "renders")
 
 
+STAGES = ("priors", "warp", "generate", "fit")
+
+
+def run_generation(conf: PipelineConf, generator, pri: StageResult, out: Path, device: str,
+                   force: set[str]) -> list[StageResult]:
+    """Warp along the generated views' trajectory, then generate: the two stage results (none for
+    ``generator`` None, i.e. ``--generator none``)."""
+    if generator is None:
+        return []
+    g = conf.generate
+    wconf = replace(conf.warp, traj=g.trajectory, frames=g.views)
+    with progress_bar(f"warp {trajectory_name(g.trajectory)}", g.views) as update:
+        w = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
+    with progress_bar(f"generate ({generator.name})", generator.steps(w.figures["frames"])) as update:
+        gen = generate_stage.main(g, generator, w, pri, out, device, force="generate" in force, progress=update)
+    return [w, gen]
+
+
 def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineConf, device: str = "auto",
                 poses: Path | None = None, force: Iterable[str] = ()) -> dict:
+    """``fvgen reconstruct``: priors -> (warp -> generate, unless ``generate.generator = none``) ->
+    fit on the photos and the generated views -> export."""
+    from .videomodel.generators import make_generator
+
     device = resolve_device(device)
-    force = check_force(force, ("priors", "fit"))
+    force = check_force(force, STAGES)
+    generator = make_generator(conf.generate, device)  # refuse before any work
     out = Path(out)
     with run_lock(out):
         pri = run_priors(conf, Path(images_dir), views, out, device, poses, force)
-        fit = fit_with_progress(conf, pri, out, device, force)
-        export(out, pri, fit)
-        results = [pri, fit]
-        write_run_json(out, command_line(), results, {"preset": conf.name, "device": device})
+        gen = run_generation(conf, generator, pri, out, device, force)
+        fit = fit_with_progress(conf, pri, out, device, force, gen[-1:])
+        export(out, pri, fit, gen[-1] if gen else None)
+        results = [pri, *gen, fit]
+        write_run_json(out, command_line(), results, {"preset": conf.name, "device": device,
+                                                      "generator": conf.generate.generator})
+        report(out, f"fvgen reconstruct {Path(images_dir).name}", results, out / "scene.ply", device)
     return {"out": out, "results": results}
 
 
-def fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str]) -> StageResult:
+def report(out: Path, title: str, results: Sequence[StageResult], scene: Path, device: str,
+           metrics: dict | None = None) -> Path:
+    """``OUT/report.html`` for a run whose stages are ``results`` (priors first; warp and generate
+    when there were generated views)."""
+    from .core.images import read_image
+    from .evaluation.report import write_report
+
+    by_stage = {r.stage.split("/")[0]: r for r in results}
+    inputs = [(f.name, read_image(f)) for f in sorted((by_stage["priors"].path / "images").glob("*.png"))]
+    return write_report(out / "report.html", title, inputs, generated=getattr(by_stage.get("generate"), "path", None),
+                        warp=getattr(by_stage.get("warp"), "path", None), scene=scene, metrics=metrics,
+                        compare=out / "compare", stages=[r.to_json() for r in results], device=device)
+
+
+def fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str],
+                      generated: Sequence[StageResult] = ()) -> StageResult:
+    extra = [fit_stage.ExtraViews(g.path, g.token) for g in generated]
     with progress_bar("fit 3DGS", conf.fit.iterations) as update:
-        return fit_stage.main(conf.fit, pri, out, device, force="fit" in force, progress=update)
+        return fit_stage.main(conf.fit, pri, out, device, extra=extra, force="fit" in force, progress=update)
 
 
 def find_priors(out: Path) -> StageResult:
@@ -134,51 +187,22 @@ def run_warp(out: Path, conf: PipelineConf, device: str, force: bool) -> tuple[S
         return pri, warp_stage.main(conf.warp, pri, out, device, force=force, progress=update)
 
 
-def generate(out: Path, conf: PipelineConf, model: str | Path | None, steps: int | None = None,
-             device: str = "auto", force: Iterable[str] = (), cfg: float | None = None,
-             gen_conf=None, strength: float | None = None) -> StageResult:
-    """``fvgen generate``: warp (cached) then generate along ``conf.warp.traj``; returns the generate StageResult.
+def generate(out: Path, conf: PipelineConf, device: str = "auto", force: Iterable[str] = ()) -> StageResult:
+    """``fvgen generate``: the cached priors of ``out`` warped along ``conf.generate.trajectory``
+    (``conf.generate.views`` frames), then ``conf.generate.generator``; returns the generate stage."""
+    from .videomodel.generators import make_generator
 
-    ``conf`` is the PipelineConf (its warp settings are used); ``model`` a teacher model folder
-    (None: the shipped weights, which do not exist yet -> FvgenError); ``force`` may hold
-    ``warp``, ``generate`` or ``all``."""
-    from .stages import generate as generate_stage
-    from .stages.generate import GenerateConf
-    from .videomodel.model import read_model_config, resolve_model
-
-    model_dir = resolve_model(model)  # refuse before any work
+    if conf.generate.generator == "none":
+        raise FvgenError("--generator none generates nothing: use --generator fill, or a model folder")
     device = resolve_device(device)
     force = check_force(force, ("warp", "generate"))
-    g = gen_conf or GenerateConf(fps=conf.warp.fps)
-    from .videomodel.distill.student import student_sampling
-
-    wanted = student_sampling(model_dir)
-    if wanted is not None and gen_conf is None:  # a distilled student: its own steps, no CFG, unless told
-        g = replace(g, steps=wanted["steps"], cfg=wanted["cfg"])
-    if steps is not None:
-        if steps < 1:
-            raise FvgenError("--steps must be at least 1")
-        g = replace(g, steps=int(steps))
-    if cfg is not None:
-        g = replace(g, cfg=float(cfg))
-    if strength is not None:
-        from .videomodel.sample import run_steps
-
-        try:
-            run_steps(g.steps, strength)  # refuse before any work
-        except ValueError as e:
-            raise FvgenError(f"--{e}") from None
-        g = replace(g, strength=float(strength))
+    generator = make_generator(conf.generate, device)  # refuse before any work
     out = Path(out)
     with run_lock(out):
-        pri, w = run_warp(out, conf, device, "warp" in force)
-        from .videomodel.sample import run_steps, windows
-
-        preset, _ = read_model_config(model_dir)
-        total = run_steps(g.steps, g.strength) * len(windows(w.figures["frames"], preset.frames))
-        with progress_bar(f"generate {w.path.name}", total) as update:
-            res = generate_stage.main(g, model_dir, w, pri, out, device, force="generate" in force, progress=update)
-        write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device})
+        pri = find_priors(out)
+        w, res = run_generation(conf, generator, pri, out, device, force)
+        write_run_json(out, command_line(), [pri, w, res], {"preset": conf.name, "device": device,
+                                                             "generator": conf.generate.generator})
     return res
 
 
@@ -194,11 +218,13 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     from .core.undistort import undistort_image
     from .evaluation.heldout import map_test_cameras, scene_image_files, score_views
     from .render.splats import load_ply
+    from .videomodel.generators import make_generator
 
     if poses not in ("gt", "estimated"):
         raise FvgenError(f"--poses takes gt or estimated, not {poses!r}")
     device = resolve_device(device)
-    force = check_force(force, ("priors", "fit"))
+    force = check_force(force, STAGES)
+    generator = make_generator(conf.generate, device)  # refuse before any work
     scene_dir, out = Path(scene_dir), Path(out)
     files = scene_image_files(scene_dir)
     overlap = sorted(set(train) & set(test))
@@ -212,7 +238,8 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     with run_lock(out):
         inputs = priors_stage.PriorsInputs(tuple(train_files), scene_dir if poses == "gt" else None)
         pri_res = priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
-        fit_res = fit_with_progress(conf, pri_res, out, device, force)
+        gen = run_generation(conf, generator, pri_res, out, device, force)
+        fit_res = fit_with_progress(conf, pri_res, out, device, force, gen[-1:])
         pri = Priors.load(pri_res.path)
         size = (pri.cameras[0].width, pri.cameras[0].height)
         gt_test = load_poses(scene_dir, [f.name for f in test_files], size)
@@ -237,15 +264,20 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             "implementation": scores["implementation"],
             "alignment": alignment,
             "per_view": scores["per_view"],
+            "generator": conf.generate.generator,
             "fit": fit_res.figures,
             "priors": pri_res.figures,
+            "stages": {r.stage: {"status": r.status, "seconds": round(r.seconds, 2)} for r in (pri_res, *gen, fit_res)},
             "device": device,
             "seconds": round(time.perf_counter() - start, 2),
         }
         tmp = out / ".metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=1, default=float))
         os.replace(tmp, out / "metrics.json")
-        write_run_json(out, command_line(), [pri_res, fit_res], {"preset": conf.name, "device": device})
+        write_run_json(out, command_line(), [pri_res, *gen, fit_res], {"preset": conf.name, "device": device,
+                                                                      "generator": conf.generate.generator})
+        report(out, f"fvgen eval {scene_dir.name} ({poses} poses)", [pri_res, *gen, fit_res],
+               fit_res.path / "scene.ply", device, metrics)
     return metrics
 
 

@@ -18,6 +18,7 @@ from .fit import FitConf
 from .priors.backends import PriorsConf
 from .render.video import RenderConf
 from .render.warp import WarpConf
+from .videomodel.generators import GenerateConf
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PipelineConf:
     images: ImagesConf = field(default_factory=ImagesConf)
     priors: PriorsConf = field(default_factory=PriorsConf)
     warp: WarpConf = field(default_factory=WarpConf)
+    generate: GenerateConf = field(default_factory=GenerateConf)
     fit: FitConf = field(default_factory=FitConf)
     render: RenderConf = field(default_factory=RenderConf)
 

@@ -28,6 +28,7 @@ from .cameras import Camera, axes_convergence, look_at, project_to_so3, read_cam
 from .errors import FvgenError
 
 NAMED = ("orbit", "spiral", "interp")
+PLANNED = ("coverage",)  # planned from the prior by fvgen.render.coverage, not from the cameras alone
 
 
 def scene_centre(cameras: Sequence[Camera], points: np.ndarray | None = None) -> np.ndarray:
@@ -130,7 +131,9 @@ def _quat_to_rot(q: np.ndarray) -> np.ndarray:
     ])
 
 
-def interp(cameras: Sequence[Camera], frames: int) -> list[Camera]:
+def interp(cameras: Sequence[Camera], frames: int, extend: float = 0.0) -> list[Camera]:
+    """A Catmull-Rom path through the camera centres (rotations slerped), in the given order;
+    ``extend`` > 0 continues it that many camera gaps beyond the first and the last camera."""
     from .cameras import rotmat_to_quat_wxyz
 
     n = len(cameras)
@@ -138,8 +141,8 @@ def interp(cameras: Sequence[Camera], frames: int) -> list[Camera]:
     Q = [rotmat_to_quat_wxyz(c.c2w[:3, :3]) for c in cameras]
     base = mean_intrinsics(cameras)
     out = []
-    for i, s in enumerate(np.linspace(0, n - 1, frames)):
-        k = min(int(np.floor(s)), n - 2)
+    for i, s in enumerate(np.linspace(-extend, n - 1 + extend, frames)):
+        k = min(max(int(np.floor(s)), 0), n - 2)
         t = s - k
         p0, p1, p2, p3 = P[max(k - 1, 0)], P[k], P[k + 1], P[min(k + 2, n - 1)]
         pos = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
@@ -185,7 +188,7 @@ def make_trajectory(spec: str, cameras: Sequence[Camera], frames: int,
 def trajectory_name(spec: str) -> str:
     """The name a trajectory's outputs go under: a named one as is, a JSON path as
     ``<stem>-<hash of its content>`` (two different files of one name do not share a cache)."""
-    if spec in NAMED:
+    if spec in NAMED or spec in PLANNED:
         return spec
     p = Path(spec)
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:8] if p.is_file() else "missing"

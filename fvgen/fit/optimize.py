@@ -48,17 +48,50 @@ class FitConf:
     cap_max: int = 300_000  # MCMC only
     batch_size: int = 1  # views per step
     seed: int = 0
+    # Generated views (FitViews beyond its first ``inputs``). They enter at ``generated_start`` x
+    # iterations and leave at ``generated_stop`` x iterations; while they are in, a step draws an
+    # input view with probability ``input_share`` (so the photos are never starved of steps), else a
+    # generated one, whose loss counts ``generated_weight`` x (times its per-pixel confidence mask)
+    # against an input's 1, decaying linearly to ``generated_weight_end`` x at ``generated_stop``.
+    input_share: float = 0.5
+    generated_weight: float = 0.5
+    generated_weight_end: float = 0.5
+    generated_start: float = 0.0
+    generated_stop: float = 1.0
+
+    def __post_init__(self):
+        from ..core.errors import FvgenError
+
+        for name in ("input_share", "generated_start", "generated_stop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FvgenError(f"fit.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.generated_start > self.generated_stop:
+            raise FvgenError("fit.generated_start must not be after fit.generated_stop")
+        if self.generated_weight < 0 or self.generated_weight_end < 0:
+            raise FvgenError("fit.generated_weight and generated_weight_end must be >= 0")
+
+    def generated_weight_at(self, step: int) -> float:
+        """The weight of a generated view's loss at ``step`` (0 outside its window)."""
+        a, b = self.generated_start * self.iterations, self.generated_stop * self.iterations
+        if not a <= step < b:
+            return 0.0
+        t = (step - a) / max(b - a, 1.0)
+        return self.generated_weight + t * (self.generated_weight_end - self.generated_weight)
 
 
 @dataclass
 class FitViews:
     """Training views: images [V, H, W, 3] in [0, 1], their cameras, optional per-image weights
-    [V] and per-pixel masks [V, H, W] (1 = supervise)."""
+    [V] and per-pixel masks [V, H, W] in [0, 1] (the weight of each pixel's loss; 1 = full).
+
+    The first ``inputs`` views are the photos, the rest generated views (None: all are photos);
+    how the fit draws and weighs the two is in :class:`FitConf`."""
 
     images: torch.Tensor
     cameras: Sequence[Camera]
     weights: torch.Tensor | None = None
     masks: torch.Tensor | None = None
+    inputs: int | None = None
 
 
 def scene_scale(cameras: Sequence[Camera]) -> float:
@@ -76,7 +109,10 @@ def _subsample(points: PointCloud, n: int, seed: int) -> PointCloud:
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
                 weights: torch.Tensor | None, ssim_lambda: float) -> torch.Tensor:
-    """L1 + lambda (1 - SSIM) over pixels with mask 1, per-image weights [B]; images [B, H, W, 3]."""
+    """L1 + lambda (1 - SSIM) per pixel, weighted by ``mask`` [B, H, W] in [0, 1] and averaged over
+    each image's mask; each image's loss times its weight (``weights`` [B], 1 when None), averaged
+    over the batch. The weights are not renormalised: a view of weight 0.3 pushes the splats 0.3x
+    as hard as one of weight 1, even alone in its batch."""
     from ..core.metrics import ssim_map
 
     B = pred.shape[0]
@@ -87,7 +123,7 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     per_pixel = (1 - ssim_lambda) * l1 + ssim_lambda * (1 - s)
     num = (per_pixel * m).flatten(1).sum(1)
     den = m.flatten(1).sum(1).clamp_min(1.0)
-    return (w * num / den).sum() / w.sum().clamp_min(1e-8)
+    return (w * num / den).mean()
 
 
 def _make_strategy(conf: FitConf, scale: float):
@@ -108,6 +144,42 @@ def _make_strategy(conf: FitConf, scale: float):
 
         raise FvgenError(f"unknown densification strategy {conf.strategy!r}: use default, mcmc or none")
     return strat, strat.initialize_state(scene_scale=scale) if conf.strategy == "default" else strat.initialize_state()
+
+
+class ViewSampler:
+    """Which views each step fits. Photos only (no generated views, or outside their window): each
+    epoch a seeded permutation, as plain 3DGS. With generated views in their window, each batch slot
+    is an input with probability ``input_share``, else a generated view (each pool cycled through
+    its own permutation), and carries the weight of its kind: 1 or ``generated_weight_at(step)``."""
+
+    def __init__(self, n_inputs: int, n_views: int, conf: FitConf, rng: np.random.Generator):
+        self.n_inputs, self.n_views, self.conf, self.rng = n_inputs, n_views, conf, rng
+        self.coin = np.random.default_rng([conf.seed, 1])  # apart from ``rng``: photo-only runs stay as they were
+        self.orders: dict[str, list[int]] = {"all": [], "inputs": [], "generated": []}
+
+    def _pop(self, pool: str) -> int:
+        if not self.orders[pool]:
+            lo, hi = {"all": (0, self.n_views), "inputs": (0, self.n_inputs), "generated": (self.n_inputs, self.n_views)}[pool]
+            self.orders[pool] = list(lo + self.rng.permutation(hi - lo))
+        return self.orders[pool].pop()
+
+    def draw(self, step: int, batch: int) -> tuple[list[int], list[float] | None]:
+        gw = self.conf.generated_weight_at(step) if self.n_views > self.n_inputs else 0.0
+        if self.n_views == self.n_inputs:
+            if len(self.orders["all"]) < batch:  # as before generated views existed: the same order
+                self.orders["all"] = list(self.rng.permutation(self.n_views)) + self.orders["all"]
+            return [self.orders["all"].pop() for _ in range(batch)], None
+        if gw <= 0.0:
+            return [self._pop("inputs") for _ in range(batch)], [1.0] * batch
+        idx, w = [], []
+        for _ in range(batch):
+            if self.coin.random() < self.conf.input_share:
+                idx.append(self._pop("inputs"))
+                w.append(1.0)
+            else:
+                idx.append(self._pop("generated"))
+                w.append(gw)
+        return idx, w
 
 
 def random_frustum_points(views: "FitViews", prior: PointCloud, n: int, seed: int) -> PointCloud:
@@ -143,7 +215,8 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     V = len(images)
     masks = None if views.masks is None else views.masks.to(device).float()
     weights = None if views.weights is None else views.weights.to(device).float()
-    scale = scene_scale(views.cameras)
+    n_inputs = V if views.inputs is None else int(views.inputs)
+    scale = scene_scale(views.cameras[:n_inputs])  # generated cameras must not change the scene's scale
     if conf.init == "random":
         init = random_frustum_points(views, init, conf.random_init_points, conf.seed)
     elif conf.init != "prior":
@@ -174,18 +247,18 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     W, H = cams[0].width, cams[0].height
     start = time.perf_counter()
     loss_val = float("nan")
-    order: list[int] = []
+    sampler = ViewSampler(n_inputs, V, conf, rng)
     for step in range(conf.iterations):
-        if len(order) < bs:
-            order = list(rng.permutation(V)) + order
-        batch = [order.pop() for _ in range(bs)]
+        batch, scale_w = sampler.draw(step, bs)
         sh_degree = min(step // max(conf.sh_degree_interval, 1), conf.sh_degree)
         b = torch.tensor(batch)
         colors, alphas, info = rasterize_at(splats, viewmats_all[b], Ks_all[b], W, H, sh_degree)
         if strategy is not None:
             strategy.step_pre_backward(splats, optimizers, state, step, info)
-        loss = masked_loss(colors, images[b], None if masks is None else masks[b],
-                           None if weights is None else weights[b], conf.ssim_lambda)
+        w = None if weights is None else weights[b]
+        if scale_w is not None:
+            w = torch.tensor(scale_w, device=device) * (1.0 if w is None else w)
+        loss = masked_loss(colors, images[b], None if masks is None else masks[b], w, conf.ssim_lambda)
         loss.backward()
         # Reading the loss forces a GPU sync: only every so often (and at the end).
         report = (step + 1) % 25 == 0 or step + 1 == conf.iterations

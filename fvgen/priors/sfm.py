@@ -99,7 +99,11 @@ def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
     """Cameras (input order, OpenCV c2w, K at the images' loaded size, pixel-centre convention),
     the sparse SfM points with colours, and an info dict. Raises :class:`FvgenError` when a view
     does not register or pairs have too few matches."""
-    import pycolmap
+    try:
+        import pycolmap
+    except ImportError:
+        raise FvgenError("pycolmap is not installed: pip install 'fvgen[cpu]' (or 'fvgen[cuda]' for COLMAP's "
+                         "GPU stereo), or run scripts/setup.sh") from None
 
     level = pycolmap.logging.minloglevel
     if not conf.verbose:  # errors only: COLMAP's warnings (thread counts, gauge fixing) are not the user's

@@ -30,7 +30,12 @@ def main(conf: WarpConf, priors_result: StageResult, root: Path, device: str = "
 
     def compute(tmp: Path) -> dict:
         priors = Priors.load(priors_result.path)
-        cams = make_trajectory(conf.traj, priors.cameras, conf.frames, priors.points.xyz)
+        if conf.traj == "coverage":
+            from ..render.coverage import plan_coverage
+
+            cams = plan_coverage(priors, conf.frames, device=device)
+        else:
+            cams = make_trajectory(conf.traj, priors.cameras, conf.frames, priors.points.xyz)
         if conf.width and conf.height:
             cams = [c.scaled(conf.width, conf.height) for c in cams]
         frames, masks = render_warp(priors, cams, conf, device, progress)

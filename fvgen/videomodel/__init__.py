@@ -13,6 +13,7 @@ input view -> a photo-real clip along the same cameras.
   evaluation-scene guard, example shards.
 - :mod:`.train`: ``train_teacher`` (bf16 autocast, EMA, clipping, DDP, resumable chunks).
 - :mod:`.baseline`: classical biharmonic hole filling and the hole/all-pixel metrics.
+- :mod:`.viewcrafter`: a ViewCrafter-compatible model that loads the official checkpoints (issue 21).
 
 No trained weights ship yet: :func:`.model.resolve_model` refuses instead of sampling noise.
 """

@@ -102,6 +102,16 @@ def test_bad_options(tmp_path):
     assert_one_line_error(fvgen("reconstruct", d, "--device", "tpu", "--out", tmp_path / "o"), "device")
     assert_one_line_error(fvgen("reconstruct", d, "--priors", "dust3r", "--out", tmp_path / "o"), "checkpoint")
     assert_one_line_error(fvgen("reconstruct", d, "--matcher", "orb", "--out", tmp_path / "o"), "unknown matcher")
+    assert_one_line_error(fvgen("reconstruct", d, "--generator", "magic", "--out", tmp_path / "o"), "unknown generator")
+    assert_one_line_error(fvgen("reconstruct", d, "--generator", "teacher", "--out", tmp_path / "o"),
+                          "no trained teacher")
+    assert_one_line_error(fvgen("reconstruct", d, "--generator", "fill", "--generated-views", "0", "--out",
+                                tmp_path / "o"), "generate.views")
+    assert_one_line_error(fvgen("generate", "--generator", "none", "--out", tmp_path / "o"), "generates nothing")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fit]\ninput_share = 2.0\n")
+    assert_one_line_error(fvgen("reconstruct", d, "--preset", bad, "--out", tmp_path / "o"), "fit.input_share")
+    assert not (tmp_path / "o" / "priors").exists()  # refused before any work
 
 
 def test_warp_and_render_without_a_run(tmp_path):

@@ -176,7 +176,7 @@ def test_interrupted_run_resumes_cleanly(tmp_path):
 
 @pytest.mark.skipif(not (DATASETS / "fern").exists(), reason="../shared/datasets not present")
 def test_eval_on_fern_with_gt_poses(tmp_path):
-    from fvgen.evaluation.heldout import evaluate
+    from fvgen.pipeline import evaluate
 
     m = evaluate(DATASETS / "fern", [1, 10, 19], [0, 8], "gt", tmp_path / "eval",
                  small_conf(**{"fit.iterations": 40}), device="cpu")
@@ -204,3 +204,38 @@ def test_fit_with_extra_views_weights_and_masks(run_dir):
     assert np.isfinite(out.figures["final_loss"])
     again = fit_stage.main(conf, pri, run_dir, "cpu", extra=[fit_stage.ExtraViews(res.path, res.token, weight=0.5)])
     assert again.status == "computed" and again.key != out.key  # the weight is part of the key
+
+
+def test_reconstruct_with_the_fill_generator_caches_every_stage(tmp_path):
+    """priors -> warp (coverage) -> generate (fill) -> fit on photos + generated views, every stage
+    cached, --force generate redoing generate and fit only; cameras/ and report.html hold the views."""
+    from fvgen.core.cameras import read_transforms_json
+    from fvgen.core.images import read_image
+
+    conf = small_conf(**{"generate.generator": "fill", "generate.views": 4, "fit.iterations": 12})
+    out = tmp_path / "run"
+    res = reconstruct(DEMO, 3, out, conf, device="cpu")
+    assert [r.stage for r in res["results"]] == ["priors", "warp/coverage", "generate/coverage", "fit"]
+    gen = out / "generate" / "coverage"
+    conf_map = read_image(gen / "mask" / "frame_0000.png")
+    assert 0.0 < conf_map.min() < conf_map.max() <= 1.0  # soft: seen pixels above filled ones
+    assert len(list((gen / "rgb").glob("*.png"))) == 4
+    fit = res["results"][-1].figures
+    assert fit["input_views"] == 3 and fit["extra_views"] == 4
+    assert len(read_transforms_json(out / "cameras" / "transforms.json")) == 7
+    paths = [f["file_path"] for f in json.loads((out / "cameras" / "transforms.json").read_text())["frames"]]
+    assert sum(p.startswith("generated/") for p in paths) == 4
+    assert all((out / "cameras" / p).is_file() for p in paths)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/jpeg;base64,") >= 3 + 4 * 3 and "Generated views" in page
+    run = json.loads((out / "run.json").read_text())
+    assert run["generator"] == "fill" and [s["stage"] for s in run["stages"]][-2:] == ["generate/coverage", "fit"]
+    again = reconstruct(DEMO, 3, out, conf, device="cpu")
+    assert all(r.status == "cached" for r in again["results"])
+    forced = reconstruct(DEMO, 3, out, conf, device="cpu", force=["generate"])
+    assert [r.status for r in forced["results"]] == ["cached", "cached", "computed", "computed"]
+
+
+def test_photos_alone_write_no_generated_stages(run_dir):
+    assert not (run_dir / "generate").exists() and not (run_dir / "warp" / "coverage").exists()
+    assert json.loads((run_dir / "run.json").read_text())["generator"] == "none"

@@ -449,33 +449,21 @@ def test_real_score_guidance_is_the_samplers(dd, lat):
         assert not torch.allclose(cond, uncond, atol=1e-3)
 
 
-def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(tmp_path):
-    """`fvgen generate --model STUDENT` samples with the student's 4 steps and CFG 1 unless --steps /
-    --cfg say otherwise; a teacher's folder keeps the 50-step, CFG-3 defaults."""
-    from fvgen.core.cameras import Camera, look_at
-    from fvgen.core.config import with_overrides
-    from fvgen.core.images import save_image
-    from fvgen.core.pointcloud import PointCloud
-    from fvgen.pipeline import generate
-    from fvgen.presets import load_preset
-    from fvgen.priors.prior import Priors
-    from fvgen.stages.generate import GenerateConf
+def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(teacher_dir, tmp_path):
+    """`--generator DIR` (or `--model DIR`) with a distilled student samples with the student's 4
+    steps and CFG 1 unless other steps / CFG are set; a teacher's folder keeps 50 steps, CFG 3."""
+    from fvgen.videomodel.generators import GenerateConf, make_generator
 
     student = tmp_path / "student"
     TeacherModel.random("tiny-pixel", seed=0).save(student, dtype=None, info={
         "trained": True, "student": {"steps": 4, "cfg": 1.0, "timesteps": [999, 749, 499, 249]}})
-    out = tmp_path / "out"
-    rng = np.random.default_rng(0)
-    K = [[60, 0, 39.5], [0, 60, 29.5], [0, 0, 1]]
-    cams = [Camera(K, look_at(np.array([x, 0.0, -3.0]), np.zeros(3), np.array([0.0, -1.0, 0.0])), 80, 60,
-                   name=f"v{i}.png") for i, x in enumerate((-0.5, 0.0, 0.5))]
-    Priors(cams, PointCloud(rng.uniform(-1, 1, (3000, 3)), rng.random((3000, 3)))).save(out / "priors")
-    for c in cams:
-        save_image(out / "priors" / "images" / c.name, rng.random((60, 80, 3)))
-    (out / "priors" / "stage.json").write_text(json.dumps({"key": "test", "figures": {}}))
-    conf = with_overrides(load_preset("cpu"), **{"warp.traj": "interp", "warp.frames": 4})
-    res = generate(out, conf, student, device="cpu")
-    assert (res.figures["steps"], res.figures["cfg"]) == (4, 1.0)
-    res = generate(out, conf, student, steps=2, device="cpu")
-    assert (res.figures["steps"], res.figures["cfg"]) == (2, 1.0)
-    assert (GenerateConf().steps, GenerateConf().cfg) == (50, 3.0)  # what a teacher's folder gets
+    g = make_generator(GenerateConf(generator=str(student)), "cpu")
+    assert (g.conf.steps, g.conf.cfg) == (4, 1.0) and g.steps(4) == 4
+    g = make_generator(GenerateConf(generator=str(student), steps=2), "cpu")
+    assert (g.conf.steps, g.conf.cfg) == (2, 3.0)
+    g = make_generator(GenerateConf(generator=str(teacher_dir)), "cpu")
+    assert (g.conf.steps, g.conf.cfg) == (50, 3.0)
+    frames = [np.full((32, 64, 3), 0.5, np.float32)] * 4
+    masks = [np.ones((32, 64), np.float32)] * 4
+    out = make_generator(GenerateConf(generator=str(student)), "cpu")(frames, masks, [None] * 4, lambda i: frames[0])
+    assert len(out) == 4 and out[0].shape == (32, 64, 3)
