@@ -5,7 +5,8 @@ from the standard 3-view train split (no sparse points: the depth range comes fr
 sweep, as in a run without SfM points), renders it with :func:`fvgen.render.points.render_points`
 at each test camera and reports coverage (fraction of pixels the warp fills, i.e. the validity
 mask's mean), PSNR over the covered pixels only, PSNR/SSIM of the whole frame once the warp's holes
-are filled by biharmonic inpainting (the measure that compares clouds of different coverage: a
+are filled (``--fill``: biharmonic inpainting, or the harmonic fill that is the evaluation's
+classical baseline) (the measure that compares clouds of different coverage: a
 denser cloud only helps if what it adds beats interpolating around it), plus timings. Two splat sizes are measured:
 ``tight`` = one world radius, 1.5 x the cloud's typical (median nearest-neighbour) spacing, and
 ``adaptive`` = per-point radius, the distance to the 4th nearest neighbour (fills more, blurs more).
@@ -19,7 +20,8 @@ Splits (see /work/shared/datasets/README.md):
   order). Images are downscaled to 540x960 and undistorted (OpenCV k1, k2, p1, p2) to pinhole
   cameras with the same K; test images are undistorted the same way and compared in that space.
 
-Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N] [--out FILE]``.
+Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N] [--out FILE]
+[--fill harmonic] [--max-image-size 320 --planes 64] [--mvs propagation_iters=3 ...]``.
 Writes ``benchmarks/results/warp_quality.json`` and prints a markdown table.
 """
 
@@ -30,6 +32,7 @@ import json
 import platform
 import sys
 import time
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,8 +46,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fvgen.cameras import Camera, read_cameras_opencv_json  # noqa: E402
 from splits import DATASETS, split  # noqa: E402
 from fvgen.images import read_image, resize_image  # noqa: E402
+from fvgen.config import from_dict  # noqa: E402
 from fvgen.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from fvgen.teacher.baseline import biharmonic_fill  # noqa: E402
+from fvgen.teacher.baseline import biharmonic_fill, harmonic_fill_np  # noqa: E402
 from fvgen.metrics import psnr, ssim  # noqa: E402
 from fvgen.undistort import undistort_image  # noqa: E402
 from fvgen.render.points import (SPACING_TO_RADIUS, point_radii, render_points,  # noqa: E402
@@ -62,7 +66,10 @@ def load_view(root: Path, cam: Camera, size: tuple[int, int] | None) -> tuple[np
     return img, c
 
 
-def run_scene(name: str, conf: MvsConf, device: str) -> dict:
+FILLS = {"biharmonic": biharmonic_fill, "harmonic": harmonic_fill_np}
+
+
+def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic") -> dict:
     root = DATASETS / name
     cams = read_cameras_opencv_json(root / "cameras_opencv.json")
     train, test = split(name, cams)
@@ -96,7 +103,7 @@ def run_scene(name: str, conf: MvsConf, device: str) -> dict:
             v[f"coverage_{mode}"] = float(mask.mean())
             v[f"psnr_covered_{mode}"] = float(-10 * np.log10(max(mse, 1e-10)))
             if mode == "tight":
-                filled = torch.as_tensor(biharmonic_fill(out, mask), dtype=torch.float32)
+                filled = torch.as_tensor(FILLS[fill](out, mask), dtype=torch.float32)
                 g = torch.as_tensor(gt, dtype=torch.float32)
                 v["psnr_filled_tight"] = float(psnr(filled, g))
                 v["ssim_filled_tight"] = float(ssim(filled, g))
@@ -129,6 +136,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-image-size", type=int, default=None)
     ap.add_argument("--planes", type=int, default=None)
+    ap.add_argument("--fill", choices=sorted(FILLS), default="biharmonic",
+                    help="how the warp's holes are filled for the whole-frame PSNR/SSIM")
+    ap.add_argument("--mvs", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="other MvsConf settings, e.g. propagation_iters=3 (TOML values)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warp_quality.json"))
     args = ap.parse_args()
     if args.threads:
@@ -140,8 +151,11 @@ def main() -> None:
         kw["max_image_size"] = args.max_image_size
     if args.planes:
         kw["num_planes"] = args.planes
-    conf = MvsConf(**kw)
-    results = [run_scene(s, conf, args.device) for s in args.scenes]
+    for item in args.mvs:
+        key, _, value = item.partition("=")
+        kw.update(tomllib.loads(f"{key} = {value}"))
+    conf = from_dict(MvsConf, kw)
+    results = [run_scene(s, conf, args.device, args.fill) for s in args.scenes]
     out = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:]),
         "torch": torch.__version__,
@@ -149,6 +163,7 @@ def main() -> None:
         "device": args.device,
         "machine": platform.machine(),
         "mvs_conf": asdict(conf),
+        "fill": args.fill,
         "cameras": "ground truth (cameras_opencv.json); no sparse points (coarse-sweep depth range)",
         "scenes": results,
     }

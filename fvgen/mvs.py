@@ -69,6 +69,22 @@ class MvsConf:
     voxel_fraction: float = 0.001  # voxel size, fraction of the robust scene extent (0: off)
     outlier_neighbors: int = 16  # statistical outlier removal (0: off)
     outlier_std_ratio: float = 2.5
+    # where the dense cloud comes from: "sweep" (this module, CPU or GPU), "colmap" (COLMAP's
+    # PatchMatch stereo, needs pycolmap built with CUDA and a GPU), "auto" (colmap when it can run,
+    # else sweep); see fvgen.mvs_backend
+    backend: str = "auto"
+    # slanted-plane PatchMatch propagation on top of the sweep (fvgen.patchmatch): red-black
+    # iterations per pyramid level; 0 = the plain sweep
+    propagation_iters: int = 0
+    propagation_scales: int = 2  # pyramid levels (coarsest first, each half the size of the next)
+    propagation_window_step: int = 2  # the NCC window (``window``) sampled every this many pixels
+    propagation_far: int = 5  # distance (px) of the far neighbours propagated from
+    propagation_sigma_color: float = 0.0  # bilateral weight of the window on grey values (0: flat)
+    propagation_candidates: int = 4  # neighbour planes tried per pixel and pass (the best-scoring)
+    propagation_depth_step: float = 0.05  # random refinement: inverse-depth step, fraction of the range
+    propagation_normal_step: float = 0.3  # random refinement: normal perturbation (radians, about)
+    propagation_geom_iters: int = 1  # then iterations scored with the views' forward-backward error
+    propagation_geom_weight: float = 0.2  # NCC given up per pixel of that error (capped at 3 px)
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -200,6 +216,32 @@ def _sweep(ref: int, gray: torch.Tensor, cams: Sequence[Camera], sources: list[i
     ok = (best >= conf.ncc_threshold) & (pconf >= conf.conf_threshold) & (std_r[0] >= conf.min_texture)
     ok &= (idx > 0) & (idx < D - 1)  # winners on the range boundary are unreliable
     return {"depth": depth, "ncc": best, "conf": pconf, "valid": ok}
+
+
+def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Tensor],
+               inv_ranges: list[tuple[float, float]], conf: MvsConf):
+    """The sweep's depths improved by slanted-plane propagation (:mod:`fvgen.patchmatch`), with
+    the sweep's photometric checks: NCC >= ``ncc_threshold``, texture, and a depth strictly inside
+    the range. The sweep's confidence (its cost curve's peakedness) has no counterpart for a
+    plane found by propagation: the NCC alone is the confidence. Returns (depths, valids, confs)."""
+    from .patchmatch import propagate_planes
+
+    sources = [_select_sources(cams, r, conf.max_sources) for r in range(len(cams))]
+    pms = propagate_planes(gray, cams, sources, depths, inv_ranges, conf)
+    k = conf.window
+    mu = _box(gray, k)
+    std = (_box(gray * gray, k) - mu ** 2).clamp_min(0).sqrt()
+    out_d, out_v, out_c = [], [], []
+    for r, pm in enumerate(pms):
+        inv = 1.0 / pm["depth"]
+        inv_near, inv_far = inv_ranges[r]
+        margin = 1e-3 * (inv_near - inv_far)
+        ok = (pm["ncc"] >= conf.ncc_threshold) & (std[r] >= conf.min_texture)
+        ok &= (inv < inv_near - margin) & (inv > inv_far + margin)
+        out_d.append(pm["depth"])
+        out_v.append(ok)
+        out_c.append(pm["ncc"].clamp(0, 1))
+    return out_d, out_v, out_c
 
 
 def _sparse_range(sparse: PointCloud, cam: Camera) -> tuple[float, float] | None:
@@ -429,14 +471,18 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
     img, cs = _resize_stack(images, cams, conf.max_image_size, device)
     gray = _gray(img)
     _, H, W = gray.shape
-    depths, valids, confs = [], [], []
+    depths, valids, confs, inv_ranges = [], [], [], []
     for r in range(N):
         inv_near, inv_far = _pad_range(ranges[r][0], ranges[r][1], conf.depth_margin)
         planes = torch.linspace(inv_near, inv_far, conf.num_planes, device=device, dtype=torch.float64)
-        res = _sweep(r, gray, cs, _select_sources(cs, r, conf.max_sources), planes, conf)
+        sources = _select_sources(cs, r, conf.max_sources)
+        res = _sweep(r, gray, cs, sources, planes, conf)
         depths.append(res["depth"])
         valids.append(res["valid"])
         confs.append(res["conf"] * res["ncc"].clamp(0, 1))
+        inv_ranges.append((inv_near, inv_far))
+    if conf.propagation_iters > 0:
+        depths, valids, confs = _propagate(gray, cs, depths, inv_ranges, conf)
     t_sweep = time.time() - t0 - t_range
 
     fused = _geometric_fusion(depths, valids, cs, conf)

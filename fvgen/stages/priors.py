@@ -56,9 +56,16 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
     if conf.backend == "dust3r":  # a checkpoint replaced at the same path must not reuse the cache
         st = Path(conf.checkpoint).stat()
         checkpoint = f"{Path(conf.checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    # the dense-stereo backend that will run, not only the one asked for: "auto" picks COLMAP on
+    # a GPU host and the sweep elsewhere, and their clouds differ
+    mvs_backend = ""
+    if conf.backend == "sfm":
+        from ..mvs_backend import select_backend
+
+        mvs_backend = select_backend(conf.mvs.backend)
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
                      poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
-                     checkpoint=checkpoint)
+                     checkpoint=checkpoint, **({"mvs_backend": mvs_backend} if mvs_backend else {}))
 
 
 def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
@@ -72,7 +79,7 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
         known = [p[1] for p in pairs]
     if conf.backend == "sfm":
-        from ..mvs import dense_point_cloud
+        from ..mvs_backend import dense_cloud
         from ..sfm import estimate_poses
 
         cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
@@ -82,7 +89,7 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
             images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
             cams = [p[1] for p in pairs]
         cams = [replace(c, name=n) for c, n in zip(cams, images.names)]
-        dense, minfo = dense_point_cloud(images.images, cams, sparse, conf.mvs, device=device)
+        dense, minfo = dense_cloud(images.images, cams, sparse, conf.mvs, device=device)
         progress(2, {"points": len(dense)})
         info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
         return Priors(cams, dense, sparse, info), images
@@ -129,7 +136,8 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
         priors.save(tmp)
         return {"views": len(images.names), "registered_views": len(priors.cameras),
                 "points": len(priors.points), "sparse_points": 0 if priors.sparse is None else len(priors.sparse),
-                "image_size": list(images.size)}
+                "image_size": list(images.size),
+                **({"mvs_backend": priors.info["mvs"]["backend"]} if "mvs" in priors.info else {})}
 
     return run_stage(root, NAME, k, compute, force)
 
