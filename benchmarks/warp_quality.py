@@ -155,7 +155,12 @@ def main() -> None:
         key, _, value = item.partition("=")
         kw.update(tomllib.loads(f"{key} = {value}"))
     conf = from_dict(MvsConf, kw)
-    results = [run_scene(s, conf, args.device, args.fill) for s in args.scenes]
+    results = []
+    for s in args.scenes:
+        results.append(run_scene(s, conf, args.device, args.fill))
+        r = results[-1]
+        print(f"{s}: coverage {r['coverage_tight']:.3f}, PSNR covered {r['psnr_covered_tight']:.2f}, filled "
+              f"{r['psnr_filled_tight']:.2f} / {r['ssim_filled_tight']:.3f}, MVS {r['mvs_seconds']:.1f} s", flush=True)
     out = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:]),
         "torch": torch.__version__,

@@ -80,11 +80,18 @@ class MvsConf:
     propagation_window_step: int = 2  # the NCC window (``window``) sampled every this many pixels
     propagation_far: int = 5  # distance (px) of the far neighbours propagated from
     propagation_sigma_color: float = 0.0  # bilateral weight of the window on grey values (0: flat)
+    # source views whose NCCs are averaged for a plane's score (the best ones): 1 lets a pixel
+    # that only one source sees be matched (wide baselines, occlusions); the geometric check still
+    # needs another view to confirm it
+    propagation_top_k_sources: int = 1
     propagation_candidates: int = 4  # neighbour planes tried per pixel and pass (the best-scoring)
     propagation_depth_step: float = 0.05  # random refinement: inverse-depth step, fraction of the range
     propagation_normal_step: float = 0.3  # random refinement: normal perturbation (radians, about)
     propagation_geom_iters: int = 1  # then iterations scored with the views' forward-backward error
     propagation_geom_weight: float = 0.2  # NCC given up per pixel of that error (capped at 3 px)
+    # keep the sweep's depth where it passed its checks and another view confirms it: propagation
+    # then only adds pixels (its NCC, on a sparser window, is noisier than the sweep's box window)
+    propagation_keep_sweep: bool = True
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -219,11 +226,14 @@ def _sweep(ref: int, gray: torch.Tensor, cams: Sequence[Camera], sources: list[i
 
 
 def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Tensor],
-               inv_ranges: list[tuple[float, float]], conf: MvsConf):
+               valids: list[torch.Tensor], confs: list[torch.Tensor], inv_ranges: list[tuple[float, float]],
+               conf: MvsConf):
     """The sweep's depths improved by slanted-plane propagation (:mod:`fvgen.patchmatch`), with
     the sweep's photometric checks: NCC >= ``ncc_threshold``, texture, and a depth strictly inside
     the range. The sweep's confidence (its cost curve's peakedness) has no counterpart for a
-    plane found by propagation: the NCC alone is the confidence. Returns (depths, valids, confs)."""
+    plane found by propagation: the NCC alone is the confidence. With ``propagation_keep_sweep``,
+    pixels where the sweep passed its checks and another view confirms its depth keep the sweep's
+    depth and confidence. Returns (depths, valids, confs)."""
     from .patchmatch import propagate_planes
 
     sources = [_select_sources(cams, r, conf.max_sources) for r in range(len(cams))]
@@ -241,6 +251,11 @@ def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Te
         out_d.append(pm["depth"])
         out_v.append(ok)
         out_c.append(pm["ncc"].clamp(0, 1))
+    if conf.propagation_keep_sweep:
+        for r, (keep, _, _) in enumerate(_geometric_fusion(depths, valids, cams, conf)):
+            out_d[r] = torch.where(keep, depths[r], out_d[r])
+            out_v[r] = out_v[r] | keep
+            out_c[r] = torch.where(keep, confs[r], out_c[r])
     return out_d, out_v, out_c
 
 
@@ -482,7 +497,7 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
         confs.append(res["conf"] * res["ncc"].clamp(0, 1))
         inv_ranges.append((inv_near, inv_far))
     if conf.propagation_iters > 0:
-        depths, valids, confs = _propagate(gray, cs, depths, inv_ranges, conf)
+        depths, valids, confs = _propagate(gray, cs, depths, valids, confs, inv_ranges, conf)
     t_sweep = time.time() - t0 - t_range
 
     fused = _geometric_fusion(depths, valids, cs, conf)

@@ -12,9 +12,11 @@ from the sweep's winner-take-all depth with a fronto-parallel normal, and improv
   rows and columns, so good planes travel across the image within a few passes;
 - random refinement: perturbed depth, perturbed normal, both (the perturbation halves every
   iteration);
-- a cost that is the same as the sweep's, for the slanted window: windowed NCC on grey values
-  with each source view (the window sampled every ``propagation_window_step`` px, optionally
-  bilateral-weighted), the mean of the best ``top_k_sources``;
+- a cost like the sweep's, for the slanted window: windowed NCC on grey values with each source
+  view (the window sampled every ``propagation_window_step`` px, optionally bilateral-weighted),
+  the mean of the best ``propagation_top_k_sources``; then a geometric stage that also scores
+  the forward-backward reprojection error through the other views' depth maps (COLMAP's
+  geometric consistency);
 - multi-scale: ``propagation_scales`` pyramid levels (coarsest first); each level's planes are
   upsampled to start the next one.
 
@@ -115,10 +117,13 @@ class _View:
             idx = torch.nonzero(colour == col)[:, 0]
             r = self.rays.view(3, -1)[:, idx]  # [3, P]
             rq = r[:, :, None] + dray[:, None, :]  # [3, P, S]
-            A = [torch.einsum("ij,jps->ips", M, rq) for M, _ in proj]
+            A = [torch.einsum("ij,jps->ips", M, rq) for M, _ in proj]  # [3, P, S] per source
             self.colours.append({
-                "idx": idx, "rays": r, "rq": rq, "A": A, "b": [b for _, b in proj],
-                "w": wgt[:, idx].T.contiguous(), "rc": (wgt * centred)[:, idx].T.contiguous(),
+                "idx": idx, "rays": r, "rq": rq,
+                "A01": [a[:2].permute(1, 2, 0).contiguous() for a in A], "A2": [a[2].contiguous() for a in A],
+                "b01": [b[:2] for _, b in proj], "b2": [float(b[2]) for _, b in proj],
+                "w_rc": torch.stack([wgt[:, idx].T, (wgt * centred)[:, idx].T], 1).contiguous(),  # [P, 2, S]
+                "w": wgt[:, idx].T.contiguous()[:, None],  # [P, 1, S]
                 "rv": (wgt * centred ** 2).sum(0)[idx],
                 "rq_norm_c": rq[:, :, self.centre].norm(dim=0),
                 "xy": torch.stack([idx % W, torch.div(idx, W, rounding_mode="floor")]).float(),
@@ -133,22 +138,26 @@ class _View:
         forward-backward reprojection error (px, capped) through the best-agreeing source."""
         d = self.colours[col]
         rq, c = d["rq"], self.centre
-        denom = normal[0, :, None] * rq[0] + normal[1, :, None] * rq[1] + normal[2, :, None] * rq[2]  # [P, S]
-        z = offset[:, None] / denom.where(denom.abs() > 1e-9, torch.full_like(denom, -1e-9))
-        facing = (denom[:, c] < -0.1 * d["rq_norm_c"]) & (z[:, c] > 0)
-        w, rc, rv = d["w"], d["rc"], d["rv"]
+        denom = normal[0, :, None] * rq[0]
+        denom.addcmul_(normal[1, :, None], rq[1]).addcmul_(normal[2, :, None], rq[2])  # n . r_q [P, S]
+        facing = denom[:, c] < -0.1 * d["rq_norm_c"]
+        z = offset[:, None] / denom.clamp_(max=-1e-9)  # depth of each window sample's ray
+        facing &= z[:, c] > 0
+        rv = d["rv"]
         nccs, fb_err = [], []
-        for si, (img, A, b) in enumerate(zip(self.src_images, d["A"], d["b"])):
-            hz = z * A[2] + b[2]
-            inv_hz = 1.0 / hz.clamp_min(1e-6)
-            grid = torch.stack([(z * A[0] + b[0]) * inv_hz, (z * A[1] + b[1]) * inv_hz], -1)  # [P, S, 2]
+        for si, img in enumerate(self.src_images):
+            hz = torch.addcmul(torch.full_like(z, d["b2"][si]), z, d["A2"][si])
+            inside = hz[:, c] > 1e-6
+            inv_hz = hz.clamp_(min=1e-6).reciprocal_()
+            grid = (z[..., None] * d["A01"][si]).add_(d["b01"][si]).mul_(inv_hz[..., None])  # [P, S, 2]
             gc = grid[:, c]
-            inside = (hz[:, c] > 1e-6) & (gc.abs() <= 1.0 + 1e-3).all(-1)
-            t = F.grid_sample(img, grid.clamp(-2, 2)[None], mode="bilinear", padding_mode="border",
+            inside &= (gc.abs() <= 1.0 + 1e-3).all(-1)
+            t = F.grid_sample(img, grid.clamp_(-2, 2)[None], mode="bilinear", padding_mode="border",
                               align_corners=True)[0, 0]  # [P, S]
-            mu_t = (w * t).sum(1)
-            var_t = ((w * t * t).sum(1) - mu_t ** 2).clamp_min(0)
-            ncc = (rc * t).sum(1) / (rv * var_t + 1e-8).sqrt()
+            mu_cov = torch.bmm(d["w_rc"], t[..., None])[..., 0]  # [P, 2]: weighted mean, covariance
+            m2 = torch.bmm(d["w"], (t * t)[..., None])[:, 0, 0]
+            var_t = (m2 - mu_cov[:, 0] ** 2).clamp_min(0)
+            ncc = mu_cov[:, 1] / (rv * var_t + 1e-8).sqrt()
             nccs.append(torch.where(inside & facing, ncc, torch.full_like(ncc, -1.0)))
             if geo is not None:
                 depth_s = geo[0][si]
@@ -157,7 +166,7 @@ class _View:
                 Mb, tb = self.back[si]
                 q = (Mb @ torch.stack([gc[:, 0], gc[:, 1], torch.ones_like(ds)])) * ds[None] + tb[:, None]
                 xy = q[:2] / q[2:].clamp_min(1e-6)
-                err = (xy - d["xy"]).norm(dim=0)
+                err = ((xy - d["xy"]) ** 2).sum(0).sqrt()
                 ok = inside & facing & (ds > 0) & (q[2] > 1e-6)
                 fb_err.append(torch.where(ok, err.clamp(max=geo[2]), torch.full_like(err, geo[2])))
         st = torch.stack(nccs)
@@ -172,7 +181,7 @@ class _View:
 
 def _normalize_facing(n: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
     """Unit normals [3, P] flipped to face the camera along ``rays`` [3, P] (n . r < 0)."""
-    n = n / n.norm(dim=0, keepdim=True).clamp_min(1e-9)
+    n = n * (n * n).sum(0, keepdim=True).clamp_min(1e-18).rsqrt()
     flip = (n * rays).sum(0) > 0
     return torch.where(flip[None], -n, n)
 
@@ -199,7 +208,7 @@ def _red_black(view: _View, normal: torch.Tensor, offset: torch.Tensor, iters: i
     ncc = torch.empty(h * w, device=device)
     for col in (0, 1):
         idx = view.colours[col]["idx"]
-        score[idx], ncc[idx] = view.cost(normal[:, idx], offset[idx], col, conf.top_k_sources, geo)
+        score[idx], ncc[idx] = view.cost(normal[:, idx], offset[idx], col, conf.propagation_top_k_sources, geo)
     nb = _NEIGHBOURS_NEAR + _far_neighbours(int(conf.propagation_far))
     n_cand = max(1, min(int(conf.propagation_candidates), len(nb)))
     for it in range(iters):
@@ -223,7 +232,7 @@ def _red_black(view: _View, normal: torch.Tensor, offset: torch.Tensor, iters: i
             for n_, c_ in cands:
                 i_ = (n_ * r).sum(0) / c_  # hypotheses stay inside the depth range
                 ok = (i_ <= inv_near) & (i_ >= inv_far)
-                sc, nc = view.cost(n_, c_, col, conf.top_k_sources, geo)
+                sc, nc = view.cost(n_, c_, col, conf.propagation_top_k_sources, geo)
                 better = ok & (sc > best_s)
                 best_s = torch.where(better, sc, best_s)
                 best_ncc = torch.where(better, nc, best_ncc)
