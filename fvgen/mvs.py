@@ -17,6 +17,10 @@ Pipeline (all in torch, on ``device``; open3d, or scipy without it, for the fina
 4. Winner-take-all with a parabolic sub-plane refinement; confidence = softmax mass of the cost
    curve within +-2 planes of the winner. Pixels need NCC >= ``ncc_threshold``, confidence >=
    ``conf_threshold`` and some texture.
+4b. With ``propagation_iters`` > 0, slanted-plane PatchMatch propagation (:mod:`fvgen.patchmatch`)
+   starts from every pixel's winner-take-all depth and replaces the depth maps; its pixels need
+   NCC >= ``ncc_threshold``, texture and a depth inside the range (its score has no peakedness);
+   with ``propagation_keep_sweep`` the sweep's confirmed pixels keep the sweep's depth.
 5. Geometric consistency: each depth map is reprojected into every other view and back; a pixel
    counts a view as consistent when the round trip lands within ``geo_pixel_threshold`` px and
    ``geo_depth_threshold`` relative depth. Pixels with at least ``min_consistent_views`` (capped at
