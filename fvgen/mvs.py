@@ -93,9 +93,10 @@ class MvsConf:
     propagation_normal_step: float = 0.3  # random refinement: normal perturbation (radians, about)
     propagation_geom_iters: int = 1  # then iterations scored with the views' forward-backward error
     propagation_geom_weight: float = 0.2  # NCC given up per pixel of that error (capped at 3 px)
-    # keep the sweep's depth where it passed its checks and another view confirms it: propagation
-    # then only adds pixels (its NCC, on a sparser window, is noisier than the sweep's box window)
-    propagation_keep_sweep: bool = True
+    # keep the sweep's depth where it passed its checks and another view confirms it, propagation
+    # only adding pixels. Off: on a 50-degree plane it keeps the sweep's 4x larger depth error
+    # (tests/test_mvs.py), and on fern it covered no more of the held-out views (RESULTS.md)
+    propagation_keep_sweep: bool = False
 
 
 # ----------------------------------------------------------------------------- small helpers
