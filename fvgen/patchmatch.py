@@ -27,8 +27,7 @@ checks (NCC threshold, texture, geometric forward-backward, triangulation angle)
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -70,7 +69,7 @@ class _View:
     def __init__(self, ref: int, gray: torch.Tensor, cams: Sequence[Camera], sources: list[int],
                  window: int, step: int, sigma_color: float):
         device = gray.device
-        N, H, W = gray.shape
+        H, W = gray.shape[1:]
         self.H, self.W = H, W
         self.rays = _rays(cams[ref], H, W, device)  # [3, H, W]
         off = _window_offsets(window, step, device)  # [S, 2]
