@@ -8,14 +8,14 @@ numbers per cell, and a 64-channel first layer cannot carry them from input to o
 
 For each candidate preset (at a reduced clip size: the question is per latent cell), a freshly
 initialised UNet is trained for ``--steps`` steps on real training examples (random crops,
-``fvgen.teacher.data`` shards of ``shared/datasets-train`` scenes and procedural rooms) with the
+``fvgen.videomodel.data`` shards of ``shared/datasets-train`` scenes and procedural rooms) with the
 timestep drawn in a low-noise band. Then, on held-back batches at fixed timesteps in that band, its
 estimate of the clean target (x0_hat: directly for x0-prediction, sqrt(a) x_t - sigma v_hat for
 v-prediction) is compared with the noisy input rescaled, x_t / sqrt(a): the **denoising gain** in
 dB is 10 log10(MSE(x_t / sqrt(a), x0) / MSE(x0_hat, x0)). Positive: the model takes noise out;
 zero or negative: it leaves it in, and a sampler's last steps leave it in the output.
 
-    python -m fvgen.teacher.data build --out /tmp/ex --scenes beer_can ethiopian_head fruit --per-scene 1 --procedural 3 --clips-per-prior 3 --no-triangulate
+    fvgen data build --out /tmp/ex --scenes beer_can ethiopian_head fruit --per-scene 1 --procedural 3 --clips-per-prior 3 --no-triangulate
     python benchmarks/denoiser_capacity.py --data /tmp/ex --steps 150 --only "64-128-192," --json benchmarks/results/denoiser_capacity_cpu.json
 """
 
@@ -32,14 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 D, C = "DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"
 U, CU = "UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"
 
 
 def candidates():
-    from fvgen.teacher.configs import get_preset
+    from fvgen.videomodel.configs import get_preset
 
     px = get_preset("embedded")
     v = replace(px, prediction="v")
@@ -68,9 +67,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    from fvgen.teacher.data import ExampleBank
-    from fvgen.teacher.model import TeacherModel
-    from fvgen.teacher.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
+    from fvgen.videomodel.data import ExampleBank
+    from fvgen.videomodel.model import TeacherModel
+    from fvgen.videomodel.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
 
     W, H = a.size
     bank = ExampleBank(a.data, a.frames)

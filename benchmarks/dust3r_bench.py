@@ -27,15 +27,14 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fvgen.dust3r.alignment import global_align  # noqa: E402
-from fvgen.dust3r.inference import infer_pairs, preprocess  # noqa: E402
-from fvgen.dust3r.model import Dust3rModelConfig, build_model, count_parameters  # noqa: E402
-from fvgen.dust3r.pairs import make_pairs  # noqa: E402
+from fvgen.priors.dust3r.alignment import global_align  # noqa: E402
+from fvgen.priors.dust3r.inference import infer_pairs, preprocess  # noqa: E402
+from fvgen.priors.dust3r.model import Dust3rModelConfig, build_model, count_parameters  # noqa: E402
+from fvgen.priors.dust3r.pairs import make_pairs  # noqa: E402
 
 
 def synthetic_images(n: int, w: int, h: int, seed: int = 0) -> np.ndarray:

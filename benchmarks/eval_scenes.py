@@ -1,10 +1,12 @@
 """`fvgen eval` on the 3-view splits of fern, dtu_scan24 and fox, with ground-truth and with
-estimated poses; prints a markdown table and writes the figures as JSON.
+estimated poses, for one or more generators (``none``: the photos alone; ``fill``; a model folder)
+and fit/generation settings; prints a markdown table and writes the figures as JSON.
 
 Usage: python benchmarks/eval_scenes.py [--scenes fern dtu_scan24 fox] [--poses gt estimated]
-           [--preset default] [--iterations N] [--init prior|random] [--data ../shared/datasets]
-           [--out eval_runs] [--json results.json]
-Each run caches under OUT/<scene>-<poses>-<preset>/, so a second call reuses the priors.
+           [--generators none fill] [--set fit.generated_weight=0.3 ...] [--preset default]
+           [--iterations N] [--init prior|random] [--data ../shared/datasets] [--out eval_runs] [--json F]
+Each run caches under OUT/<scene>-<poses>-<preset>/, so later calls reuse the priors (and the warps
+and generated views while their settings stay).
 """
 
 from __future__ import annotations
@@ -12,17 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fvgen.config import load_preset, with_overrides  # noqa: E402
-from fvgen.evaluate import evaluate, scene_image_files  # noqa: E402
-from splits import DATASETS, split_files  # noqa: E402
+from fvgen.presets import load_preset  # noqa: E402
+from fvgen.core.config import with_overrides  # noqa: E402
+from fvgen.evaluation.heldout import scene_image_files  # noqa: E402
+from fvgen.pipeline import evaluate  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, split_files  # noqa: E402
 
 
 def copy_scene(root: Path, dest: Path, image_names: list[str]) -> None:
@@ -43,6 +44,9 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--iterations", type=int)
     ap.add_argument("--init", choices=["prior", "random"])
+    ap.add_argument("--generators", nargs="+", default=["none"], help="none, fill, teacher, or model folders")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="preset overrides (TOML values), e.g. fit.input_share=0.7 generate.views=32")
     ap.add_argument("--data", type=Path, default=DATASETS)
     ap.add_argument("--out", type=Path, default=Path("eval_runs"))
     ap.add_argument("--device", default="auto")
@@ -58,6 +62,10 @@ def main() -> None:
         conf = with_overrides(conf, **{"fit.iterations": args.iterations})
     if args.init:
         conf = with_overrides(conf, **{"fit.init": args.init})
+    import tomllib
+
+    sets = {k: tomllib.loads(f"v = {v}")["v"] for k, v in (kv.split("=", 1) for kv in args.set)}
+    conf = with_overrides(conf, **sets)
     rows = []
     for scene in args.scenes:
         root = args.data / scene
@@ -78,28 +86,40 @@ def main() -> None:
                     files, root if poses == "gt" else None), args.out / tag, "cpu")
                 print(json.dumps({"scene": scene, "poses": poses, "priors": res.status, **res.figures}), flush=True)
                 continue
-            try:
-                m = evaluate(root, train, test, poses, args.out / tag, conf, args.device)
-                row = {"scene": scene, "poses": poses, "psnr": m["results"]["psnr"], "ssim": m["results"]["ssim"],
-                       "lpips": m["results"]["lpips"], "gaussians": m["fit"].get("gaussians"),
-                       "fit_s": m["fit"].get("seconds"), "priors_s": m["priors"].get("seconds"),
-                       "wall_s": round(time.perf_counter() - t0, 1), "init_points": m["fit"].get("init_points"),
-                       "size": m["image_size"]}
-            except Exception as e:  # record and carry on: one failing scene must not hide the others
-                traceback.print_exc()
-                row = {"scene": scene, "poses": poses, "error": f"{type(e).__name__}: {e}"}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.json:
-                args.json.write_text(json.dumps({"preset": conf.name, "iterations": conf.fit.iterations,
-                                                 "init": conf.fit.init, "host": platform.node(),
-                                                 "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
-    print("\n| scene | poses | PSNR | SSIM | Gaussians | wall s |\n|---|---|---|---|---|---|")
+            for generator in args.generators:
+                t0 = time.perf_counter()
+                gconf = with_overrides(conf, **{"generate.generator": generator})
+                try:
+                    m = evaluate(root, train, test, poses, args.out / tag, gconf, args.device)
+                    row = {"scene": scene, "poses": poses, "generator": generator, "settings": sets,
+                           "psnr": m["results"]["psnr"], "ssim": m["results"]["ssim"], "lpips": m["results"]["lpips"],
+                           "train_psnr": m["fit"].get("train_psnr"), "gaussians": m["fit"].get("gaussians"),
+                           "stage_s": {k: v["seconds"] for k, v in m["stages"].items()},
+                           "fit_s": m["fit"].get("seconds"), "wall_s": round(time.perf_counter() - t0, 1),
+                           "size": m["image_size"], "per_view": [(r["view"], r["psnr"], r["ssim"]) for r in m["per_view"]]}
+                except Exception as e:  # record and carry on: one failing scene must not hide the others
+                    traceback.print_exc()
+                    row = {"scene": scene, "poses": poses, "generator": generator, "error": f"{type(e).__name__}: {e}"}
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "per_view"}), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps({"preset": conf.name, "iterations": conf.fit.iterations,
+                                                     "init": conf.fit.init, "settings": sets, "host": platform.node(),
+                                                     "device": _device_name(), "date": time.strftime("%Y-%m-%d"),
+                                                     "rows": rows}, indent=1))
+    print("\n| scene | poses | generator | PSNR | SSIM | train PSNR | wall s |\n|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['scene']} | {r['poses']} | failed: {r['error'][:60]} | | | |")
+            print(f"| {r['scene']} | {r['poses']} | {r['generator']} | failed: {r['error'][:60]} | | | |")
         else:
-            print(f"| {r['scene']} | {r['poses']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['gaussians']} | {r['wall_s']} |")
+            print(f"| {r['scene']} | {r['poses']} | {r['generator']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                  f"{r['train_psnr']:.2f} | {r['wall_s']} |")
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86-64'})"
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 For the last frame of every clip made by ``teacher_eval.py prepare`` (the test view; 36 views of
 fern, dtu_scan24 and fox), fills the warp's holes with each method and scores the frame against
-the test image with :func:`fvgen.teacher.baseline.clip_metrics` (PSNR/SSIM on all pixels and on
+the test image with :func:`fvgen.core.metrics.clip_metrics` (PSNR/SSIM on all pixels and on
 the hole pixels), as ``teacher_eval.py score`` does. Methods: push-pull, scikit-image's
 biharmonic inpainting (on a copy downscaled to 160 pixels, the evaluation's baseline, and at full
-resolution), and :func:`fvgen.fill.harmonic_fill` at several sweep counts.
+resolution), and :func:`fvgen.videomodel.fill.harmonic_fill` at several sweep counts.
 
     python benchmarks/fill_quality.py --clips .gpu/teacher_eval --json benchmarks/results/fill_quality.json
     python benchmarks/fill_quality.py --timing   # seconds for 16 frames at three sizes, synthetic holes
@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip  # noqa: E402
-from fvgen.fill import harmonic_fill, push_pull_fill  # noqa: E402
-from fvgen.teacher.baseline import biharmonic_fill, clip_metrics, harmonic_fill_np, torch_fill_np  # noqa: E402
+from fvgen.videomodel.fill import harmonic_fill, push_pull_fill  # noqa: E402
+from fvgen.videomodel.fill import biharmonic_fill, harmonic_fill_np, torch_fill_np  # noqa: E402
+from fvgen.core.metrics import clip_metrics  # noqa: E402
 
 
 def _torch_fill(fn, **kw):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.fit import FitConf, FitViews, fit_gaussians, gsplat_camera, masked_loss  # noqa: E402
-from fvgen.splats import init_splats  # noqa: E402
+from fvgen.fit import FitConf, FitViews, fit_gaussians, masked_loss  # noqa: E402
+from fvgen.render.gaussians import gsplat_camera  # noqa: E402
+from fvgen.render.splats import init_splats  # noqa: E402
 from fvgen.stages.priors import load  # noqa: E402
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the embedded teacher on the lent H200 across several device calls (see
+# Train the embedded teacher on a lent H100 or H200 across several device calls (see
 # shared/notes/gpu-training.md: a setsid daemon outlives the call that starts it while the machine
 # stays warm, i.e. while the next call follows within 30 s). Runs on the device machine, from the
 # repository root:
@@ -16,8 +16,9 @@
 #   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
-#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB
-#           .gpu/train_scenes/    `python -m fvgen.teacher.data pack --out .gpu/train_scenes`, 19 MB
+#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB;
+#                                 another folder with WHEELS=DIR (benchmarks/gpu_common.sh)
+#           .gpu/train_scenes/    `fvgen data pack --out .gpu/train_scenes`, 19 MB
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
 #   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
@@ -32,12 +33,11 @@ ROOT=${ROOT:-/tmp}
 RUN=$ROOT/teacher_run
 DATA=$ROOT/teacher_data
 STOP=$ROOT/teacher_stop
-CONFIG=${CONFIG:-benchmarks/teacher_embedded.toml}
+CONFIG=${CONFIG:-configs/teacher_embedded.toml}
 # overridable for a dry run on a CPU machine, e.g. PY=.venv/bin/python DEVICE=cpu NPROC=1 PRESET=tiny
-PY=${PY:-python3}
+source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
-export PYTHONPATH=/tmp/site:$PWD
 
 watch() {
   local end=$(( $(date +%s) + $1 ))
@@ -57,14 +57,14 @@ snapshot() {
 case "$1" in
   start)
     if [ "$DEVICE" = cuda ]; then
-      $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wtrain/*.whl || exit 1
-      nvidia-smi --query-gpu=name,memory.total --format=csv
+      install_wheels ${WHEELS:-.gpu/wtrain} || exit 1
+      machine_info
     fi
     t0=$(date +%s)
     # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
     # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
-    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see RESULTS.md)
-    OMP_NUM_THREADS=1 $PY -m fvgen.teacher.data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
+    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see docs/experiments/teacher.md)
+    OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
       --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-150}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
       --min-warp-psnr "${MIN_WARP_PSNR:-0}" \
@@ -78,7 +78,7 @@ case "$1" in
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
     while [ ! -f "$STOP" ]; do
-      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen.teacher.train \
+      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen train teacher \
         --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"} \
         | tail -n 1 | tee -a $ROOT/teacher_chunks.log
       grep -q '"status": "done"' $ROOT/teacher_chunks.log && break

@@ -8,7 +8,7 @@ content is brighter than the fill spreads from around it. Reported per scene for
   clip, the test view of fern, dtu_scan24 or fox); with ``--generated`` (a ``teacher_eval.py run``
   output) also the teacher's mean shift from the fill in the holes and on the seen pixels, and its
   PSNR with those two shifts taken out (is the shift all that is wrong?);
-- built training examples (``--examples``, made by ``python -m fvgen.teacher.data build``: every
+- built training examples (``--examples``, made by ``fvgen data build``: every
   frame of every clip), grouped by their source scene (procedural rooms as one group).
 
 With ``--model`` (a teacher folder) the examples are also generated with the teacher (the one-step
@@ -17,7 +17,7 @@ prediction at t = T, and with ``--sdedit`` SDEdit at strength 0.25; CFG 1, on th
 the holes: does the model beat its fill on the training distribution, and does it shift the holes
 the way the training scenes need?
 
-    python -m fvgen.teacher.data build --out /tmp/pool --scenes .gpu/train_scenes/*/ --per-scene 2 \\
+    fvgen data build --out /tmp/pool --scenes .gpu/train_scenes/*/ --per-scene 2 \\
         --procedural 6 --clips-per-prior 3 --no-triangulate --device cpu --workers 2 --max-size 320 \\
         --seed 7 --preset embedded
     python benchmarks/hole_bias.py --clips .gpu/teacher_eval [--generated .gpu/run6/teacher_gen/one_step] \\
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -37,16 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher_eval import load_clip, remove_shift  # noqa: E402
-from fvgen import metrics  # noqa: E402
-from fvgen.teacher.baseline import harmonic_fill_np  # noqa: E402
+from fvgen.core import metrics  # noqa: E402
+from fvgen.videomodel.fill import harmonic_fill_np  # noqa: E402
 
 
 def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
-    """:func:`fvgen.metrics.psnr` of a prediction clipped to [0, 1] (a fill plus a correction may leave it)."""
+    """:func:`fvgen.core.metrics.psnr` of a prediction clipped to [0, 1] (a fill plus a correction may leave it)."""
     return metrics.psnr(torch.from_numpy(np.clip(pred, 0, 1)), torch.from_numpy(gt))
 
 
@@ -73,12 +70,12 @@ def eval_views(clips: Path, generated: Path | None) -> list[dict]:
 
 
 def training_examples(folder: Path, model_dir: Path | None, per_group: int, sdedit: bool) -> list[dict]:
-    from fvgen.teacher.data import example_files, load_example
+    from fvgen.videomodel.data import example_files, load_example
 
     model = None
     if model_dir is not None:
-        from fvgen.teacher.model import TeacherModel
-        from fvgen.teacher.sample import generate_clip
+        from fvgen.videomodel.model import TeacherModel
+        from fvgen.videomodel.sample import generate_clip
 
         model = TeacherModel.load(model_dir, "cpu").eval()
     rows, taken = [], defaultdict(int)
@@ -130,7 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=Path, help="evaluation clips (teacher_eval.py prepare)")
     ap.add_argument("--generated", type=Path, help="with --clips: a teacher's frames (teacher_eval.py run --out)")
-    ap.add_argument("--examples", type=Path, help="built training examples (fvgen.teacher.data build)")
+    ap.add_argument("--examples", type=Path, help="built training examples (fvgen data build)")
     ap.add_argument("--model", type=Path, help="teacher folder: also generate the examples and score them")
     ap.add_argument("--per-group", type=int, default=1000, help="at most this many examples per source scene")
     ap.add_argument("--sdedit", action="store_true", help="with --model: also SDEdit at strength 0.25 (slow on a CPU)")

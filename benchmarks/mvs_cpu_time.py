@@ -1,7 +1,7 @@
 """CPU time of the dense stereo alone (no rendering), plane sweep vs sweep + propagation.
 
 Same inputs as ``warp_quality.py`` (3 train views, ground-truth cameras, no sparse points):
-per scene and setting, the process CPU time of :func:`fvgen.mvs.dense_point_cloud` (on a shared
+per scene and setting, the process CPU time of :func:`fvgen.priors.mvs.dense_point_cloud` (on a shared
 machine the wall time is inflated by other jobs; with one torch thread the process time is
 about the wall time the run would take alone), its split into range / sweep / propagation
 wall seconds, and the fraction of each view's pixels kept after the geometric check.
@@ -22,15 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from fvgen.core.cameras import read_cameras_opencv_json
+from fvgen.core.config import from_dict
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, split
+from fvgen.priors.mvs import MvsConf, dense_point_cloud
+from warp_quality import load_view, scene_image_size
 
-from fvgen.cameras import read_cameras_opencv_json  # noqa: E402
-from fvgen.config import from_dict  # noqa: E402
-from fvgen.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from splits import DATASETS, split  # noqa: E402
-from warp_quality import load_view  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -52,7 +50,7 @@ def main() -> None:
         root = DATASETS / name
         cams = read_cameras_opencv_json(root / "cameras_opencv.json")
         train, _ = split(name, cams)
-        tr = [load_view(root, cams[i], (540, 960) if name == "fox" else None) for i in train]
+        tr = [load_view(root, cams[i], scene_image_size(name)) for i in train]
         imgs = np.stack([t[0] for t in tr])
         for label, kw in (("sweep", base), ("propagation", prop)):
             conf = from_dict(MvsConf, kw)

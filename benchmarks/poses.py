@@ -1,10 +1,10 @@
-"""Benchmark of the weight-free pose priors (:mod:`fvgen.sfm`) on standard 3-view splits.
+"""Benchmark of the weight-free pose priors (:mod:`fvgen.priors.sfm`) on standard 3-view splits.
 
 Scenes (read from ``../shared/datasets`` beside the checkout, never copied):
 
 - fern: LLFF train split, frames 1, 10, 19 (504x378 as stored).
 - dtu_scan24: frames 25, 22, 28 (384x384 as stored; calibrated ground truth).
-- fox: the 3 train frames of ``benchmarks/splits.py`` (azimuth 20/50/80 % among the frames near
+- fox: the 3 train frames of ``fvgen.core.datasets`` (azimuth 20/50/80 % among the frames near
   the median elevation). Fox has lens distortion (OPENCV k1, k2, p1, p2 in
   ``cameras_opencv.json``): images are NOT undistorted; registration uses them as stored with
   fvgen's default pinhole camera model (SIMPLE_PINHOLE), i.e. distortion is ignored. Its reference poses come from COLMAP
@@ -16,8 +16,8 @@ upscaled, so fern runs at 504x378, DTU at 384x384 and fox at 576x1024.
 Grid: matcher {sift, xfeat-lighterglue} x focal {known (reference fx at the loaded size, principal
 point at the image centre), unknown} x seeds (default 0, 1); the relaxed mapper (fvgen default).
 Metrics: views registered, worst pairwise relative-rotation and translation-direction error (deg)
-vs the reference (:func:`fvgen.cameras.pose_errors`), mean relative focal error, wall time of
-:func:`fvgen.sfm.estimate_poses` (all CPU cores; also CPU time and the 1-minute load average, since the
+vs the reference (:func:`fvgen.core.cameras.pose_errors`), mean relative focal error, wall time of
+:func:`fvgen.priors.sfm.estimate_poses` (all CPU cores; also CPU time and the 1-minute load average, since the
 benchmark machine may be shared). Failed runs (a view does not register) count 0
 views registered.
 
@@ -39,17 +39,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fvgen.cameras import Camera, pose_errors, read_cameras_opencv_json  # noqa: E402
-from fvgen.errors import FvgenError  # noqa: E402
-from fvgen.images import load_images  # noqa: E402
-from fvgen.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
-from splits import split  # noqa: E402
+from fvgen.core.cameras import Camera, pose_errors, read_cameras_opencv_json  # noqa: E402
+from fvgen.core.errors import FvgenError  # noqa: E402
+from fvgen.core.images import load_images  # noqa: E402
+from fvgen.priors.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES as SPLITS, split  # noqa: E402
 
-DATASETS = REPO.parent / "shared" / "datasets"
-SPLITS = ("fern", "dtu_scan24", "fox")  # train views from benchmarks/splits.py
 
 
 def scene_views(scene: str) -> tuple[list[Path], list[Camera], list[int]]:

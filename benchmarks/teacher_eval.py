@@ -9,12 +9,12 @@ from the nearest train view (frame 0, the reference) to the test view (the last 
 the warp stage's renderer. One ``.npz`` per test view: reference image, warped frames, masks and
 the test image (ground truth of the last frame only).
 
-``run`` (GPU or CPU): the teacher samples each clip (``fvgen.teacher.sample.generate_clip``, the
+``run`` (GPU or CPU): the teacher samples each clip (``fvgen.videomodel.sample.generate_clip``, the
 function ``fvgen generate`` uses) and saves the generated last frames.
 
 ``score`` (CPU): PSNR/SSIM of the last frame against the test image, on all pixels and on the hole
 pixels (warp mask 0), for: the raw warp (holes black), the warp with its holes filled by
-scikit-image's biharmonic inpainting or by our harmonic fill (``fvgen.fill``, converged), the teacher,
+scikit-image's biharmonic inpainting or by our harmonic fill (``fvgen.videomodel.fill``, converged), the teacher,
 and the teacher's pixels in the holes only (warp kept where it is valid).
 
     python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval
@@ -30,24 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from splits import DATASETS, SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split  # noqa: E402
 
 FRAMES = 16
 
 
 def load_clip(f: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(meta, ref [H, W, 3], warp [F, H, W, 3] floats in [0, 1], masks [F, H, W] bool, gt [H, W, 3] floats)."""
-    from fvgen.teacher.data import decode_frames
+    from fvgen.videomodel.data import decode_frames
 
     z = np.load(f)
     meta = json.loads(z["meta"].tobytes())
@@ -73,15 +70,16 @@ def nearest_view(cams, target) -> int:
 def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     import tempfile
 
-    from fvgen.cameras import load_poses, read_cameras_opencv_json
-    from fvgen.config import WarpConf, load_preset
-    from fvgen.evaluate import scene_image_files
-    from fvgen.images import load_images, read_image, resize_image
-    from fvgen.stages.priors import compute_priors
-    from fvgen.stages.warp import render_warp
-    from fvgen.teacher.data import encode_frames
-    from fvgen.trajectories import interp
-    from fvgen.undistort import undistort_image
+    from fvgen.core.cameras import load_poses, read_cameras_opencv_json
+    from fvgen.render.warp import WarpConf
+    from fvgen.presets import load_preset
+    from fvgen.evaluation.heldout import scene_image_files
+    from fvgen.core.images import load_images, read_image, resize_image
+    from fvgen.priors.backends import compute_priors
+    from fvgen.render.warp import render_warp
+    from fvgen.videomodel.data import encode_frames
+    from fvgen.core.trajectories import interp
+    from fvgen.core.undistort import undistort_image
 
     out.mkdir(parents=True, exist_ok=True)
     conf = load_preset("cpu").priors
@@ -127,10 +125,10 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
     back, a probe of whether it tells inverted clips (as in training, ``colour_invert``) from natural ones."""
     import torch
 
-    from fvgen.pipeline import resolve_device
-    from fvgen.teacher.model import TeacherModel
-    from fvgen.teacher.sample import generate_clip
-    from fvgen.video import write_mp4
+    from fvgen.core.devices import resolve_device
+    from fvgen.videomodel.model import TeacherModel
+    from fvgen.videomodel.sample import generate_clip
+    from fvgen.core.video import write_mp4
 
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(resolve_device(device))
@@ -191,7 +189,7 @@ def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) 
     """Frames ``fill + alpha * (teacher - fill)`` (harmonic fill of the last warped frame): does any
     part of the teacher's correction point the right way? ``unshift`` first takes the correction's
     mean out, over the holes and over the seen pixels separately (the brightness shift, hole_bias.py)."""
-    from fvgen.teacher.baseline import harmonic_fill_np
+    from fvgen.videomodel.fill import harmonic_fill_np
 
     out.mkdir(parents=True, exist_ok=True)
     for f in sorted(clips.glob("*.npz")):
@@ -207,7 +205,8 @@ def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) 
 def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
     """Metrics of every method on every clip; without ``generated`` the baselines alone; with
     ``partial`` only the clips that have a generated frame (all methods on the same views)."""
-    from fvgen.teacher.baseline import biharmonic_fill, clip_metrics, harmonic_fill_np
+    from fvgen.videomodel.fill import biharmonic_fill, harmonic_fill_np
+    from fvgen.core.metrics import clip_metrics
 
     methods_used = ("warp", "biharmonic", "harmonic")
     if generated is not None:

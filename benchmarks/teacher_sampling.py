@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.teacher.model import TeacherModel  # noqa: E402
-from fvgen.teacher.sample import sample_latents  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.sample import sample_latents  # noqa: E402
 
 
 def time_clip(model: TeacherModel, steps: int, cfg: float, device: str, repeats: int) -> float:

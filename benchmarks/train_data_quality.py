@@ -1,5 +1,5 @@
 """How trustworthy are the warps in the teacher's training examples? For each training scene, a
-few examples are made as ``python -m fvgen.teacher.data build`` makes them (dense prior of 2-3
+few examples are made as ``fvgen data build`` makes them (dense prior of 2-3
 sparse views on a 16-frame clip, without SfM triangulation as on the GPU host, drawn along the
 clip) and scored: coverage and PSNR of the warp against the real frames on the covered pixels.
 Two knobs are compared: the frame gap between the sparse views (``--min-gap``) and the MVS
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -36,10 +35,10 @@ def main() -> None:
 
     import torch
 
-    from fvgen.config import load_preset
-    from fvgen.errors import FvgenError
-    from fvgen.teacher import data as tdata
-    from fvgen.teacher.configs import get_preset
+    from fvgen.presets import load_preset
+    from fvgen.core.errors import FvgenError
+    from fvgen.videomodel import data as tdata
+    from fvgen.videomodel.configs import get_preset
 
     torch.set_num_threads(2)
     p = get_preset("embedded")

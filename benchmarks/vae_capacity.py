@@ -25,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def model_size(images, width: int, height: int):
     """float RGB images [H, W, 3] in [0, 1] (``load_images``) -> [N, 3, height, width] in [-1, 1]."""
     import torch
 
-    from fvgen.teacher.sample import resize_frames
+    from fvgen.videomodel.sample import resize_frames
 
     return torch.stack([resize_frames(torch.as_tensor(im).permute(2, 0, 1)[None], width, height)[0]
                         for im in images]) * 2 - 1
@@ -41,9 +39,9 @@ def model_size(images, width: int, height: int):
 
 def heldout_frames(width: int, height: int):
     """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
-    from fvgen.evaluate import scene_image_files
-    from fvgen.images import load_images
-    from splits import DATASETS, SCENES, split_files
+    from fvgen.evaluation.heldout import scene_image_files
+    from fvgen.core.images import load_images
+    from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split_files
 
     images = []
     for scene in SCENES:
@@ -63,8 +61,8 @@ def psnr(a, b) -> float:
 
 def training_scene_frames(width: int, height: int, per_scene: int = 4):
     """Every 10th image of each training scene (the first ``per_scene``), at the model size."""
-    from fvgen.images import load_images
-    from fvgen.teacher import data as tdata
+    from fvgen.core.images import load_images
+    from fvgen.videomodel import data as tdata
 
     images = []
     for s in tdata.train_scenes():
@@ -77,7 +75,7 @@ def measure_model(a) -> None:
     import torch
     import torch.nn.functional as F
 
-    from fvgen.teacher.model import TeacherModel
+    from fvgen.videomodel.model import TeacherModel
 
     torch.set_num_threads(a.threads)
     m = TeacherModel.load(a.model, torch.device("cpu"), torch.float32)
@@ -125,11 +123,11 @@ def main() -> None:
 
     import torch
 
-    from fvgen.images import load_images
-    from fvgen.teacher import data as tdata
-    from fvgen.teacher.configs import get_preset
-    from fvgen.teacher.model import build_vae
-    from fvgen.teacher.vae import vae_loss
+    from fvgen.core.images import load_images
+    from fvgen.videomodel import data as tdata
+    from fvgen.videomodel.configs import get_preset
+    from fvgen.videomodel.model import build_vae
+    from fvgen.videomodel.vae import vae_loss
 
     torch.set_num_threads(a.threads)
     base = get_preset("embedded-latent")

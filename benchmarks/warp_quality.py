@@ -1,12 +1,12 @@
 """Warp quality of the dense prior: MVS cloud from 3 train views, splatted into held-out views.
 
-With ground-truth (dataset) cameras, builds the dense cloud with :func:`fvgen.mvs.dense_point_cloud`
+With ground-truth (dataset) cameras, builds the dense cloud with :func:`fvgen.priors.mvs.dense_point_cloud`
 from the standard 3-view train split (no sparse points: the depth range comes from the coarse
 sweep, as in a run without SfM points), renders it with :func:`fvgen.render.points.render_points`
 at each test camera and reports coverage (fraction of pixels the warp fills, i.e. the validity
 mask's mean), PSNR over the covered pixels only, PSNR/SSIM of the whole frame once the warp's holes
-are filled (``--fill``: biharmonic inpainting, or the harmonic fill that is the evaluation's
-classical baseline) (the measure that compares clouds of different coverage: a
+are filled (``--fill``: biharmonic inpainting, or the harmonic fill that is the evaluation's classical
+baseline) (the measure that compares clouds of different coverage: a
 denser cloud only helps if what it adds beats interpolating around it), plus timings. Two splat sizes are measured:
 ``tight`` = one world radius, 1.5 x the cloud's typical (median nearest-neighbour) spacing, and
 ``adaptive`` = per-point radius, the distance to the 4th nearest neighbour (fills more, blurs more).
@@ -21,7 +21,7 @@ Splits (see /work/shared/datasets/README.md):
   cameras with the same K; test images are undistorted the same way and compared in that space.
 
 Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N] [--out FILE]
-[--fill harmonic] [--max-image-size 320 --planes 64] [--mvs propagation_iters=3 ...]``.
+[--fill harmonic] [--max-image-size 320 --planes 64] [--mvs propagation_iters=2 ...]``.
 Writes ``benchmarks/results/warp_quality.json`` and prints a markdown table.
 """
 
@@ -40,19 +40,16 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fvgen.cameras import Camera, read_cameras_opencv_json  # noqa: E402
-from splits import DATASETS, split  # noqa: E402
-from fvgen.images import read_image, resize_image  # noqa: E402
-from fvgen.config import from_dict  # noqa: E402
-from fvgen.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from fvgen.teacher.baseline import biharmonic_fill, harmonic_fill_np  # noqa: E402
-from fvgen.metrics import psnr, ssim  # noqa: E402
-from fvgen.undistort import undistort_image  # noqa: E402
-from fvgen.render.points import (SPACING_TO_RADIUS, point_radii, render_points,  # noqa: E402
-                                 typical_spacing)
+from fvgen.core.cameras import Camera, read_cameras_opencv_json  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, split  # noqa: E402
+from fvgen.core.images import read_image, resize_image  # noqa: E402
+from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
+from fvgen.core.config import from_dict  # noqa: E402
+from fvgen.videomodel.fill import biharmonic_fill, harmonic_fill_np  # noqa: E402
+from fvgen.core.metrics import psnr, ssim  # noqa: E402
+from fvgen.core.undistort import undistort_image  # noqa: E402
+from fvgen.render.points import SPACING_TO_RADIUS, point_radii, render_points, typical_spacing
 
 
 
@@ -66,19 +63,19 @@ def load_view(root: Path, cam: Camera, size: tuple[int, int] | None) -> tuple[np
     return img, c
 
 
+def scene_image_size(name: str) -> tuple[int, int] | None:
+    """(width, height) the scene's images are evaluated at; None: as stored."""
+    return (540, 960) if name == "fox" else None
+
+
 FILLS = {"biharmonic": biharmonic_fill, "harmonic": harmonic_fill_np}
 
 
-def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic") -> dict:
-    root = DATASETS / name
-    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
-    train, test = split(name, cams)
-    size = (540, 960) if name == "fox" else None
-    tr = [load_view(root, cams[i], size) for i in train]
-    imgs = np.stack([t[0] for t in tr])
-    t0, c0 = time.time(), time.process_time()
-    cloud, info = dense_point_cloud(imgs, [t[1] for t in tr], None, conf, device=device)
-    t_mvs, c_mvs = time.time() - t0, time.process_time() - c0
+def evaluate_cloud(cloud, root: Path, cams: list[Camera], test: list[int],
+                   size: tuple[int, int] | None, device: str, fill: str = "biharmonic") -> dict:
+    """Warp metrics of a dense cloud at the held-out cameras ``test`` (indices into ``cams``):
+    per view and averaged coverage / covered-pixel PSNR for the tight and adaptive splats, and the
+    whole-frame PSNR / SSIM of the tight warp with its holes filled (``fill``: biharmonic or harmonic)."""
     spacing = typical_spacing(cloud.xyz)
     t1 = time.time()
     radii = point_radii(cloud.xyz, k=4)
@@ -110,22 +107,38 @@ def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic") -
         views.append(v)
     h, w = gt.shape[:2]
     return {
-        "scene": name,
-        "train": train,
-        "test": test,
         "image_size": [w, h],
         "points": len(cloud),
         "point_spacing": spacing,
         "splat_world_radius_tight": SPACING_TO_RADIUS * spacing,
         "splat_world_radius_adaptive_median": float(np.median(radii)),
-        "mvs_seconds": round(t_mvs, 2),
-        "mvs_cpu_seconds": round(c_mvs, 2),  # process CPU time: what a busy machine's wall time hides
         "radii_seconds": round(t_radii, 2),
         "render_ms_per_view": round(1000 * t_render / (2 * len(test)), 1),
         **{f"{m}_{mode}": float(np.mean([v[f"{m}_{mode}"] for v in views]))
            for mode in ("tight", "adaptive") for m in ("coverage", "psnr_covered")},
         **{f"{m}_tight": float(np.mean([v[f"{m}_tight"] for v in views])) for m in ("psnr_filled", "ssim_filled")},
         "views": views,
+    }
+
+
+def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic") -> dict:
+    root = DATASETS / name
+    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
+    train, test = split(name, cams)
+    size = scene_image_size(name)
+    tr = [load_view(root, cams[i], size) for i in train]
+    imgs = np.stack([t[0] for t in tr])
+    t0, c0 = time.time(), time.process_time()
+    cloud, info = dense_point_cloud(imgs, [t[1] for t in tr], None, conf, device=device)
+    t_mvs, c_mvs = time.time() - t0, time.process_time() - c0
+    ev = evaluate_cloud(cloud, root, cams, test, size, device, fill)
+    return {
+        "scene": name,
+        "train": train,
+        "test": test,
+        "mvs_seconds": round(t_mvs, 2),
+        "mvs_cpu_seconds": round(c_mvs, 2),  # process CPU time: what a busy machine's wall time hides
+        **ev,
         "mvs_info": {k: v for k, v in info.items() if k != "conf"},
     }
 
@@ -140,7 +153,7 @@ def main() -> None:
     ap.add_argument("--fill", choices=sorted(FILLS), default="biharmonic",
                     help="how the warp's holes are filled for the whole-frame PSNR/SSIM")
     ap.add_argument("--mvs", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="other MvsConf settings, e.g. propagation_iters=3 (TOML values)")
+                    help="other MvsConf settings, e.g. propagation_iters=2 (TOML values)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warp_quality.json"))
     args = ap.parse_args()
     if args.threads:

@@ -1,6 +1,10 @@
-"""The ``fvgen`` command line: thin wrappers over :mod:`fvgen.pipeline` and :mod:`fvgen.evaluate`.
+"""The ``fvgen`` command line: thin wrappers over :mod:`fvgen.pipeline` (and the training entry
+points of :mod:`fvgen.videomodel`).
 
 Every verb exits 0 only on success; user errors print one line (``error: ...``) and exit 2.
+Options that a preset also sets (``--traj``, ``--frames``, ``--iterations``, ``--matcher``...)
+default to the preset's value: the command line overrides a preset only where it is given.
+Options shared by several verbs are declared once below.
 """
 
 from __future__ import annotations
@@ -8,21 +12,45 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from .errors import FvgenError
+from .core.errors import FvgenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fvgen: a few photos in, a 3D Gaussian Splatting scene out.")
 
-DEVICE_HELP = "auto (CUDA when available), cpu or cuda"
-PRESET_HELP = ("preset name from pipelines/ (default, cpu, paper) or a .toml file; when not given: default "
-               "with a CUDA GPU, cpu without one")
-TRAJ_HELP = "orbit, spiral, interp, or a .json camera path (cameras_opencv.json / transforms.json)"
-FORCE_HELP = ("recompute a stage even when cached, and every stage after it: priors or fit (reconstruct, eval), "
-              "warp (warp), or all; repeatable")
+# ----------------------------------------------------------------------------- shared options
+
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="output folder (written by `fvgen reconstruct`)")]
+Preset = Annotated[Optional[str], typer.Option(
+    "--preset", "-p", help="preset name from pipelines/ (default, cpu, paper) or a .toml file; when not given: "
+    "default with a CUDA GPU, cpu without one")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda")]
+Traj = Annotated[Optional[str], typer.Option(
+    "--traj", "-t", help="orbit, spiral, interp, or a .json camera path (cameras_opencv.json / transforms.json); "
+    "default: the preset's")]
+Frames = Annotated[Optional[int], typer.Option("--frames", "-f", help="frames along the trajectory (default: the preset's)")]
+Matcher = Annotated[Optional[str], typer.Option(
+    "--matcher", help="SfM matches: auto (SIFT, then XFeat + LighterGlue when a view does not register), sift or "
+    "xfeat-lighterglue (default: the preset's)")]
+Iterations = Annotated[Optional[int], typer.Option("--iterations", help="3DGS fit steps (default: the preset's)")]
+GeneratorOpt = Annotated[Optional[str], typer.Option(
+    "--generator", "-g", help="what makes the novel views the fit also learns from: none (the photos alone), fill "
+    "(the warp with its holes harmonically filled), teacher / student (shipped video models), or a model folder "
+    "(default: the preset's)")]
+Checkpoint = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="model weights: DUSt3R's .pth for --priors dust3r, ViewCrafter's .ckpt for --generator viewcrafter")]
+ClipVocab = Annotated[Optional[Path], typer.Option(
+    "--clip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz, for --generator viewcrafter")]
+GeneratedViews = Annotated[Optional[int], typer.Option(
+    "--generated-views", help="how many novel views to generate (default: the preset's)")]
+
+
+def force_option(stages: str):
+    return typer.Option([], "--force", help=f"recompute a stage even when cached, and every stage after it: {stages}, "
+                        "or all; repeatable")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -51,19 +79,31 @@ def handle_errors(fn):
     return wrapper
 
 
-MATCHER_HELP = ("SfM matches: auto (SIFT, then XFeat + LighterGlue when a view does not register), sift or "
-                "xfeat-lighterglue (overrides the preset)")
-
-
-def _conf(preset: str | None, device: str):
-    """The named preset; without one, ``default`` where the run gets a CUDA GPU and ``cpu``
-    elsewhere (the default preset's fit would take hours on a CPU)."""
-    from .config import load_preset
-    from .pipeline import resolve_device
+def resolve_conf(preset: str | None, device: str, **overrides):
+    """The named preset (without one: ``default`` where the run gets a CUDA GPU, ``cpu`` elsewhere,
+    since the default preset's fit would take hours on a CPU) with the options given on the
+    command line applied (``"fit.iterations": 500``; ``None`` = not given, the preset's value stays)."""
+    from .core.config import with_overrides
+    from .core.devices import resolve_device
+    from .presets import load_preset
 
     if preset is None:
         preset = "default" if resolve_device(device) == "cuda" else "cpu"
-    return load_preset(preset)  # its name is shown with the results and kept in run.json
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    for key, minimum in (("fit.iterations", 1), ("warp.frames", 2), ("render.frames", 2), ("render.fps", 1)):
+        if key in changes and changes[key] < minimum:
+            raise FvgenError(f"--{key.split('.')[1]} must be at least {minimum}")
+    return with_overrides(load_preset(preset), **changes)
+
+
+def checkpoint_overrides(priors: str | None, generator: str | None, checkpoint: Path | None,
+                         clip_vocab: Path | None) -> dict:
+    """Where ``--checkpoint`` goes: the ViewCrafter generator's weights with ``--generator viewcrafter``,
+    else DUSt3R's (``--priors dust3r``)."""
+    out = {"generate.clip_vocab": str(clip_vocab) if clip_vocab else None}
+    if checkpoint is not None:
+        out["generate.checkpoint" if generator == "viewcrafter" and priors != "dust3r" else "priors.checkpoint"] = str(checkpoint)
+    return out
 
 
 def _echo_results(results, out: Path, preset: str) -> None:
@@ -80,40 +120,36 @@ def _echo_results(results, out: Path, preset: str) -> None:
     Console(stderr=True).print(t)
 
 
+# ----------------------------------------------------------------------------- verbs
+
 @app.command()
 @handle_errors
 def reconstruct(
     images_dir: Path = typer.Argument(..., help="folder with 2-10 photos of one scene"),
     views: Optional[int] = typer.Option(None, "--views", "-n", help="use N views spread over the folder "
                                         "(sorted by name, indices round(linspace(0, count-1, N))); default all"),
-    out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="output folder"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    out: OutDir = Path("fvgen_out"),
+    preset: Preset = None,
+    device: Device = "auto",
     poses: Optional[Path] = typer.Option(None, "--poses", help="known cameras: transforms.json, a COLMAP "
-                                         "model folder, poses_bounds.npy or cameras_opencv.json"),
+                                         "model folder, poses_bounds.npy, cameras_opencv.json or DTU cameras.npz"),
     priors: Optional[str] = typer.Option(None, "--priors", help="priors backend: sfm (default) or dust3r"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="DUSt3R checkpoint (.pth) for --priors dust3r"),
-    matcher: Optional[str] = typer.Option(None, "--matcher", help=MATCHER_HELP),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="3DGS fit steps (overrides the preset)"),
-    force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
+    matcher: Matcher = None,
+    iterations: Iterations = None,
+    generator: GeneratorOpt = None,
+    generated_views: GeneratedViews = None,
+    force: List[str] = force_option("priors, warp, generate or fit"),
 ):
-    """Recover poses and a dense point cloud, fit 3DGS, write OUT/scene.ply, cameras and renders."""
-    from .config import with_overrides
+    """Recover poses and a dense point cloud, generate novel views, fit 3DGS; write OUT/scene.ply,
+    cameras and renders."""
     from .pipeline import reconstruct as run
 
-    conf = _conf(preset, device)
-    changes = {}
-    if priors:
-        changes["priors.backend"] = priors
-    if checkpoint:
-        changes["priors.checkpoint"] = str(checkpoint)
-    if matcher:
-        changes["priors.sfm.matcher"] = matcher
-    if iterations is not None:
-        if iterations < 1:
-            raise FvgenError("--iterations must be at least 1")
-        changes["fit.iterations"] = iterations
-    conf = with_overrides(conf, **changes)
+    conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
+                                           "fit.iterations": iterations, "generate.generator": generator,
+                                           "generate.views": generated_views,
+                                           **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
     _echo_results(res["results"], out, conf.name)
     typer.echo(str(out / "scene.ply"))
@@ -122,20 +158,18 @@ def reconstruct(
 @app.command()
 @handle_errors
 def warp(
-    out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="a folder written by `fvgen reconstruct`"),
-    traj: str = typer.Option("orbit", "--traj", "-t", help=TRAJ_HELP),
-    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="frames along the trajectory"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
+    out: OutDir = Path("fvgen_out"),
+    traj: Traj = None,
+    frames: Frames = None,
+    preset: Preset = None,
+    device: Device = "auto",
+    force: List[str] = force_option("warp"),
 ):
     """Render the point-cloud prior along a trajectory: RGB video, validity-mask video, cameras."""
     from .pipeline import warp as run
 
-    if frames is not None and frames < 2:
-        raise FvgenError("--frames must be at least 2")
-    conf = _conf(preset, device)
-    res = run(out, conf, traj, frames, device, force)
+    conf = resolve_conf(preset, device, **{"warp.traj": traj, "warp.frames": frames})
+    res = run(out, conf, device, force)
     _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
 
@@ -143,70 +177,57 @@ def warp(
 @app.command()
 @handle_errors
 def generate(
-    out: Path = typer.Option(Path("fvgen_out"), "--out", "-o", help="a folder written by `fvgen reconstruct`"),
-    traj: str = typer.Option("orbit", "--traj", "-t", help=TRAJ_HELP),
-    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="frames along the trajectory"),
-    model: Optional[Path] = typer.Option(None, "--model", help="teacher model folder (teacher.json + "
-                                         "diffusers subfolders); none ships trained yet"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps (default 50)"),
+    out: OutDir = Path("fvgen_out"),
+    generator: GeneratorOpt = None,
+    traj: Optional[str] = typer.Option(None, "--traj", "-t", help="coverage (planned from the prior), orbit, spiral, "
+                                       "interp, or a .json camera path (default: the preset's, coverage)"),
+    frames: Optional[int] = typer.Option(None, "--frames", "-f", help="views along the trajectory (default: the "
+                                         "preset's generate.views)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a video model folder (same as --generator DIR)"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
+    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps of a video model (default 50)"),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
     strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
                                              "noised this far (SDEdit; runs round(steps x strength) steps); "
                                              "default 1, from pure noise"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    force: List[str] = typer.Option([], "--force", help="recompute warp, generate or all"),
+    preset: Preset = None,
+    device: Device = "auto",
+    force: List[str] = force_option("warp or generate"),
 ):
-    """Novel-view video from the cached priors: warp along a trajectory, then the video model."""
-    from .stages.generate import generate as run
+    """Novel views from the cached priors: warp along a trajectory, then the generator."""
+    from .pipeline import generate as run
 
-    if frames is not None and frames < 2:
-        raise FvgenError("--frames must be at least 2")
-    conf = _conf(preset, device)
-    res = run(out, conf, traj, frames, model, steps, device, force, cfg, strength=strength)
+    if model is not None and generator is not None:
+        raise FvgenError("give --generator or --model, not both")
+    conf = resolve_conf(preset, device, **{"generate.generator": str(model) if model else generator,
+                                           "generate.trajectory": traj, "generate.views": frames,
+                                           "generate.steps": steps, "generate.cfg": cfg, "generate.strength": strength,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
+    res = run(out, conf, device, force)
     _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
-
-
-train_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train fvgen's models.")
-app.add_typer(train_app, name="train")
-
-
-@train_app.command("teacher")
-@handle_errors
-def train_teacher(
-    config: str = typer.Option("embedded", "--config", help="training config name (tiny, tiny-pixel, embedded) or .toml file"),
-    out: Path = typer.Option(..., "--out", "-o", help="training folder (checkpoints, log.jsonl, samples, model/)"),
-    data: List[Path] = typer.Option([], "--data", help="folders of example shards (python -m fvgen.teacher.data build)"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),
-    no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
-):
-    """Train (or resume) the point-cloud-conditioned video diffusion teacher; torchrun for several GPUs."""
-    from .teacher.train import train_teacher as run
-
-    overrides = {"data": tuple(str(d) for d in data)} if data else {}
-    res = run(config, out, resume=not no_resume, max_minutes=max_minutes, **overrides)
-    typer.echo(f"{res['status']} at step {res['step']} ({res['phase']}): {res.get('model') or out}")
 
 
 @app.command()
 @handle_errors
 def render(
     scene: Path = typer.Argument(..., help="a Gaussian splat .ply (INRIA layout)"),
-    traj: Optional[str] = typer.Option(None, "--traj", "-t", help=TRAJ_HELP + "; default orbit, or the "
-                                       "--cameras themselves when given"),
+    traj: Optional[str] = typer.Option(None, "--traj", "-t", help="orbit, spiral, interp or a .json camera path; "
+                                       "default orbit, or the --cameras themselves when given"),
     cameras: Optional[Path] = typer.Option(None, "--cameras", help="transforms.json or cameras_opencv.json of "
                                            "the scene's cameras (default: cameras/transforms.json beside the .ply)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="video path (default: beside the .ply)"),
-    frames: int = typer.Option(60, "--frames", "-f", help="frames along a named trajectory"),
-    fps: int = typer.Option(20, "--fps"),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    frames: Frames = None,
+    fps: Optional[int] = typer.Option(None, "--fps", help="video frame rate (default: the preset's)"),
+    preset: Preset = None,
+    device: Device = "auto",
 ):
     """Render a splat scene along a trajectory into an mp4 video."""
-    from .render_video import render_scene
+    from .pipeline import render_scene
 
-    path = render_scene(scene, traj, cameras, out, frames, fps, device)
-    typer.echo(str(path))
+    conf = resolve_conf(preset, device, **{"render.frames": frames, "render.fps": fps})
+    typer.echo(str(render_scene(scene, traj, cameras, out, conf.render, device)))
 
 
 @app.command("eval")
@@ -214,26 +235,30 @@ def render(
 def eval_(
     scene_dir: Path = typer.Argument(..., help="a posed scene: images/ plus cameras_opencv.json, "
                                      "transforms.json, poses_bounds.npy, cameras.npz or a COLMAP model"),
-    train: str = typer.Option(..., "--train", help="comma-separated indices of the training views"),
-    test: str = typer.Option(..., "--test", help="comma-separated indices of the held-out views"),
+    train: str = typer.Option(..., "--train", help="comma-separated 0-based indices, into the name-sorted images, "
+                              "of the training views"),
+    test: str = typer.Option(..., "--test", help="comma-separated 0-based indices of the held-out views"),
     poses: str = typer.Option("gt", "--poses", help="gt (the scene's cameras) or estimated (our priors)"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder (metrics.json, compare/)"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="3DGS fit steps (overrides the preset)"),
-    matcher: Optional[str] = typer.Option(None, "--matcher", help=MATCHER_HELP),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    force: List[str] = typer.Option([], "--force", help=FORCE_HELP),
+    out: OutDir = Path("fvgen_eval"),
+    preset: Preset = None,
+    iterations: Iterations = None,
+    matcher: Matcher = None,
+    generator: GeneratorOpt = None,
+    generated_views: GeneratedViews = None,
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
+    device: Device = "auto",
+    force: List[str] = force_option("priors, warp, generate or fit"),
 ):
-    """Fit on the train views of a posed scene and score renders of the test views (PSNR, SSIM)."""
-    from .config import with_overrides
-    from .evaluate import evaluate, parse_indices, scene_image_files
+    """Fit on the train views of a posed scene and score renders of the test views (PSNR, SSIM) at the
+    preset's image size (images.max_size: 320 px long side with the cpu preset)."""
+    from .evaluation.heldout import parse_indices, scene_image_files
+    from .pipeline import evaluate
 
     n = len(scene_image_files(scene_dir))
-    conf = _conf(preset, device)
-    if iterations is not None:
-        conf = with_overrides(conf, **{"fit.iterations": iterations})
-    if matcher:
-        conf = with_overrides(conf, **{"priors.sfm.matcher": matcher})
+    conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
+                                           "generate.generator": generator, "generate.views": generated_views,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]
@@ -245,7 +270,7 @@ def eval_(
 @handle_errors
 def presets():
     """List the named presets."""
-    from .config import preset_names, presets_dir
+    from .presets import preset_names, presets_dir
 
     for name in preset_names():
         typer.echo(f"{name}\t{presets_dir() / (name + '.toml')}")
@@ -253,12 +278,102 @@ def presets():
 
 @app.command()
 @handle_errors
-def demo(out: Path = typer.Argument(Path("assets/demo"), help="folder for the demo photos"),
-         views: int = typer.Option(8, "--views", help="number of photos")):
+def demo(out: Path = typer.Argument(Path("fvgen_demo"), help="folder for the demo photos"),
+         views: int = typer.Option(8, "--views", help="number of photos"),
+         width: int = typer.Option(480, "--width"), height: int = typer.Option(360, "--height"),
+         seed: int = typer.Option(0, "--seed")):
     """Render the procedural demo scene (photos + ground-truth cameras) into a folder."""
-    from .demo import make_demo_scene
+    from .core.procedural import make_demo_scene
 
-    typer.echo(str(make_demo_scene(out, n_views=views)))
+    typer.echo(str(make_demo_scene(out, n_views=views, width=width, height=height, seed=seed)))
+
+
+# ----------------------------------------------------------------------------- training
+
+train_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train fvgen's models.")
+app.add_typer(train_app, name="train")
+data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Training examples for the video models.")
+app.add_typer(data_app, name="data")
+
+
+@train_app.command("teacher")
+@handle_errors
+def train_teacher(
+    config: str = typer.Option("embedded", "--config", help="training config name (tiny, tiny-pixel, embedded) or a "
+                               ".toml file of its keys (configs/)"),
+    out: Path = typer.Option(..., "--out", "-o", help="training folder (checkpoints, log.jsonl, samples, model/)"),
+    data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`); "
+                                    "override the config's"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),
+    stop_file: Optional[Path] = typer.Option(None, "--stop-file", help="checkpoint and stop (paused) as soon as "
+                                             "this file exists"),
+    no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="a model folder to start from"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="clips per process and step"),
+    vae_steps: Optional[int] = typer.Option(None, "--vae-steps", help="autoencoder steps (latent presets)"),
+    unet_steps: Optional[int] = typer.Option(None, "--unet-steps", help="denoiser steps"),
+    benchmark: int = typer.Option(0, "--benchmark", help="measure samples/s over N steps on random data instead"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="threads that decode the example shards at start"),
+):
+    """Train (or resume) the point-cloud-conditioned video diffusion teacher. Several GPUs:
+    torchrun --nproc_per_node=N -m fvgen train teacher ..."""
+    import json
+
+    from .videomodel.train import train_teacher as run
+
+    res = run(config, out, resume=not no_resume, max_minutes=max_minutes, benchmark=benchmark,
+              num_workers=workers, stop_file=stop_file, data=tuple(str(d) for d in data) or None,
+              init_from=str(init_from) if init_from else None, batch_size=batch_size, vae_steps=vae_steps,
+              unet_steps=unet_steps)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(res))
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+@data_app.command("build")
+@handle_errors
+def data_build(
+    out: Path = typer.Option(..., "--out", "-o", help="folder for the example shards (.npz)"),
+    preset: str = typer.Option("embedded", "--preset", help="video model preset whose clip size the examples take"),
+    scenes: List[str] = typer.Option(["all"], "--scenes", help="names under shared/datasets-train or folders; repeatable"),
+    per_scene: int = typer.Option(4, "--per-scene", help="examples per scene"),
+    procedural: int = typer.Option(0, "--procedural", help="procedural room examples"),
+    max_size: int = typer.Option(320, "--max-size", help="long side the priors and warps are made at"),
+    seed: int = typer.Option(0, "--seed"),
+    pipeline_preset: str = typer.Option("cpu", "--pipeline-preset", help="fvgen preset whose [priors] settings are used"),
+    device: Device = "cpu",
+    min_coverage: float = typer.Option(0.05, "--min-coverage", help="skip examples whose warps cover less"),
+    min_warp_psnr: float = typer.Option(0.0, "--min-warp-psnr", help="skip examples whose warps match the real "
+                                        "frames worse (dB, covered pixels; 0: keep all)"),
+    clips_per_prior: int = typer.Option(1, "--clips-per-prior", help="clips per dense prior, each from one of its "
+                                        "sparse views"),
+    no_triangulate: bool = typer.Option(False, "--no-triangulate", help="skip SfM triangulation with the known poses "
+                                        "(MVS finds its depth range)"),
+    workers: int = typer.Option(1, "--workers", help="processes (one scene per task)"),
+):
+    """Write training examples: dense priors of 2-3 posed views warped along the real camera path."""
+    from .presets import load_preset
+    from .videomodel.data import build
+
+    files = build(out, preset, scenes, per_scene, procedural, max_size, seed, load_preset(pipeline_preset).priors,
+                  device, min_coverage, clips_per_prior, not no_triangulate, workers, min_warp_psnr)
+    typer.echo(f"{len(files)} examples in {out}")
+
+
+@data_app.command("pack")
+@handle_errors
+def data_pack(
+    out: Path = typer.Option(..., "--out", "-o", help="folder for the packed scenes"),
+    scenes: List[str] = typer.Option(["all"], "--scenes", help="names under shared/datasets-train or folders"),
+    max_size: int = typer.Option(320, "--max-size", help="long side of the copied images"),
+):
+    """Copy training scenes with their images downsized, e.g. to carry them to a GPU host."""
+    from .videomodel.data import pack
+
+    typer.echo(f"{pack(out, scenes, max_size)} images in {out}")
 
 
 def main() -> None:

@@ -24,5 +24,17 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q "torch==2.13.0"  # the CPU build on this project's machines
   fi
 fi
-python -m pip install -q -e ".[dev]"
+# pycolmap: the CPU build, or with FVGEN_COLMAP=cuda the CUDA 12 build (COLMAP PatchMatch stereo).
+# Both install the module `pycolmap`: when the other build is there, uninstalling it deletes the
+# shared files, so the wanted build is reinstalled after it.
+case "${FVGEN_COLMAP:-cpu}" in
+  cpu) extra=cpu; want="pycolmap>=3.11"; other=pycolmap-cuda12 ;;
+  cuda) extra=cuda; want="pycolmap-cuda12>=4.2"; other=pycolmap ;;
+  *) echo "FVGEN_COLMAP must be cpu or cuda" >&2; exit 2 ;;
+esac
+python -m pip install -q -e ".[dev,$extra]"
+if python -m pip show -q "$other" >/dev/null 2>&1; then
+  python -m pip uninstall -q -y "$other"
+  python -m pip install -q --force-reinstall --no-deps "$want"
+fi
 echo "fvgen is installed in .venv ($(python -c 'import torch; print("torch", torch.__version__)'))" >&2

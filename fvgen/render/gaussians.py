@@ -41,13 +41,16 @@ whose backward is a fast 1D ``index_add``). Cost is proportional to the number o
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.cameras import Camera
+
 __all__ = ["rasterize", "spherical_harmonics", "project_gaussians", "ALPHA_THRESHOLD",
-           "compute_relocation_torch", "enable_cpu_mcmc"]
+           "compute_relocation_torch", "enable_cpu_mcmc", "gsplat_camera", "render_splats", "rasterize_at"]
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat's ALPHA_THRESHOLD
 ALPHA_MAX = 0.999  # gsplat clamps alpha to this
@@ -156,7 +159,9 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, wid
                       absgrad, render_mode, rasterize_mode):
     if not means.is_cuda:
         raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' on CPU")
-    from gsplat import rasterization  # lazy: importing gsplat may JIT-compile / probe CUDA
+    from gsplat import (
+        rasterization,  # lazy: importing gsplat may JIT-compile / probe CUDA
+    )
 
     render_colors, render_alphas, meta = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
@@ -800,3 +805,44 @@ def enable_cpu_mcmc() -> None:
     ops.compute_relocation = compute_relocation
     ops.quat_scale_to_covar_preci = quat_scale_to_covar_preci
     ops._fvgen_cpu_fallbacks = True
+
+
+# ----------------------------------------------------------------------------- splat parameters
+
+def gsplat_camera(cameras: Sequence[Camera], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our cameras as gsplat's (viewmats [C, 4, 4] world-to-camera, Ks [C, 3, 3]); gsplat puts
+    pixel centres at +0.5, ours at 0, hence the shift of the principal point."""
+    viewmats = torch.tensor(np.stack([c.w2c for c in cameras]), dtype=torch.float32, device=device)
+    Ks = np.stack([c.K for c in cameras]).copy()
+    Ks[:, 0, 2] += 0.5
+    Ks[:, 1, 2] += 0.5
+    return viewmats, torch.tensor(Ks, dtype=torch.float32, device=device)
+
+
+def render_splats(splats: dict[str, torch.Tensor], cameras: Sequence[Camera], sh_degree: int | None = None,
+                  background: torch.Tensor | None = None, render_mode: str = "RGB"):
+    """Render raw splat parameters at ``cameras`` (all of one size): colours [C, H, W, 3],
+    alphas [C, H, W, 1] and the rasterizer's info dict."""
+    viewmats, Ks = gsplat_camera(cameras, splats["means"].device)
+    return rasterize_at(splats, viewmats, Ks, cameras[0].width, cameras[0].height, sh_degree, background,
+                        render_mode)
+
+
+def rasterize_at(splats: dict[str, torch.Tensor], viewmats: torch.Tensor, Ks: torch.Tensor, width: int,
+                 height: int, sh_degree: int | None = None, background: torch.Tensor | None = None,
+                 render_mode: str = "RGB"):
+    """:func:`render_splats` for cameras already in gsplat's form (viewmats [C, 4, 4], Ks [C, 3, 3]
+    on the splats' device): what the fit loop calls, with no per-step host-to-device copies."""
+    device = splats["means"].device
+    colors = torch.cat([splats["sh0"], splats["shN"]], 1)
+    if sh_degree is None:
+        sh_degree = int(round(math.sqrt(colors.shape[1]))) - 1
+    bg = None
+    if background is not None:
+        bg = background.to(device).float().expand(len(viewmats), -1)
+    return rasterize(
+        means=splats["means"], quats=splats["quats"], scales=torch.exp(splats["scales"]),
+        opacities=torch.sigmoid(splats["opacities"]), colors=colors, viewmats=viewmats, Ks=Ks,
+        width=width, height=height, sh_degree=sh_degree, backgrounds=bg,
+        render_mode=render_mode,
+    )

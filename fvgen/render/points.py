@@ -16,7 +16,7 @@ The z-buffer is a single ``scatter_reduce(amin)`` over a packed int64 key per (p
 ``float32 depth bits << 32 | point index`` (positive float32 bits sort like the floats), so the
 nearest point wins each pixel deterministically, ties going to the lower index.
 
-Conventions follow :mod:`fvgen.cameras`: OpenCV camera axes, ``K`` with pixel (0, 0) at the centre
+Conventions follow :mod:`fvgen.core.cameras`: OpenCV camera axes, ``K`` with pixel (0, 0) at the centre
 of the top-left pixel, so a point projecting to ``(u, v)`` lands in pixel ``(round(u), round(v))``.
 """
 
@@ -197,7 +197,7 @@ def render_points(xyz, rgb, K, w2c, width: int, height: int,
 
 def render_points_cameras(xyz, rgb, cameras: Sequence, radius_px: float | None = None,
                           world_radius=None, background=0.0, **kw):
-    """:func:`render_points` for a list of :class:`fvgen.cameras.Camera` (same cloud, each camera
+    """:func:`render_points` for a list of :class:`fvgen.core.cameras.Camera` (same cloud, each camera
     at its own size). Returns lists ``(rgbs, masks, depths)``; the cloud is converted and the
     default ``world_radius`` estimated once."""
     device = xyz.device if isinstance(xyz, torch.Tensor) else torch.device("cpu")

@@ -1,25 +1,28 @@
 """Stage 4, fit: 3D Gaussian Splatting on the input views (and generated views, when given).
 
 Reads ``OUT/priors/`` (images, cameras, dense points for the initialisation) and optionally
-generated clips (frames, cameras, masks, a weight); writes ``OUT/fit/``: ``scene.ply`` (INRIA
-layout, input cameras' frame), ``renders/*.png`` at the input cameras and the fit's figures.
+generated views (a generate stage folder: frames, cameras, per-pixel confidence masks); writes
+``OUT/fit/``: ``scene.ply`` (INRIA layout, input cameras' frame), ``renders/*.png`` at the input
+cameras and the fit's figures (``train_psnr`` is over the input views only). How generated views
+enter the fit (share of steps, weight, window) is :class:`fvgen.fit.FitConf`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..cache import StageResult, cache_key, run_stage
-from ..cameras import Camera
-from ..fit import FitConf, FitViews, fit_gaussians, render_splats
-from ..metrics import psnr
-from ..splats import save_ply
-from ..video import write_pngs
+from ..core.cache import StageResult, cache_key, run_stage
+from ..core.cameras import Camera
+from ..core.metrics import psnr
+from ..core.video import write_pngs
+from ..fit import FitConf, FitViews, fit_gaussians
+from ..render.gaussians import render_splats
+from ..render.splats import save_ply
 from . import priors as priors_stage
 
 VERSION = "1"
@@ -28,29 +31,38 @@ NAME = "fit"
 
 @dataclass(frozen=True)
 class ExtraViews:
-    """Views beside the inputs (e.g. generated ones): a stage folder with ``rgb/``, ``mask/`` and
-    ``cameras.json``, its stage token (``StageResult.token``), and the weight of its images in
-    the loss."""
+    """Views beside the inputs (e.g. generated ones): a stage folder with ``rgb/``, ``mask/`` (soft
+    per-pixel confidence) and ``cameras.json``, its stage token (``StageResult.token``), and a factor
+    on its images' loss weight (on top of ``FitConf.generated_weight``)."""
 
     folder: Path
     key: str
-    weight: float = 0.5
+    weight: float = 1.0
+
+
+GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop")
+
+
+def key(conf: FitConf, priors_result: StageResult, extra: Sequence[ExtraViews], device: str) -> str:
+    """The fit's cache key; the settings of generated views enter it only when there are some, so a
+    fit of the photos alone keeps the key it had before generated views existed."""
+    settings = asdict(conf)
+    if not extra:
+        settings = {k: v for k, v in settings.items() if k not in GENERATED_FIELDS}
+    return cache_key(NAME, VERSION, settings, priors_result.token, *[e.key for e in extra],
+                     weights=[e.weight for e in extra], device=device)
 
 
 def _load_extra(extra: ExtraViews, size: tuple[int, int]):
-    from ..cameras import read_cameras_opencv_json
-    from ..images import read_image, resize_image
+    from ..render.warp import read_view_folder
 
-    cams = [c.scaled(*size) for c in read_cameras_opencv_json(extra.folder / "cameras.json")]
-    imgs = [resize_image(read_image(extra.folder / "rgb" / f"{c.name}.png"), *size) for c in cams]
-    masks = [resize_image(read_image(extra.folder / "mask" / f"{c.name}.png"), *size)[..., 0] > 0.5 for c in cams]
+    cams, imgs, masks = read_view_folder(extra.folder, size)
     return cams, np.stack(imgs), np.stack(masks)
 
 
 def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "cpu",
          extra: Sequence[ExtraViews] = (), force: bool = False, progress=None) -> StageResult:
-    k = cache_key(NAME, VERSION, conf, priors_result.token, *[e.key for e in extra],
-                  weights=[e.weight for e in extra], device=device)
+    k = key(conf, priors_result, extra, device)
 
     def compute(tmp: Path) -> dict:
         pri, imgs = priors_stage.load(priors_result.path)
@@ -64,7 +76,7 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
             images = torch.cat([images, torch.from_numpy(eimgs)])
             weights = torch.cat([weights, torch.full((len(ecams),), e.weight)])
             masks = torch.cat([masks, torch.from_numpy(emasks).float()])
-        views = FitViews(images, cams, weights, masks if extra else None)
+        views = FitViews(images, cams, weights, masks if extra else None, inputs=len(pri.cameras))
         splats, figures = fit_gaussians(views, pri.points, conf, device, progress)
         save_ply(splats, tmp / "scene.ply")
         n_in = len(pri.cameras)

@@ -2,7 +2,7 @@
 
 Reads the image files (and a known-pose file when given); writes ``OUT/priors/`` holding the
 images as every later stage sees them (``images/*.png``, resized, undistorted), the cameras
-(``cameras.json``), ``points.ply``, ``sparse.ply`` and ``info.json`` (see :mod:`fvgen.prior`).
+(``cameras.json``), ``points.ply``, ``sparse.ply`` and ``info.json`` (see :mod:`fvgen.priors.prior`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import StageResult, cache_key, run_stage
-from ..cameras import load_poses
-from ..config import ImagesConf, PriorsConf
-from ..errors import FvgenError
-from ..images import LoadedImages, hash_files, load_images, save_image
-from ..prior import Priors
-from ..undistort import undistort_image
+from ..core.cache import StageResult, cache_key, run_stage
+from ..core.errors import FvgenError
+from ..core.images import ImagesConf, hash_files, load_images, save_image
+from ..priors.backends import PriorsConf, compute_priors
+from ..priors.prior import Priors
 
 VERSION = "1"
 NAME = "priors"
@@ -34,12 +32,12 @@ class PriorsInputs:
 
 def _hash_poses(path: Path | None) -> str:
     """Hash of what decides the known cameras: the pose file (or COLMAP model files) that
-    :func:`fvgen.cameras.load_poses` reads, and for row-ordered formats (LLFF, DTU) the sibling
+    :func:`fvgen.core.cameras.load_poses` reads, and for row-ordered formats (LLFF, DTU) the sibling
     image names that map rows to images. Nothing else in the folder (e.g. an output folder inside
     it) enters the key."""
     if path is None:
         return ""
-    from ..cameras import _sibling_image_names, pose_source_files
+    from ..core.cameras import _sibling_image_names, pose_source_files
 
     h = hashlib.sha256()
     files = pose_source_files(path)
@@ -60,46 +58,12 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
     # a GPU host and the sweep elsewhere, and their clouds differ
     mvs_backend = ""
     if conf.backend == "sfm":
-        from ..mvs_backend import select_backend
+        from ..priors.mvs_backend import select_backend
 
         mvs_backend = select_backend(conf.mvs.backend)
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
                      poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
                      checkpoint=checkpoint, **({"mvs_backend": mvs_backend} if mvs_backend else {}))
-
-
-def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
-                   device: str, progress=None) -> tuple[Priors, LoadedImages]:
-    """Run the configured backend; returns the priors and the (undistorted) images they refer to.
-    ``progress(done, fields)`` is called after each of its two steps (poses, dense cloud)."""
-    progress = progress or (lambda done, fields=None: None)
-    known = load_poses(poses, images.names, images.size) if poses is not None else None
-    if known is not None and any(c.dist for c in known):
-        pairs = [undistort_image(im, c) for im, c in zip(images.images, known)]
-        images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
-        known = [p[1] for p in pairs]
-    if conf.backend == "sfm":
-        from ..mvs_backend import dense_cloud
-        from ..sfm import estimate_poses
-
-        cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
-        progress(1, {"step": "dense stereo"})
-        if any(c.dist for c in cams):
-            pairs = [undistort_image(im, c) for im, c in zip(images.images, cams)]
-            images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
-            cams = [p[1] for p in pairs]
-        cams = [replace(c, name=n) for c, n in zip(cams, images.names)]
-        dense, minfo = dense_cloud(images.images, cams, sparse, conf.mvs, device=device)
-        progress(2, {"points": len(dense)})
-        info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
-        return Priors(cams, dense, sparse, info), images
-    if conf.backend == "dust3r":
-        from ..dust3r import dust3r_priors
-
-        pri = dust3r_priors(images, conf.dust3r, Path(conf.checkpoint), device)
-        progress(2, {"points": len(pri.points)})
-        return pri, images
-    raise FvgenError(f"unknown priors backend {conf.backend!r}: use sfm or dust3r")
 
 
 def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: Path,
@@ -124,7 +88,7 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
     k = key(images_conf, conf, inputs, device)
 
     def compute(tmp: Path) -> dict:
-        from ..progress import progress_bar
+        from ..core.progress import progress_bar
 
         images = load_images(inputs.image_files, images_conf.max_size)
         with progress_bar(f"priors ({conf.backend})", 2) as update:
@@ -144,7 +108,7 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
 
 def load(folder: Path) -> tuple[Priors, np.ndarray]:
     """The priors and their images [N, H, W, 3] from a finished priors folder."""
-    from ..images import read_image
+    from ..core.images import read_image
 
     pri = Priors.load(folder)
     imgs = np.stack([read_image(Path(folder) / "images" / f"{Path(c.name).stem}.png") for c in pri.cameras])

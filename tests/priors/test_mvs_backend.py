@@ -8,48 +8,56 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fvgen import mvs_backend
-from fvgen.config import PipelineConf, PriorsConf, from_dict
-from fvgen.errors import FvgenError
-from fvgen.mvs import MvsConf
-from fvgen.prior import PointCloud
+from fvgen.core.config import from_dict
+from fvgen.core.errors import FvgenError
+from fvgen.core.images import ImagesConf
+from fvgen.core.pointcloud import PointCloud
+from fvgen.presets import PipelineConf
+from fvgen.priors import colmap_mvs, mvs_backend
+from fvgen.priors.backends import PriorsConf
+from fvgen.priors.mvs import MvsConf
 
 
 @pytest.fixture
 def host(monkeypatch):
-    """Pretend host: ``host(module=..., pycolmap=..., gpu=...)`` sets whether a COLMAP backend
-    module exists, which pycolmap is importable (None: not installed; else its has_cuda) and
-    whether torch sees a CUDA GPU."""
+    """Pretend host: ``host(pycolmap=..., gpu=...)`` sets which pycolmap is importable (None: not
+    installed; else its has_cuda) and whether torch sees a CUDA GPU; COLMAP's dense stereo is
+    replaced by a stub that records its call (the real one needs the CUDA build and a GPU)."""
     import torch
 
-    def set_host(module: bool = True, pycolmap: bool | None = True, gpu: bool = True):
-        fake = None
-        if module:
-            def colmap_dense(images, cameras, sparse, conf, device="cpu", **kw):
-                return PointCloud(np.zeros((3, 3)), np.zeros((3, 3))), {"points": 3}
+    calls = []
 
-            fake = types.SimpleNamespace(colmap_dense=colmap_dense, colmap_available=lambda: True)
-        monkeypatch.setattr(mvs_backend, "_colmap_module", lambda: fake)
+    def set_host(pycolmap: bool | None = True, gpu: bool = True):
         if pycolmap is None:
             monkeypatch.setitem(sys.modules, "pycolmap", None)  # import raises ImportError
         else:
-            monkeypatch.setitem(sys.modules, "pycolmap", types.SimpleNamespace(has_cuda=pycolmap))
+            fake = types.SimpleNamespace(has_cuda=pycolmap, __version__="4.2.1", patch_match_stereo=None,
+                                         stereo_fusion=None, PatchMatchOptions=None, StereoFusionOptions=None)
+            monkeypatch.setitem(sys.modules, "pycolmap", fake)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: int(gpu))
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "pretend GPU")
+
+        def colmap_dense(images, cameras, sparse, conf, device="cpu", **kw):
+            calls.append(conf)
+            return PointCloud(np.zeros((3, 3)), np.zeros((3, 3))), {"points": 3}
+
+        monkeypatch.setattr(colmap_mvs, "colmap_dense", colmap_dense)
+        return calls
 
     return set_host
 
 
 def test_sweep_is_always_available(host):
-    host(module=False, pycolmap=None, gpu=False)
+    host(pycolmap=None, gpu=False)
     assert mvs_backend.select_backend("sweep") == "sweep"
     assert mvs_backend.select_backend("auto") == "sweep"
 
 
 @pytest.mark.parametrize("setup, message", [
-    (dict(module=False), "no COLMAP stereo backend"),
-    (dict(pycolmap=None), "pycolmap is not installed"),
-    (dict(pycolmap=False), "not built with CUDA"),
-    (dict(gpu=False), "no CUDA GPU"),
+    ({"pycolmap": None}, "pycolmap cannot be imported"),
+    ({"pycolmap": False}, "built without CUDA"),
+    ({"gpu": False}, "no CUDA GPU"),
 ])
 def test_colmap_refused_where_it_cannot_run(host, setup, message):
     host(**setup)
@@ -60,11 +68,12 @@ def test_colmap_refused_where_it_cannot_run(host, setup, message):
 
 
 def test_colmap_picked_when_it_can_run(host):
-    host()
+    calls = host()
     assert mvs_backend.select_backend("colmap") == "colmap"
     assert mvs_backend.select_backend("auto") == "colmap"
-    cloud, info = mvs_backend.dense_cloud(np.zeros((2, 8, 8, 3), np.float32), [], None, MvsConf())
-    assert info["backend"] == "colmap" and len(cloud) == 3
+    colmap_conf = colmap_mvs.ColmapMvsConf(num_iterations=3)
+    cloud, info = mvs_backend.dense_cloud(np.zeros((2, 8, 8, 3), np.float32), [], None, MvsConf(), colmap_conf)
+    assert info["backend"] == "colmap" and len(cloud) == 3 and calls == [colmap_conf]
 
 
 def test_unknown_backend_is_one_line_error():
@@ -75,7 +84,6 @@ def test_unknown_backend_is_one_line_error():
 
 
 def test_priors_cache_key_follows_the_backend_that_runs(host, tmp_path):
-    from fvgen.config import ImagesConf
     from fvgen.stages import priors as stage
 
     files = []

@@ -1,0 +1,19 @@
+"""The point-cloud-conditioned video diffusion teacher (issue 3; FVGen arXiv 2508.06392,
+ViewCrafter-style): warped point-cloud renders with holes + their validity masks + one reference
+input view -> a photo-real clip along the same cameras.
+
+- :mod:`.configs`: model presets (``tiny`` for tests, ``embedded`` to ship, ``paper`` for external
+  weights) and training configs.
+- :mod:`.model`: :class:`TeacherModel` (our AutoencoderKL, a diffusers
+  ``UNetSpatioTemporalConditionModel`` denoiser, a reference-view token encoder), saved as a
+  diffusers-style folder of safetensors shards.
+- :mod:`.vae`: the latent autoencoder and its loss.
+- :mod:`.sample`: v-prediction, zero-terminal-SNR DDIM sampling with trailing timesteps and CFG.
+- :mod:`.data`: training examples through the same priors -> warp code path as inference, the
+  evaluation-scene guard, example shards.
+- :mod:`.train`: ``train_teacher`` (bf16 autocast, EMA, clipping, DDP, resumable chunks).
+- :mod:`.baseline`: classical biharmonic hole filling and the hole/all-pixel metrics.
+- :mod:`.viewcrafter`: a ViewCrafter-compatible model that loads the official checkpoints (issue 21).
+
+No trained weights ship yet: :func:`.model.resolve_model` refuses instead of sampling noise.
+"""

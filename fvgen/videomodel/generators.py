@@ -1,0 +1,248 @@
+"""Generators: what turns warps (the point cloud drawn at novel cameras, holes where it saw nothing)
+into novel views, behind one interface, and the per-pixel confidence the fit gives those views.
+
+- ``none``: no generated views at all (``reconstruct`` fits the photos alone).
+- ``fill``: the warp with its holes filled by our harmonic fill (:func:`.fill.harmonic_fill`); no
+  model, runs anywhere, and the honest baseline every learned generator must beat end to end.
+- ``teacher`` / ``student``: our shipped video models (none ships yet: refused with one line);
+  or a model folder (``--generator PATH``, a folder written by ``fvgen train teacher``).
+- ``viewcrafter``: the paper's teacher, our ViewCrafter-compatible model with the user's official
+  checkpoint (``generate.checkpoint``; ``generate.clip_vocab``, OpenCLIP's BPE vocabulary file).
+
+:func:`view_confidence` weighs each generated pixel: pixels the point cloud saw get 1, filled or
+generated pixels ``hole_confidence``, both times a falloff with the camera's distance from the
+nearest input camera, so views far from every photo count less.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..core.cameras import Camera
+from ..core.errors import FvgenError
+
+BUILTIN = ("none", "fill", "teacher", "student", "viewcrafter")
+
+
+@dataclass(frozen=True)
+class GenerateConf:
+    generator: str = "none"  # none | fill | teacher | student | viewcrafter | a model folder
+    views: int = 24  # generated views (the coverage trajectory's budget)
+    trajectory: str = "coverage"  # coverage | interp | orbit | spiral | a .json camera path
+    # confidence of the generated views' pixels in the fit: 1 where the point cloud saw the pixel,
+    # ``hole_confidence`` where the generator made it up; times exp(-d / distance_falloff), d the
+    # camera's distance from the nearest input camera over the inputs' mean spacing (0: no falloff)
+    hole_confidence: float = 0.3
+    distance_falloff: float = 2.0
+    # video models only
+    steps: int = 50
+    cfg: float = 3.0  # classifier-free guidance scale (1: off)
+    guidance_rescale: float = 0.7
+    strength: float = 1.0  # 1: from pure noise; < 1: from the noised fill of the warp (SDEdit), fewer steps
+    seed: int = 0
+    fps: int = 10
+    # viewcrafter only: the official checkpoint, OpenCLIP's vocabulary, the variant ("" = from the
+    # file); its sampling follows the official inference (guidance 7.5, rescale 0.7, eta 1)
+    checkpoint: str = ""
+    clip_vocab: str = ""
+    variant: str = ""
+
+    def __post_init__(self):
+        if self.views < 1:
+            raise FvgenError(f"generate.views must be at least 1, got {self.views}")
+        if not 0.0 <= self.hole_confidence <= 1.0:
+            raise FvgenError(f"generate.hole_confidence must be in [0, 1], got {self.hole_confidence}")
+        if self.distance_falloff < 0:
+            raise FvgenError(f"generate.distance_falloff must be >= 0, got {self.distance_falloff}")
+        if self.steps < 1:
+            raise FvgenError("--steps must be at least 1")
+        if not 0.0 < self.strength <= 1.0:
+            raise FvgenError(f"--strength must be in (0, 1], got {self.strength}")
+
+
+class Generator(ABC):
+    """Warped frames [H, W, 3] and masks [H, W] (1 = seen) along ``cameras`` -> frames [H, W, 3],
+    all floats in [0, 1]. ``references(i)`` gives the input photo nearest frame ``i`` (video models
+    condition on it). ``key`` identifies what it computes (name, settings, weights) for the cache."""
+
+    name = "?"
+
+    @property
+    @abstractmethod
+    def key(self) -> str:
+        """What the generator computes, for the generate stage's cache key."""
+
+    def steps(self, frames: int) -> int:
+        """Progress units of one call on ``frames`` frames."""
+        return frames
+
+    @abstractmethod
+    def __call__(self, frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], cameras: Sequence[Camera],
+                 references: Callable[[int], np.ndarray], progress: Callable | None = None) -> list[np.ndarray]:
+        """The generated frames."""
+
+
+class FillGenerator(Generator):
+    """The harmonic fill of each warp's holes, batched in torch on ``device``."""
+
+    name = "fill"
+
+    def __init__(self, device: str = "cpu", iters: int = 300):
+        self.device, self.iters = device, iters
+
+    @property
+    def key(self) -> str:
+        return f"fill-harmonic-{self.iters}"
+
+    @torch.no_grad()
+    def __call__(self, frames, masks, cameras, references, progress=None):
+        from .fill import harmonic_fill
+
+        out = []
+        for i, (f, m) in enumerate(zip(frames, masks)):
+            img = torch.as_tensor(np.asarray(f, np.float32), device=self.device).permute(2, 0, 1)[None]
+            valid = torch.as_tensor(np.asarray(m) > 0.5, dtype=torch.float32, device=self.device)[None, None]
+            out.append(harmonic_fill(img, valid, iters=self.iters)[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+            if progress is not None:
+                progress(i + 1, {})
+        return out
+
+
+class ModelGenerator(Generator):
+    """A video model folder (our teacher or student format) sampled along the trajectory."""
+
+    def __init__(self, folder: Path, conf: GenerateConf, device: str = "cpu"):
+        from .model import resolve_model, weights_hash
+
+        self.folder = resolve_model(folder)
+        self.conf, self.device = conf, device
+        self.name = f"model:{self.folder}"
+        self._key = f"model-{weights_hash(self.folder)}-{conf.steps}-{conf.cfg}-{conf.guidance_rescale}-" \
+                    f"{conf.strength}-{conf.seed}"
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def steps(self, frames: int) -> int:
+        from .model import read_model_config
+        from .sample import run_steps, windows
+
+        preset, _ = read_model_config(self.folder)
+        return run_steps(self.conf.steps, self.conf.strength) * len(windows(frames, preset.frames))
+
+    def __call__(self, frames, masks, cameras, references, progress=None):
+        from .model import TeacherModel
+        from .sample import generate_clip
+
+        model = TeacherModel.load(self.folder, self.device, torch.float32)
+        c = self.conf
+        binary = [(np.asarray(m) > 0.5).astype(np.float32) for m in masks]
+        return generate_clip(model, references, frames, binary, c.steps, c.cfg, c.guidance_rescale, c.seed,
+                             progress, strength=c.strength)
+
+
+class ViewCrafterGenerator(Generator):
+    """ViewCrafter (official weights) through :func:`.viewcrafter.viewcrafter_fill`."""
+
+    name = "viewcrafter"
+
+    def __init__(self, conf: GenerateConf, device: str = "cpu"):
+        from .viewcrafter.checkpoint import CHECKPOINT_HINT
+
+        if not conf.checkpoint:
+            raise FvgenError(f"--generator viewcrafter needs the official checkpoint: {CHECKPOINT_HINT}")
+        path = Path(conf.checkpoint)
+        if not path.is_file():
+            raise FvgenError(f"ViewCrafter checkpoint not found: {path}")
+        st = path.stat()
+        self.conf, self.device = conf, device
+        self._key = (f"viewcrafter-{path.resolve()}:{st.st_size}:{st.st_mtime_ns}-{conf.variant}-{conf.steps}-"
+                     f"{conf.seed}")
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def steps(self, frames: int) -> int:
+        return self.conf.steps
+
+    def __call__(self, frames, masks, cameras, references, progress=None):
+        from .viewcrafter import load_viewcrafter, viewcrafter_fill
+
+        c = self.conf
+        dtype = torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32
+        pipe, variant = load_viewcrafter(c.checkpoint, c.variant or None, c.clip_vocab or None, self.device, dtype)
+        out = viewcrafter_fill(pipe, variant, references, np.stack(frames), np.stack(masks), steps=c.steps, seed=c.seed,
+                               progress=(lambda i, n: progress(i, {})) if progress else None)
+        return list(out)
+
+
+def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
+    """The generator ``conf.generator`` names (None for ``none``); refuses with one line before any
+    work when it cannot run (no shipped weights, a folder that is not a model)."""
+    name = conf.generator
+    if name == "none":
+        return None
+    if name == "fill":
+        return FillGenerator(device)
+    if name in ("teacher", "student"):
+        from .model import DEFAULT_WEIGHTS
+
+        folder = DEFAULT_WEIGHTS.parent / ("embedded" if name == "teacher" else "student")
+        if not (folder / "teacher.json").is_file():
+            raise FvgenError(f"no trained {name} weights ship with fvgen yet (none beats the harmonic fill on held-out "
+                             f"views): use --generator fill, or --generator PATH to a model folder")
+        return ModelGenerator(folder, conf, device)
+    if name == "viewcrafter":
+        return ViewCrafterGenerator(conf, device)
+    if Path(name).exists():
+        return ModelGenerator(Path(name), conf, device)
+    raise FvgenError(f"unknown generator {name!r}: use {', '.join(BUILTIN)} or a model folder")
+
+
+def nearest_view(cam: Camera, inputs: Sequence[Camera]) -> int:
+    """Index of the input camera closest to ``cam`` (centre distance over the inputs' spread plus
+    viewing-direction angle)."""
+    cs = np.stack([c.center for c in inputs])
+    scale = max(float(np.linalg.norm(cs - cs.mean(0), axis=1).mean()), 1e-6)
+    d = np.linalg.norm(cs - cam.center, axis=1) / scale
+    ang = np.array([np.arccos(np.clip(c.c2w[:3, 2] @ cam.c2w[:3, 2], -1, 1)) for c in inputs])
+    return int(np.argmin(d + ang))
+
+
+def input_spacing(inputs: Sequence[Camera]) -> float:
+    """The inputs' mean distance to their nearest other input (the unit of camera distances)."""
+    cs = np.stack([c.center for c in inputs])
+    d = np.linalg.norm(cs[:, None] - cs[None], axis=-1) + np.eye(len(cs)) * 1e18
+    return max(float(d.min(1).mean()) if len(cs) > 1 else 1.0, 1e-9)
+
+
+def view_confidence(masks: Sequence[np.ndarray], cameras: Sequence[Camera], inputs: Sequence[Camera],
+                    conf: GenerateConf) -> list[np.ndarray]:
+    """Per-pixel confidence [H, W] in [0, 1] of each generated view (see the module docstring)."""
+    cs = np.stack([c.center for c in inputs])
+    unit = input_spacing(inputs)
+    out = []
+    for m, cam in zip(masks, cameras):
+        seen = np.clip(np.asarray(m, np.float32), 0, 1)
+        c = seen + (1 - seen) * conf.hole_confidence
+        if conf.distance_falloff > 0:
+            d = float(np.linalg.norm(cs - cam.center, axis=1).min()) / unit
+            c = c * np.exp(-d / conf.distance_falloff)
+        out.append(c.astype(np.float32))
+    return out
+
+
+def generator_summary(conf: GenerateConf) -> str:
+    """A short, stable name of the generator for reports and run.json."""
+    if conf.generator in BUILTIN:
+        return conf.generator
+    return f"model:{hashlib.sha256(str(Path(conf.generator).resolve()).encode()).hexdigest()[:8]}"

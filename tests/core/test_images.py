@@ -1,0 +1,319 @@
+"""Bad and unusual input to the image loader: every user error is a one-line FvgenError."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fvgen.core.errors import FvgenError
+from fvgen.core.images import fit_size, list_image_files, load_images, read_image, select_views
+
+
+def _one_line(e: pytest.ExceptionInfo) -> str:
+    msg = str(e.value)
+    assert isinstance(e.value, FvgenError)
+    assert msg and "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+def _rgb(w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _save(path: Path, arr: np.ndarray, **kw) -> Path:
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FvgenError) as e:
+        list_image_files(tmp_path / "nope")
+    assert "not found" in _one_line(e)
+    assert list_image_files(tmp_path / "nope", strict=False) == []
+
+
+def test_file_instead_of_folder(tmp_path):
+    f = _save(tmp_path / "a.png", _rgb())
+    with pytest.raises(FvgenError) as e:
+        list_image_files(f)
+    assert "not a folder" in _one_line(e)
+    assert list_image_files(f, strict=False) == []
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "sub.jpg").mkdir()  # a folder named like an image is not an image
+    with pytest.raises(FvgenError) as e:
+        list_image_files(tmp_path)
+    assert "no image files" in _one_line(e)
+    assert list_image_files(tmp_path, strict=False) == []
+    with pytest.raises(FvgenError) as e:
+        load_images([])
+    _one_line(e)
+
+
+def test_listing_sorted_suffixes_and_hidden(tmp_path):
+    for n in ("b.JPG", "a.png", "c.jpeg", ".hidden.jpg", "d.webp", "e.txt", "cameras_opencv.json"):
+        (tmp_path / n).write_bytes(b"x")
+    assert [p.name for p in list_image_files(tmp_path)] == ["a.png", "b.JPG", "c.jpeg", "d.webp"]
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root ignores permissions")
+def test_unreadable_folder(tmp_path):
+    d = tmp_path / "locked"
+    d.mkdir()
+    d.chmod(0)
+    try:
+        with pytest.raises(FvgenError) as e:
+            list_image_files(d)
+        assert "permission" in _one_line(e)
+    finally:
+        d.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- single files
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(FvgenError) as e:
+        read_image(tmp_path / "gone.jpg")
+    assert "not found" in _one_line(e)
+
+
+def test_folder_as_image(tmp_path):
+    (tmp_path / "x.jpg").mkdir()
+    with pytest.raises(FvgenError) as e:
+        read_image(tmp_path / "x.jpg")
+    _one_line(e)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a jpeg\n" * 50, b"\xff\xd8\xff" + b"\x00" * 100])
+def test_non_image_with_jpg_suffix(tmp_path, content):
+    f = tmp_path / "fake.jpg"
+    f.write_bytes(content)
+    with pytest.raises(FvgenError) as e:
+        read_image(f)
+    assert "fake.jpg" in _one_line(e)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
+def test_truncated_jpeg(tmp_path, keep):
+    full = _save(tmp_path / "full.jpg", _rgb(256, 192), quality=95)
+    data = full.read_bytes()
+    f = tmp_path / "trunc.jpg"
+    f.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(FvgenError) as e:
+        read_image(f)
+    assert "trunc.jpg" in _one_line(e)
+
+
+def test_truncated_png(tmp_path):
+    full = _save(tmp_path / "full.png", _rgb(128, 96))
+    f = tmp_path / "trunc.png"
+    f.write_bytes(full.read_bytes()[:-200])
+    with pytest.raises(FvgenError) as e:
+        read_image(f)
+    _one_line(e)
+
+
+def test_too_small(tmp_path):
+    f = _save(tmp_path / "tiny.png", _rgb(8, 8))
+    with pytest.raises(FvgenError) as e:
+        read_image(f)
+    assert "too small" in _one_line(e)
+
+
+def test_rgb_png_exact(tmp_path):
+    a = _rgb()
+    img = read_image(_save(tmp_path / "a.png", a))
+    assert img.dtype == np.float32 and img.shape == (48, 64, 3)
+    np.testing.assert_allclose(img, a / 255.0, atol=1e-6)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    a = np.zeros((32, 40, 4), np.uint8)
+    a[..., 0] = 200  # red-ish
+    a[:, :10, 3] = 0  # transparent
+    a[:, 10:20, 3] = 255  # opaque
+    a[:, 20:, 3] = 128  # half
+    img = read_image(_save(tmp_path / "rgba.png", a))
+    assert img.shape == (32, 40, 3)
+    np.testing.assert_allclose(img[:, :10], 1.0, atol=1e-6)
+    np.testing.assert_allclose(img[0, 15], [200 / 255, 0, 0], atol=1e-6)
+    al = 128 / 255
+    np.testing.assert_allclose(img[0, 30], [200 / 255 * al + 1 - al, 1 - al, 1 - al], atol=1e-6)
+
+
+def test_la_png_composited_on_white(tmp_path):
+    a = np.zeros((20, 20, 2), np.uint8)
+    a[..., 0] = 50
+    a[:10, :, 1] = 0
+    a[10:, :, 1] = 255
+    img = read_image(_save(tmp_path / "la.png", a))
+    np.testing.assert_allclose(img[0, 0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(img[15, 0], 50 / 255, atol=1e-6)
+
+
+def test_16bit_png_scaled(tmp_path):
+    a = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    f = tmp_path / "deep.png"
+    Image.fromarray(a).save(f)
+    assert Image.open(f).mode.startswith("I")
+    img = read_image(f)
+    assert img.shape == (32, 32, 3)
+    np.testing.assert_allclose(img[..., 0], a / 65535.0, atol=1e-6)
+    np.testing.assert_array_equal(img[..., 0], img[..., 2])
+    # a dark 16-bit image stays dark (no rescaling by its own maximum)
+    dark = (a // 256).astype(np.uint16)
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    np.testing.assert_allclose(read_image(tmp_path / "dark.png")[..., 1], dark / 65535.0, atol=1e-6)
+
+
+def test_grayscale(tmp_path):
+    g = np.random.default_rng(1).integers(0, 256, (30, 40), dtype=np.uint8)
+    img = read_image(_save(tmp_path / "g.png", g))
+    assert img.shape == (30, 40, 3)
+    for c in range(3):
+        np.testing.assert_allclose(img[..., c], g / 255.0, atol=1e-6)
+    img = read_image(_save(tmp_path / "g.jpg", g, quality=100))
+    assert img.shape == (30, 40, 3)
+    np.testing.assert_allclose(img[..., 0], img[..., 1])
+
+
+def test_bilevel(tmp_path):
+    im = Image.new("1", (24, 24), 0)
+    im.paste(1, (0, 0, 12, 24))
+    im.save(tmp_path / "b.png")
+    img = read_image(tmp_path / "b.png")
+    np.testing.assert_allclose(img[0, 0], 1.0)
+    np.testing.assert_allclose(img[0, 20], 0.0)
+
+
+def test_palette(tmp_path):
+    a = _rgb(40, 30)
+    im = Image.fromarray(a).quantize(16)
+    assert im.mode == "P"
+    im.save(tmp_path / "p.png")
+    expect = np.asarray(im.convert("RGB")) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "p.png"), expect, atol=1e-6)
+
+
+def test_palette_with_transparency(tmp_path):
+    im = Image.new("P", (20, 20), 0)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.paste(1, (10, 0, 20, 20))
+    im.info["transparency"] = 0
+    im.save(tmp_path / "pt.png", transparency=0)
+    img = read_image(tmp_path / "pt.png")
+    np.testing.assert_allclose(img[0, 0], 1.0, atol=1e-6)  # transparent black -> white
+    np.testing.assert_allclose(img[0, 15], [1, 0, 0], atol=1e-6)
+
+
+def test_exif_orientation_6_rotates(tmp_path):
+    # stored landscape 64x48 with a red block at the stored top-left; orientation 6 = rotate 90 CW
+    a = np.full((48, 64, 3), 128, np.uint8)
+    a[:12, :12] = [255, 0, 0]
+    im = Image.fromarray(a)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    f = tmp_path / "rot.jpg"
+    im.save(f, exif=exif, quality=95)
+    img = read_image(f)
+    assert img.shape == (64, 48, 3)  # now portrait
+    # stored top-left ends up at the displayed top-right
+    assert img[3, -4, 0] > 0.8 and img[3, -4, 1] < 0.2
+    assert img[3, 3, 0] < 0.7
+    ref = np.asarray(im.rotate(-90, expand=True)) / 255.0
+    assert np.abs(img - ref).mean() < 0.02
+    # load_images records the size after rotation
+    li = load_images([f])
+    assert li.original_sizes == [(48, 64)] and li.size == (48, 64)
+
+
+@pytest.mark.parametrize("orientation,shape", [(1, (48, 64)), (3, (48, 64)), (8, (64, 48))])
+def test_other_exif_orientations(tmp_path, orientation, shape):
+    a = np.full((48, 64, 3), 100, np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    f = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(a).save(f, exif=exif)
+    assert read_image(f).shape[:2] == shape
+
+
+# ----------------------------------------------------------------------------- sets of images
+
+
+def test_mixed_sizes_same_aspect_resized_to_smallest(tmp_path):
+    big = _save(tmp_path / "a.png", np.full((120, 160, 3), 200, np.uint8))
+    mid = _save(tmp_path / "b.jpg", np.full((90, 120, 3), 50, np.uint8), quality=100)
+    small = _save(tmp_path / "c.png", np.full((60, 80, 3), 10, np.uint8))
+    li = load_images([big, mid, small])
+    assert li.images.shape == (3, 60, 80, 3) and li.images.dtype == np.float32
+    assert li.size == (80, 60)
+    assert li.names == ["a.png", "b.jpg", "c.png"]
+    assert li.original_sizes == [(160, 120), (120, 90), (80, 60)]
+    np.testing.assert_allclose(li.images[0], 200 / 255, atol=1e-5)  # flat colour survives resizing
+    np.testing.assert_allclose(li.images[2], 10 / 255, atol=1e-6)
+    li = load_images([big, mid, small], max_size=40)
+    assert li.size == (40, 30)
+
+
+def test_different_aspects_refused(tmp_path):
+    a = _save(tmp_path / "land.png", _rgb(64, 48))
+    b = _save(tmp_path / "port.png", _rgb(48, 64))
+    with pytest.raises(FvgenError) as e:
+        load_images([a, b])
+    msg = _one_line(e)
+    assert "aspect" in msg and "port.png" in msg
+
+
+def test_bad_file_in_set_names_it(tmp_path):
+    a = _save(tmp_path / "a.png", _rgb())
+    (tmp_path / "b.jpg").write_bytes(b"garbage")
+    with pytest.raises(FvgenError) as e:
+        load_images(list_image_files(tmp_path))
+    assert "b.jpg" in _one_line(e)
+    assert a.exists()
+
+
+def test_fit_size():
+    assert fit_size(4032, 3024, 512) == (512, 384)
+    assert fit_size(100, 80, None) == (100, 80)
+    assert fit_size(100, 80, 1000) == (100, 80)  # never upscales
+    assert fit_size(1000, 750, 500, multiple=16) == (496, 368)
+
+
+# ----------------------------------------------------------------------------- select_views
+
+
+def test_select_views_rule(tmp_path):
+    files = [tmp_path / f"{i:02d}.jpg" for i in range(10)]
+    assert select_views(files, 3) == [files[0], files[4], files[9]]  # round(linspace(0, 9, 3)) = 0, 4.5->4, 9
+    assert select_views(files, 2) == [files[0], files[9]]
+    sel = select_views(files, 5)
+    assert sel == [files[i] for i in np.round(np.linspace(0, 9, 5)).astype(int)]
+    assert len(set(sel)) == 5
+    for n in range(2, 11):
+        s = select_views(files, n)
+        assert len(s) == n and s[0] == files[0] and s[-1] == files[-1] and len(set(s)) == n
+    assert select_views(files, None) == files
+    assert select_views(files, 10) == files
+    assert select_views(files, 50) == files
+    eight = files[:8]
+    assert select_views(eight, 3) == [eight[0], eight[4], eight[7]]  # the demo scene's 3 views
+
+
+@pytest.mark.parametrize("n", [0, 1, -3])
+def test_select_views_too_few(tmp_path, n):
+    files = [tmp_path / f"{i}.jpg" for i in range(5)]
+    with pytest.raises(FvgenError) as e:
+        select_views(files, n)
+    assert "at least 2" in _one_line(e)

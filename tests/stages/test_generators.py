@@ -1,0 +1,78 @@
+"""Generators, confidence weights and the coverage trajectory on small synthetic scenes."""
+
+import numpy as np
+import pytest
+
+from fvgen.core.cameras import Camera, look_at
+from fvgen.core.errors import FvgenError
+from fvgen.core.pointcloud import PointCloud
+from fvgen.priors.prior import Priors
+from fvgen.videomodel.generators import FillGenerator, GenerateConf, make_generator, view_confidence
+
+
+def scene(n_points=6000, seed=0) -> Priors:
+    """A textured box-corner room seen by 3 cameras on an arc."""
+    rng = np.random.default_rng(seed)
+    floor = np.c_[rng.uniform(-2, 2, n_points // 3), np.full(n_points // 3, 1.0), rng.uniform(0, 4, n_points // 3)]
+    back = np.c_[rng.uniform(-2, 2, n_points // 3), rng.uniform(-2, 1, n_points // 3), np.full(n_points // 3, 4.0)]
+    box = np.c_[rng.uniform(-0.5, 0.5, n_points // 3), rng.uniform(0, 1, n_points // 3), rng.uniform(1.5, 2.5, n_points // 3)]
+    xyz = np.concatenate([floor, back, box])
+    K = [[80, 0, 63.5], [0, 80, 47.5], [0, 0, 1]]
+    cams = [Camera(K, look_at(np.array([x, -0.3, -2.0]), np.array([0.0, 0.3, 2.0]), np.array([0.0, -1.0, 0.0])),
+                   128, 96, name=f"v{i}.png") for i, x in enumerate((-0.8, 0.0, 0.8))]
+    return Priors(cams, PointCloud(xyz, rng.random(xyz.shape)))
+
+
+def test_coverage_plan_gives_valid_cameras_and_more_coverage_with_budget():
+    from fvgen.render.coverage import plan_coverage, points_covered
+
+    pri = scene()
+    small, large = plan_coverage(pri, 8, segment=4), plan_coverage(pri, 24, segment=4)
+    assert len(small) == 8 and len(large) == 24
+    for c in large:
+        assert np.isfinite(c.c2w).all() and abs(np.linalg.det(c.c2w[:3, :3]) - 1) < 1e-6
+        assert (c.width, c.height) == (128, 96)
+    assert len({c.name for c in large}) == 24
+    assert points_covered(pri, large) > points_covered(pri, small) > 0.2
+
+
+def test_confidence_trusts_seen_pixels_and_views_near_the_photos():
+    pri = scene()
+    conf = GenerateConf(hole_confidence=0.25, distance_falloff=1.0)
+    mask = np.zeros((96, 128), np.float32)
+    mask[:, :64] = 1.0
+    near = pri.cameras[1]
+    far = Camera(near.K, look_at(np.array([0.0, -0.3, -6.0]), np.array([0.0, 0.3, 2.0]), np.array([0.0, -1.0, 0.0])),
+                 128, 96)
+    c_near, c_far = view_confidence([mask, mask], [near, far], pri.cameras, conf)
+    assert c_near[0, 0] == pytest.approx(1.0) and c_near[0, -1] == pytest.approx(0.25)
+    assert c_far[0, 0] < 0.5 * c_near[0, 0] and c_far[0, -1] < c_near[0, -1]
+    flat = view_confidence([mask], [near], pri.cameras, GenerateConf(distance_falloff=0.0))[0]
+    assert flat.max() == 1.0
+
+
+def test_fill_generator_keeps_seen_pixels_and_fills_holes():
+    frame = np.zeros((32, 32, 3), np.float32)
+    frame[:, :16] = [0.2, 0.4, 0.6]
+    mask = np.zeros((32, 32), np.float32)
+    mask[:, :16] = 1.0
+    (out,) = FillGenerator("cpu", iters=50)([frame], [mask], [None], lambda i: frame)
+    assert np.allclose(out[:, :16], frame[:, :16])
+    assert np.allclose(out[:, 16:], [0.2, 0.4, 0.6], atol=1e-3)  # a flat colour fills flat
+
+
+def test_generator_names_are_checked_before_any_work(tmp_path):
+    assert make_generator(GenerateConf(generator="none")) is None
+    assert isinstance(make_generator(GenerateConf(generator="fill")), FillGenerator)
+    for name, msg in (("bogus", "unknown generator"), ("teacher", "no trained teacher"), ("viewcrafter", "ViewCrafter_25.ckpt"),
+                      ("student", "no trained student"), (str(tmp_path), "not a teacher model folder")):
+        with pytest.raises(FvgenError, match=msg):
+            make_generator(GenerateConf(generator=name))
+    with pytest.raises(FvgenError, match="checkpoint not found"):
+        make_generator(GenerateConf(generator="viewcrafter", checkpoint=str(tmp_path / "nope.ckpt")))
+    ckpt = tmp_path / "ViewCrafter_16.ckpt"
+    ckpt.write_bytes(b"x")
+    assert make_generator(GenerateConf(generator="viewcrafter", checkpoint=str(ckpt))).key.startswith("viewcrafter-")
+    for bad in ({"views": 0}, {"hole_confidence": 2.0}, {"strength": 0.0}, {"steps": 0}):
+        with pytest.raises(FvgenError):
+            GenerateConf(**bad)
