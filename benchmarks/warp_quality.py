@@ -121,8 +121,8 @@ def evaluate_cloud(cloud, root: Path, cams: list[Camera], test: list[int],
     }
 
 
-def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic") -> dict:
-    root = DATASETS / name
+def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic", datasets: Path = DATASETS) -> dict:
+    root = datasets / name
     cams = read_cameras_opencv_json(root / "cameras_opencv.json")
     train, test = split(name, cams)
     size = scene_image_size(name)
@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-image-size", type=int, default=None)
     ap.add_argument("--planes", type=int, default=None)
+    ap.add_argument("--datasets", type=Path, default=DATASETS, help="folder holding the scenes")
     ap.add_argument("--fill", choices=sorted(FILLS), default="biharmonic",
                     help="how the warp's holes are filled for the whole-frame PSNR/SSIM")
     ap.add_argument("--mvs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -158,8 +159,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not DATASETS.exists():
-        raise SystemExit(f"datasets not found at {DATASETS}")
+    if not args.datasets.exists():
+        raise SystemExit(f"datasets not found at {args.datasets}")
     kw = {}
     if args.max_image_size:
         kw["max_image_size"] = args.max_image_size
@@ -171,7 +172,7 @@ def main() -> None:
     conf = from_dict(MvsConf, kw)
     results = []
     for s in args.scenes:
-        results.append(run_scene(s, conf, args.device, args.fill))
+        results.append(run_scene(s, conf, args.device, args.fill, args.datasets))
         r = results[-1]
         print(f"{s}: coverage {r['coverage_tight']:.3f}, PSNR covered {r['psnr_covered_tight']:.2f}, filled "
               f"{r['psnr_filled_tight']:.2f} / {r['ssim_filled_tight']:.3f}, MVS {r['mvs_seconds']:.1f} s "
