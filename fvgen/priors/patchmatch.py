@@ -308,6 +308,7 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
             view, gen = views[ref]
             geo = ([out[s]["depth"] for s in sources[ref]], float(conf.propagation_geom_weight), 3.0)
             o = out[ref]
+            # the planes are converged photometrically: refine with a quarter of the first steps
             normal, offset, ncc = _red_black(view, o["normal"], o["offset"], geo_iters, inv_ranges[ref],
                                              conf, gen, geo, scale0=0.25)
             inv = ((normal * view.rays.view(3, -1)).sum(0) / offset).clamp(inv_ranges[ref][1], inv_ranges[ref][0])
