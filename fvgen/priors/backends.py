@@ -17,6 +17,7 @@ from ..core.errors import FvgenError
 from ..core.images import LoadedImages
 from ..core.undistort import undistort_image
 from .dust3r import Dust3rConf
+from .colmap_mvs import ColmapMvsConf
 from .mvs import MvsConf
 from .prior import Priors
 from .sfm import SfmConf
@@ -28,6 +29,7 @@ class PriorsConf:
     checkpoint: str = ""  # DUSt3R checkpoint path (backend "dust3r")
     sfm: SfmConf = field(default_factory=SfmConf)
     mvs: MvsConf = field(default_factory=MvsConf)
+    colmap: ColmapMvsConf = field(default_factory=ColmapMvsConf)  # mvs.backend "colmap" (or "auto" on a GPU)
     dust3r: Dust3rConf = field(default_factory=Dust3rConf)
 
 
@@ -42,7 +44,7 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
         known = [p[1] for p in pairs]
     if conf.backend == "sfm":
-        from .mvs import dense_point_cloud
+        from .mvs_backend import dense_cloud
         from .sfm import estimate_poses
 
         cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
@@ -52,7 +54,7 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
             images = LoadedImages(images.names, np.stack([p[0] for p in pairs]), images.original_sizes)
             cams = [p[1] for p in pairs]
         cams = [replace(c, name=n) for c, n in zip(cams, images.names)]
-        dense, minfo = dense_point_cloud(images.images, cams, sparse, conf.mvs, device=device)
+        dense, minfo = dense_cloud(images.images, cams, sparse, conf.mvs, conf.colmap, device=device)
         progress(2, {"points": len(dense)})
         info = {"backend": "sfm", "poses": "given" if known else "estimated", "sfm": info, "mvs": minfo}
         return Priors(cams, dense, sparse, info), images

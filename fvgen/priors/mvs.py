@@ -17,6 +17,10 @@ Pipeline (all in torch, on ``device``; open3d, or scipy without it, for the fina
 4. Winner-take-all with a parabolic sub-plane refinement; confidence = softmax mass of the cost
    curve within +-2 planes of the winner. Pixels need NCC >= ``ncc_threshold``, confidence >=
    ``conf_threshold`` and some texture.
+4b. With ``propagation_iters`` > 0, slanted-plane PatchMatch propagation (:mod:`fvgen.priors.patchmatch`)
+   starts from every pixel's winner-take-all depth and replaces the depth maps; its pixels need
+   NCC >= ``ncc_threshold``, texture and a depth inside the range (its score has no peakedness);
+   with ``propagation_keep_sweep`` the sweep's confirmed pixels keep the sweep's depth.
 5. Geometric consistency: each depth map is reprojected into every other view and back; a pixel
    counts a view as consistent when the round trip lands within ``geo_pixel_threshold`` px and
    ``geo_depth_threshold`` relative depth. Pixels with at least ``min_consistent_views`` (capped at
@@ -69,6 +73,30 @@ class MvsConf:
     voxel_fraction: float = 0.001  # voxel size, fraction of the robust scene extent (0: off)
     outlier_neighbors: int = 16  # statistical outlier removal (0: off)
     outlier_std_ratio: float = 2.5
+    # where the dense cloud comes from: "sweep" (this module, CPU or GPU), "colmap" (COLMAP's
+    # PatchMatch stereo, needs pycolmap built with CUDA and a GPU), "auto" (colmap when it can run,
+    # else sweep); see fvgen.priors.mvs_backend
+    backend: str = "auto"
+    # slanted-plane PatchMatch propagation on top of the sweep (fvgen.priors.patchmatch): red-black
+    # iterations per pyramid level; 0 = the plain sweep
+    propagation_iters: int = 0
+    propagation_scales: int = 2  # pyramid levels (coarsest first, each half the size of the next)
+    propagation_window_step: int = 2  # the NCC window (``window``) sampled every this many pixels
+    propagation_far: int = 5  # distance (px) of the far neighbours propagated from
+    propagation_sigma_color: float = 0.0  # bilateral weight of the window on grey values (0: flat)
+    # source views whose NCCs are averaged for a plane's score (the best ones): 1 lets a pixel
+    # that only one source sees be matched (wide baselines, occlusions); the geometric check still
+    # needs another view to confirm it
+    propagation_top_k_sources: int = 1
+    propagation_candidates: int = 4  # neighbour planes tried per pixel and pass (the best-scoring)
+    propagation_depth_step: float = 0.05  # random refinement: inverse-depth step, fraction of the range
+    propagation_normal_step: float = 0.3  # random refinement: normal perturbation (radians, about)
+    propagation_geom_iters: int = 1  # then iterations scored with the views' forward-backward error
+    propagation_geom_weight: float = 0.2  # NCC given up per pixel of that error (capped at 3 px)
+    # keep the sweep's depth where it passed its checks and another view confirms it, propagation
+    # only adding pixels. Off: on a 50-degree plane it keeps the sweep's 4x larger depth error
+    # (tests/test_mvs.py), and on fern it covered no more of the held-out views (RESULTS.md)
+    propagation_keep_sweep: bool = False
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -200,6 +228,40 @@ def _sweep(ref: int, gray: torch.Tensor, cams: Sequence[Camera], sources: list[i
     ok = (best >= conf.ncc_threshold) & (pconf >= conf.conf_threshold) & (std_r[0] >= conf.min_texture)
     ok &= (idx > 0) & (idx < D - 1)  # winners on the range boundary are unreliable
     return {"depth": depth, "ncc": best, "conf": pconf, "valid": ok}
+
+
+def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Tensor],
+               valids: list[torch.Tensor], confs: list[torch.Tensor], inv_ranges: list[tuple[float, float]],
+               conf: MvsConf):
+    """The sweep's depths improved by slanted-plane propagation (:mod:`fvgen.priors.patchmatch`), with
+    the sweep's photometric checks: NCC >= ``ncc_threshold``, texture, and a depth strictly inside
+    the range. The sweep's confidence (its cost curve's peakedness) has no counterpart for a
+    plane found by propagation: the NCC alone is the confidence. With ``propagation_keep_sweep``,
+    pixels where the sweep passed its checks and another view confirms its depth keep the sweep's
+    depth and confidence. Returns (depths, valids, confs)."""
+    from .patchmatch import propagate_planes
+
+    sources = [_select_sources(cams, r, conf.max_sources) for r in range(len(cams))]
+    pms = propagate_planes(gray, cams, sources, depths, inv_ranges, conf)
+    k = conf.window
+    mu = _box(gray, k)
+    std = (_box(gray * gray, k) - mu ** 2).clamp_min(0).sqrt()
+    out_d, out_v, out_c = [], [], []
+    for r, pm in enumerate(pms):
+        inv = 1.0 / pm["depth"]
+        inv_near, inv_far = inv_ranges[r]
+        margin = 1e-3 * (inv_near - inv_far)
+        ok = (pm["ncc"] >= conf.ncc_threshold) & (std[r] >= conf.min_texture)
+        ok &= (inv < inv_near - margin) & (inv > inv_far + margin)
+        out_d.append(pm["depth"])
+        out_v.append(ok)
+        out_c.append(pm["ncc"].clamp(0, 1))
+    if conf.propagation_keep_sweep:
+        for r, (keep, _, _) in enumerate(_geometric_fusion(depths, valids, cams, conf)):
+            out_d[r] = torch.where(keep, depths[r], out_d[r])
+            out_v[r] = out_v[r] | keep
+            out_c[r] = torch.where(keep, confs[r], out_c[r])
+    return out_d, out_v, out_c
 
 
 def _sparse_range(sparse: PointCloud, cam: Camera) -> tuple[float, float] | None:
@@ -429,14 +491,20 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
     img, cs = _resize_stack(images, cams, conf.max_image_size, device)
     gray = _gray(img)
     _, H, W = gray.shape
-    depths, valids, confs = [], [], []
+    depths, valids, confs, inv_ranges = [], [], [], []
     for r in range(N):
         inv_near, inv_far = _pad_range(ranges[r][0], ranges[r][1], conf.depth_margin)
         planes = torch.linspace(inv_near, inv_far, conf.num_planes, device=device, dtype=torch.float64)
-        res = _sweep(r, gray, cs, _select_sources(cs, r, conf.max_sources), planes, conf)
+        sources = _select_sources(cs, r, conf.max_sources)
+        res = _sweep(r, gray, cs, sources, planes, conf)
         depths.append(res["depth"])
         valids.append(res["valid"])
         confs.append(res["conf"] * res["ncc"].clamp(0, 1))
+        inv_ranges.append((inv_near, inv_far))
+    t_prop = time.time()
+    if conf.propagation_iters > 0:
+        depths, valids, confs = _propagate(gray, cs, depths, valids, confs, inv_ranges, conf)
+    t_prop = time.time() - t_prop
     t_sweep = time.time() - t0 - t_range
 
     fused = _geometric_fusion(depths, valids, cs, conf)
@@ -475,7 +543,8 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
         "valid_fraction_photometric": [float(v.float().mean()) for v in valids],
         "valid_fraction": [float(k.float().mean()) for k, _, _ in fused],
         "seconds_range": round(t_range, 3),
-        "seconds_sweep": round(t_sweep, 3),
+        "seconds_sweep": round(t_sweep, 3),  # propagation included
+        "seconds_propagation": round(t_prop, 3),
         "seconds": round(time.time() - t0, 3),
         "conf": asdict(conf),
     }

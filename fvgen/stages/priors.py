@@ -54,9 +54,16 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
     if conf.backend == "dust3r":  # a checkpoint replaced at the same path must not reuse the cache
         st = Path(conf.checkpoint).stat()
         checkpoint = f"{Path(conf.checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    # the dense-stereo backend that will run, not only the one asked for: "auto" picks COLMAP on
+    # a GPU host and the sweep elsewhere, and their clouds differ
+    mvs_backend = ""
+    if conf.backend == "sfm":
+        from ..priors.mvs_backend import select_backend
+
+        mvs_backend = select_backend(conf.mvs.backend)
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
                      poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
-                     checkpoint=checkpoint)
+                     checkpoint=checkpoint, **({"mvs_backend": mvs_backend} if mvs_backend else {}))
 
 
 def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: Path,
@@ -93,7 +100,8 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
         priors.save(tmp)
         return {"views": len(images.names), "registered_views": len(priors.cameras),
                 "points": len(priors.points), "sparse_points": 0 if priors.sparse is None else len(priors.sparse),
-                "image_size": list(images.size)}
+                "image_size": list(images.size),
+                **({"mvs_backend": priors.info["mvs"]["backend"]} if "mvs" in priors.info else {})}
 
     return run_stage(root, NAME, k, compute, force)
 

@@ -162,3 +162,80 @@ def test_outlier_removal_without_open3d_matches_open3d(monkeypatch):
     without = statistical_inliers(xyz, 16, 2.0)
     assert np.array_equal(with_o3d, without)
     assert len(without) < len(xyz) and (without < 2000).mean() > 0.99
+
+
+# ----------------------------------------------------------------------------- slanted-plane propagation
+
+PROPAGATION = dict(propagation_iters=2, propagation_sigma_color=0.1)
+
+
+def _depth_stats(info, gt):
+    """Per view: fraction of pixels kept, median relative depth error, fraction within 3 %."""
+    rows = []
+    for dm, mask, g in zip(info["depths"], info["masks"], gt):
+        rel = np.abs(dm[mask] - g[mask]) / g[mask]
+        rows.append((mask.mean(), np.median(rel), np.mean(rel < 0.03)))
+    return np.array(rows)
+
+
+def _render_slanted(cam: Camera, slope: float = 1.2):
+    """Ray-cast one textured plane z = 4 + slope * x (about 50 deg from fronto-parallel)."""
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    d_cam = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1)
+    d = d_cam @ cam.c2w[:3, :3].T
+    o = cam.center
+    t = (4 + slope * o[0] - o[2]) / (d[..., 2] - slope * d[..., 0])
+    P = o + t[..., None] * d
+    return _texture(P[..., :2] * np.array([0.6, 1.0]), 3).astype(np.float32), t * d_cam[..., 2]
+
+
+def test_propagation_off_is_the_sweep():
+    """propagation_iters = 0 ignores every other propagation setting: the sweep, bit for bit."""
+    cams = _scene_cameras()[:2]
+    imgs = np.stack([_render(c)[0] for c in cams])
+    conf = MvsConf(max_image_size=96, num_planes=32, outlier_neighbors=0)
+    a, _ = dense_point_cloud(imgs, cams, None, conf, depth_range=(3.0, 6.0))
+    b, _ = dense_point_cloud(imgs, cams, None, replace(conf, propagation_scales=3, propagation_far=3,
+                                                        propagation_sigma_color=0.2), depth_range=(3.0, 6.0))
+    assert np.array_equal(a.xyz, b.xyz) and np.array_equal(a.rgb, b.rgb) and np.array_equal(a.conf, b.conf)
+
+
+def test_propagation_slanted_plane_more_accurate_and_covered():
+    """A plane at about 50 deg: the fronto-parallel sweep's windows shear in the side views
+    (median depth error 0.6-1.4 %); slanted planes fit them (measured 0.2-0.3 %) and keep more of
+    the surface (0.59-0.90 -> 0.66-0.94)."""
+    cams = []
+    for x in (-0.8, 0.0, 0.8):
+        c2w = look_at(np.array([x, 0.1 * x, 0.0]), np.array([0.0, 0.0, 4.0]), np.array([0.0, -1.0, 0.0]))
+        cams.append(Camera(K, c2w, W, H))
+    rendered = [_render_slanted(c) for c in cams]
+    imgs = np.stack([r[0] for r in rendered])
+    gt = [r[1] for r in rendered]
+    conf = MvsConf(max_image_size=128, num_planes=64, outlier_neighbors=8)
+    _, sweep = dense_point_cloud(imgs, cams, None, conf, return_depths=True)
+    _, prop = dense_point_cloud(imgs, cams, None, replace(conf, **PROPAGATION), return_depths=True)
+    s, p = _depth_stats(sweep, gt), _depth_stats(prop, gt)
+    assert np.all(p[:, 0] >= s[:, 0] - 0.01) and p[:, 0].mean() > s[:, 0].mean() + 0.02
+    assert np.all(p[:, 1] < 0.6 * s[:, 1]) and np.all(p[:, 1] < 0.005)
+    assert np.all(p[:, 2] >= s[:, 2] - 0.005)
+
+
+def test_propagation_two_planes_cover_more_depth_error_no_worse():
+    """The occluding square of the fronto-parallel scene: propagation fills what the sweep's
+    peakedness test dropped (measured coverage 0.68-0.80 -> 0.90-0.96) and its bilateral window
+    keeps the depth edges (fraction within 3 %: 0.95-0.97 -> 0.965-0.98; median error 0.04-0.07 %
+    -> 0.09-0.10 %, both far below the 1 % the sweep's own test allows)."""
+    cams = _scene_cameras()
+    rendered = [_render(c) for c in cams]
+    imgs = np.stack([r[0] for r in rendered])
+    gt = [r[1] for r in rendered]
+    conf = MvsConf(max_image_size=128, num_planes=64, outlier_neighbors=8)
+    _, sweep = dense_point_cloud(imgs, cams, None, conf, return_depths=True)
+    cloud, prop = dense_point_cloud(imgs, cams, None, replace(conf, **PROPAGATION), return_depths=True)
+    s, p = _depth_stats(sweep, gt), _depth_stats(prop, gt)
+    assert p[:, 0].mean() > s[:, 0].mean() + 0.05 and np.all(p[:, 0] > s[:, 0])
+    assert np.all(p[:, 1] < 0.002)
+    assert np.all(p[:, 2] >= s[:, 2] - 0.005)
+    z = cloud.xyz[:, 2]
+    on_plane = (np.abs(z - 5.0) < 0.1) | ((np.abs(z - 3.5) < 0.07) & (np.abs(cloud.xyz[:, 0]) < 0.6))
+    assert on_plane.mean() > 0.95
