@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -41,7 +40,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fvgen.videomodel.model import TeacherModel  # noqa: E402
 from fvgen.videomodel.sample import sample_latents  # noqa: E402
