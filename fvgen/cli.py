@@ -86,9 +86,9 @@ def resolve_conf(preset: str | None, device: str, **overrides):
     if preset is None:
         preset = "default" if resolve_device(device) == "cuda" else "cpu"
     changes = {k: v for k, v in overrides.items() if v is not None}
-    for key, minimum in (("fit.iterations", 1), ("warp.frames", 2), ("render.frames", 2), ("render.fps", 1)):
+    for key, minimum in (("eval.align_steps", 1), ("fit.iterations", 1), ("warp.frames", 2), ("render.frames", 2), ("render.fps", 1)):
         if key in changes and changes[key] < minimum:
-            raise FvgenError(f"--{key.split('.')[1]} must be at least {minimum}")
+            raise FvgenError(f"--{key.split('.')[1].replace('_', '-')} must be at least {minimum}")
     return with_overrides(load_preset(preset), **changes)
 
 
@@ -227,6 +227,13 @@ def eval_(
     matcher: Matcher = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    align_test_poses: Optional[bool] = typer.Option(
+        None, "--align-test-poses/--no-align-test-poses", help="also score each test view after aligning its camera's "
+        "pose (6-DoF, nothing else) on the frozen fitted scene, and make that the headline (metrics.json keeps both); "
+        "the protocol of pose-free methods for --poses estimated (default: the preset's eval.align_test_poses)"),
+    align_steps: Optional[int] = typer.Option(None, "--align-steps", help="pose-alignment steps per test view "
+                                              "(default: the preset's eval.align_steps)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
     device: Device = "auto",
     force: List[str] = force_option("priors, warp, generate or fit"),
 ):
@@ -237,12 +244,18 @@ def eval_(
 
     n = len(scene_image_files(scene_dir))
     conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
-                                           "generate.generator": generator, "generate.views": generated_views})
+                                           "generate.generator": generator, "generate.views": generated_views,
+                                           "eval.align_test_poses": align_test_poses, "eval.align_steps": align_steps,
+                                           "priors.sfm.verbose": verbose or None})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]
     lp = "n/a" if r["lpips"] is None else f"{r['lpips']:.3f}"
-    typer.echo(f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  LPIPS {lp}  ->  {out / 'metrics.json'}")
+    line = f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  LPIPS {lp}"
+    if m["results_aligned"] is not None:
+        raw = m["results_raw"]
+        line += f"  (test poses aligned; raw PSNR {raw['psnr']:.2f} dB  SSIM {raw['ssim']:.3f})"
+    typer.echo(f"{line}  ->  {out / 'metrics.json'}")
 
 
 @app.command()

@@ -216,7 +216,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     from .core.cameras import load_poses
     from .core.images import read_image, resize_image
     from .core.undistort import undistort_image
-    from .evaluation.heldout import map_test_cameras, scene_image_files, score_views
+    from .evaluation.heldout import map_test_cameras, scene_image_files, score_heldout
     from .render.splats import load_ply
     from .videomodel.generators import make_generator
 
@@ -250,7 +250,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             test_cams, alignment = map_test_cameras(gt_train, pri.cameras, gt_test)
         targets = [undistort_image(resize_image(read_image(f), *size), c)[0] for f, c in zip(test_files, gt_test)]
         splats = load_ply(fit_res.path / "scene.ply", device=device)
-        scores = score_views(splats, test_cams, targets, [f.name for f in test_files], out / "compare")
+        scores = score_heldout(splats, test_cams, targets, [f.name for f in test_files], out, conf.eval)
         metrics = {
             "fvgen": __version__,
             "scene": str(scene_dir),
@@ -259,7 +259,11 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             "train": [f.name for f in train_files],
             "test": [f.name for f in test_files],
             "image_size": list(size),
-            "results": scores["results"],
+            "results": scores["results"],  # the headline: aligned with --align-test-poses, else raw
+            "headline": scores["headline"],
+            "results_raw": scores["results_raw"],
+            "results_aligned": scores["results_aligned"],
+            "pose_alignment": scores["pose_alignment"],
             "lpips_reason": scores["lpips_reason"],
             "implementation": scores["implementation"],
             "alignment": alignment,
