@@ -21,6 +21,22 @@ from .core.errors import FvgenError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fvgen: a few photos in, a 3D Gaussian Splatting scene out.")
 
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"fvgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """fvgen: a few photos in, a 3D Gaussian Splatting scene out."""
+
+
 # ----------------------------------------------------------------------------- shared options
 
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="output folder (written by `fvgen reconstruct`)")]
@@ -113,7 +129,8 @@ def _echo_results(results, out: Path, preset: str) -> None:
 def reconstruct(
     images_dir: Path = typer.Argument(..., help="folder with 2-10 photos of one scene"),
     views: Optional[int] = typer.Option(None, "--views", "-n", help="use N views spread over the folder "
-                                        "(sorted by name, indices round(linspace(0, count-1, N))); default all"),
+                                        "(sorted by name, indices round(linspace(0, count-1, N)), after duplicates "
+                                        "are dropped); default all"),
     out: OutDir = Path("fvgen_out"),
     preset: Preset = None,
     device: Device = "auto",
@@ -125,16 +142,18 @@ def reconstruct(
     iterations: Iterations = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
     force: List[str] = force_option("priors, warp, generate or fit"),
 ):
     """Recover poses and a dense point cloud, generate novel views, fit 3DGS; write OUT/scene.ply,
-    cameras and renders."""
+    cameras and renders. Files that are not images are skipped and duplicate photos (byte-identical,
+    or the same photo re-saved or resized) are dropped, each with a one-line note on stderr."""
     from .pipeline import reconstruct as run
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
                                            "priors.checkpoint": str(checkpoint) if checkpoint else None,
                                            "fit.iterations": iterations, "generate.generator": generator,
-                                           "generate.views": generated_views})
+                                           "generate.views": generated_views, "priors.sfm.verbose": verbose or None})
     res = run(images_dir, views, out, conf, device, poses, force)
     _echo_results(res["results"], out, conf.name)
     typer.echo(str(out / "scene.ply"))

@@ -30,7 +30,7 @@ from .core.cameras import (
 )
 from .core.devices import resolve_device
 from .core.errors import FvgenError
-from .core.images import list_image_files, select_views
+from .core.images import drop_duplicate_photos, list_image_files, select_views
 from .core.progress import progress_bar
 from .core.trajectories import trajectory_name
 from .presets import PipelineConf
@@ -59,7 +59,8 @@ def command_line() -> str:
 
 def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Path, device: str,
                poses: Path | None, force: set[str]) -> StageResult:
-    files = select_views(list_image_files(images_dir), views)  # raises when there are none
+    # raises when there are none; says which files were skipped or dropped, and when --views exceeds the photos
+    files = select_views(drop_duplicate_photos(list_image_files(images_dir, notify=True)), views)
     inputs = priors_stage.PriorsInputs(tuple(files), Path(poses) if poses else None)
     return priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
 

@@ -54,6 +54,7 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
     if conf.backend == "dust3r":  # a checkpoint replaced at the same path must not reuse the cache
         st = Path(conf.checkpoint).stat()
         checkpoint = f"{Path(conf.checkpoint).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    conf = replace(conf, sfm=replace(conf.sfm, verbose=False))  # logging changes no result
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
                      poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
                      checkpoint=checkpoint)
