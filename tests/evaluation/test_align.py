@@ -68,3 +68,27 @@ def test_perturbed_test_camera_is_recovered_and_its_score_rises():
     assert pos_err < 0.02, pos_err  # from 0.085
     assert after > raw + 8 and after > 35, (raw, after)  # the ground-truth pose scores inf (identical image)
     assert splats["means"].grad is None  # the scene stayed frozen
+
+
+def test_score_heldout_reports_raw_and_aligned_and_picks_the_headline(tmp_path):
+    from fvgen.evaluation.align import EvalConf
+    from fvgen.evaluation.heldout import score_heldout
+
+    splats = textured_wall(24)
+    gt_c2w = np.eye(4)
+    gt_c2w[:3, 3] = [0.0, 0.0, -2.0]
+    with torch.no_grad():
+        target = render_splats(splats, [camera(gt_c2w, 32, 24)])[0][0].clamp(0, 1).numpy()
+    off = gt_c2w.copy()
+    off[:3, 3] += [0.06, -0.02, 0.0]
+    cams = [camera(off, 32, 24)]
+    raw = score_heldout(splats, cams, [target], ["v.png"], tmp_path, EvalConf())
+    assert raw["headline"] == "raw" and raw["results_aligned"] is None and raw["results"] == raw["results_raw"]
+    assert (tmp_path / "compare" / "v.png").is_file() and not (tmp_path / "compare_raw").exists()
+    both = score_heldout(splats, cams, [target], ["v.png"], tmp_path, EvalConf(align_test_poses=True, align_steps=60))
+    assert both["headline"] == "aligned" and both["results"] == both["results_aligned"]
+    assert both["results_raw"] == raw["results_raw"]
+    assert both["results_aligned"]["psnr"] > both["results_raw"]["psnr"] + 5
+    assert both["per_view"][0]["raw"]["psnr"] == raw["per_view"][0]["psnr"]
+    assert both["pose_alignment"]["per_view"][0]["translation"] > 0.02
+    assert (tmp_path / "compare" / "v.png").is_file() and (tmp_path / "compare_raw" / "v.png").is_file()
