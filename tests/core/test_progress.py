@@ -55,3 +55,25 @@ def test_failed_step_leaves_no_done_line():
             update(5)
             raise RuntimeError("boom")
     assert "done" not in out.getvalue() and "5/10" in out.getvalue()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_terminal_gets_the_bar_then_one_done_line():
+    out = FakeTerminal()
+    with progress_bar("fit 3DGS", 10, stream=out) as update:
+        for step in range(1, 11):
+            update(step, {"loss": 0.5})
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert "━" in text  # the bar was drawn
+    assert "fit 3DGS done in " in text and "loss 0.5" in text and "[bold]" not in text
+    assert "1/10 (10 %)" not in text  # no plain lines on a terminal
+    out = FakeTerminal()
+    with progress_bar("fit 3DGS", 10, stream=out):
+        pass
+    assert out.getvalue() == ""
