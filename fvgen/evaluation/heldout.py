@@ -5,7 +5,9 @@ maps the ground-truth test cameras into the estimated frame by the similarity th
 ground-truth train cameras to the estimated ones (:func:`fvgen.core.cameras.align_cameras`); test
 intrinsics are the ground truth's, with the train views' estimated/true focal ratio.
 :func:`score_views` renders the test cameras and writes ``compare/<view>.png`` (ground truth |
-render | |error| x4) with per-view PSNR / SSIM (and LPIPS when its weights are installed).
+render | |error| x4) with per-view PSNR / SSIM (and LPIPS when its weights are installed);
+:func:`score_heldout` adds, with ``[eval] align_test_poses`` / ``--align-test-poses``, the scores
+after each test camera was aligned on the frozen scene (:mod:`fvgen.evaluation.align`).
 """
 
 from __future__ import annotations
