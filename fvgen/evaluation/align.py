@@ -17,7 +17,7 @@ with Adam on L1 + 0.2 (1 - SSIM), coarse to fine (half, then full resolution).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,7 +56,8 @@ def _median_depth(splats: dict[str, torch.Tensor], viewmat: torch.Tensor) -> flo
 
 
 def align_camera(splats: dict[str, torch.Tensor], camera: Camera, target: np.ndarray, steps: int = 150,
-                 lr: float = 1e-2, levels: Sequence[float] = (0.5, 1.0)) -> tuple[Camera, dict]:
+                 lr: float = 1e-2, levels: Sequence[float] = (0.5, 1.0),
+                 progress: Callable[[int, dict], None] | None = None) -> tuple[Camera, dict]:
     """``camera`` (no distortion) with its pose optimised so that ``splats`` (frozen) rendered
     there match ``target`` [H, W, 3] float in [0, 1] (H, W = the camera's size).
 
@@ -101,6 +102,8 @@ def align_camera(splats: dict[str, torch.Tensor], camera: Camera, target: np.nda
             opt.step()
             sched.step()
             done += 1
+            if progress is not None:
+                progress(done, {"loss": float(loss.detach())})
     with torch.no_grad():
         loss_end = float(loss_at(1.0))
         w2c = pose().double().cpu().numpy()

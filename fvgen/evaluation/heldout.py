@@ -120,11 +120,16 @@ def score_heldout(splats: dict[str, torch.Tensor], cameras: Sequence[Camera], ta
         return {**raw, "results_raw": raw["results"], "results_aligned": None, "headline": "raw",
                 "pose_alignment": None}
     raw = score_views(splats, cameras, targets, names, Path(out) / "compare_raw")
+    from ..core.progress import progress_bar
+
     aligned_cams, moves = [], []
-    for cam, img, name in zip(cameras, targets, names):
-        cam2, info = align_camera(splats, cam, img, conf.align_steps, conf.align_lr)
-        aligned_cams.append(cam2)
-        moves.append({"view": name, **info})
+    steps = conf.align_steps
+    with progress_bar("align test poses", len(cameras) * steps) as update:
+        for i, (cam, img, name) in enumerate(zip(cameras, targets, names)):
+            cam2, info = align_camera(splats, cam, img, steps, conf.align_lr,
+                                      progress=lambda done, fields, i=i: update(i * steps + done, fields))
+            aligned_cams.append(cam2)
+            moves.append({"view": name, **info})
     aligned = score_views(splats, aligned_cams, targets, names, Path(out) / "compare")
     for row, r in zip(aligned["per_view"], raw["per_view"]):
         row["raw"] = {k: r[k] for k in ("psnr", "ssim", "lpips")}
