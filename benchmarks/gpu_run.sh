@@ -29,6 +29,9 @@
 #   colmap-mvs (420)      colmap_mvs.py on $DATA: COLMAP PatchMatch (defaults and $COLMAP_VARIANTS) against
 #                         the plane sweep at the 3-view splits, GT cameras: colmap_mvs.json, colmap_mvs.log
 #   Both need pycolmap-cuda12: COLMAP_CUDA=DIR installs it first (benchmarks/gpu_colmap_mvs.sh).
+#   sampling (470)        sampling.py: teacher (50 steps + CFG) against the 4-step student, embedded and paper
+#                         presets, random weights, the student's FLOP floor, torch.compile $COMPILE (default
+#                         reduce-overhead; compile runs skipped past 330 s): sampling_gpu.json (< 8 min, H100)
 #
 # Folders: DATA (default .gpu/datasets: eval_scenes.py --copy-data), RUNS (.gpu/eval_runs),
 # FERN3 (.gpu/fern3: fern images 1, 10, 19). Example, the fit and evaluation figures of 2026-11-29:
@@ -115,13 +118,17 @@ run_job() {  # run_job NAME LIMIT_S
       tail -n 25 "$OUT/colmap_mvs.log"
       n=$(grep -l -E "fvgen-colmap-error|Check failed|terminate called" /tmp/colmap_keep/*/*/colmap.log 2>/dev/null | head -1)
       if [ -n "$n" ]; then cp "$n" "$OUT/colmap_failed.log"; tail -n 20 "$n"; fi ;;
+    sampling)
+      step "$limit" $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile ${COMPILE:-reduce-overhead} \
+        --budget-s 330 > "$OUT/sampling_gpu.log" 2>&1
+      grep -v "^W[0-9]" "$OUT/sampling_gpu.log" | tail -n 12 ;;
     *) echo "unknown job $name (see the head of benchmarks/gpu_run.sh)"; return 2 ;;
   esac
 }
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
                    [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
-                   [colmap-test]=120 [colmap-mvs]=420)
+                   [colmap-test]=120 [colmap-mvs]=420 [sampling]=470)
 
 if [ -n "${WHEELS:-}" ]; then
   install_wheels $WHEELS || exit 1

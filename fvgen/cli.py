@@ -56,6 +56,10 @@ GeneratorOpt = Annotated[Optional[str], typer.Option(
     "--generator", "-g", help="what makes the novel views the fit also learns from: none (the photos alone), fill "
     "(the warp with its holes harmonically filled), teacher / student (shipped video models), or a model folder "
     "(default: the preset's)")]
+Checkpoint = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="model weights: DUSt3R's .pth for --priors dust3r, ViewCrafter's .ckpt for --generator viewcrafter")]
+ClipVocab = Annotated[Optional[Path], typer.Option(
+    "--clip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz, for --generator viewcrafter")]
 GeneratedViews = Annotated[Optional[int], typer.Option(
     "--generated-views", help="how many novel views to generate (default: the preset's)")]
 
@@ -108,6 +112,16 @@ def resolve_conf(preset: str | None, device: str, **overrides):
     return with_overrides(load_preset(preset), **changes)
 
 
+def checkpoint_overrides(priors: str | None, generator: str | None, checkpoint: Path | None,
+                         clip_vocab: Path | None) -> dict:
+    """Where ``--checkpoint`` goes: the ViewCrafter generator's weights with ``--generator viewcrafter``,
+    else DUSt3R's (``--priors dust3r``)."""
+    out = {"generate.clip_vocab": str(clip_vocab) if clip_vocab else None}
+    if checkpoint is not None:
+        out["generate.checkpoint" if generator == "viewcrafter" and priors != "dust3r" else "priors.checkpoint"] = str(checkpoint)
+    return out
+
+
 def _echo_results(results, out: Path, preset: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -137,7 +151,8 @@ def reconstruct(
     poses: Optional[Path] = typer.Option(None, "--poses", help="known cameras: transforms.json, a COLMAP "
                                          "model folder, poses_bounds.npy, cameras_opencv.json or DTU cameras.npz"),
     priors: Optional[str] = typer.Option(None, "--priors", help="priors backend: sfm (default) or dust3r"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="DUSt3R checkpoint (.pth) for --priors dust3r"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
     matcher: Matcher = None,
     iterations: Iterations = None,
     generator: GeneratorOpt = None,
@@ -151,9 +166,9 @@ def reconstruct(
     from .pipeline import reconstruct as run
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
-                                           "priors.checkpoint": str(checkpoint) if checkpoint else None,
                                            "fit.iterations": iterations, "generate.generator": generator,
-                                           "generate.views": generated_views, "priors.sfm.verbose": verbose or None})
+                                           "generate.views": generated_views, "priors.sfm.verbose": verbose or None,
+                                           **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
     _echo_results(res["results"], out, conf.name)
     typer.echo(str(out / "scene.ply"))
@@ -188,8 +203,12 @@ def generate(
     frames: Optional[int] = typer.Option(None, "--frames", "-f", help="views along the trajectory (default: the "
                                          "preset's generate.views)"),
     model: Optional[Path] = typer.Option(None, "--model", help="a video model folder (same as --generator DIR)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps of a video model (default 50)"),
-    cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0; 1 = off)"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
+    steps: Optional[int] = typer.Option(None, "--steps", help="denoising steps of a video model (default 50; "
+                                        "a distilled student's own, 4)"),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="classifier-free guidance scale (default 3.0, a "
+                                        "distilled student's 1.0; 1 = off)"),
     strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
                                              "noised this far (SDEdit; runs round(steps x strength) steps); "
                                              "default 1, from pure noise"),
@@ -204,7 +223,8 @@ def generate(
         raise FvgenError("give --generator or --model, not both")
     conf = resolve_conf(preset, device, **{"generate.generator": str(model) if model else generator,
                                            "generate.trajectory": traj, "generate.views": frames,
-                                           "generate.steps": steps, "generate.cfg": cfg, "generate.strength": strength})
+                                           "generate.steps": steps, "generate.cfg": cfg, "generate.strength": strength,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     res = run(out, conf, device, force)
     _echo_results([res], out, conf.name)
     typer.echo(str(res.path / "rgb.mp4"))
@@ -253,6 +273,8 @@ def eval_(
     align_steps: Optional[int] = typer.Option(None, "--align-steps", help="pose-alignment steps per test view "
                                               "(default: the preset's eval.align_steps)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
+    checkpoint: Checkpoint = None,
+    clip_vocab: ClipVocab = None,
     device: Device = "auto",
     force: List[str] = force_option("priors, warp, generate or fit"),
 ):
@@ -265,7 +287,8 @@ def eval_(
     conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
                                            "generate.generator": generator, "generate.views": generated_views,
                                            "eval.align_test_poses": align_test_poses, "eval.align_steps": align_steps,
-                                           "priors.sfm.verbose": verbose or None})
+                                           "priors.sfm.verbose": verbose or None,
+                                           **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]
@@ -336,6 +359,45 @@ def train_teacher(
               num_workers=workers, stop_file=stop_file, data=tuple(str(d) for d in data) or None,
               init_from=str(init_from) if init_from else None, batch_size=batch_size, vae_steps=vae_steps,
               unet_steps=unet_steps)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(res))
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+@train_app.command("distill")
+@handle_errors
+def train_distill(
+    teacher: Path = typer.Option(..., "--teacher", help="the teacher's model folder (the model/ of `fvgen train teacher`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="distillation folder (checkpoints, log.jsonl, samples, model/)"),
+    data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`), the teacher's"),
+    stage: str = typer.Option("all", "--stage", help="gan (stage 1), dmd (stage 2; stage 1 finished) or all"),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full (default), no-gan-init, gan-only, "
+                                           "gan-softkl or plain-dmd"),
+    config: str = typer.Option("embedded", "--config", help="distillation config: embedded or tiny-pixel"),
+    gan_steps: Optional[int] = typer.Option(None, "--gan-steps", help="stage-1 steps"),
+    dmd_steps: Optional[int] = typer.Option(None, "--dmd-steps", help="stage-2 student updates"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="clips per process and step"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="checkpoint and stop after this long"),
+    stop_file: Optional[Path] = typer.Option(None, "--stop-file", help="checkpoint and stop (paused) as soon as "
+                                             "this file exists"),
+    no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="threads that decode the example shards at start"),
+):
+    """Distil the teacher into a 4-step student: a GAN stage on the teacher's features, then
+    distribution matching with the softened reverse KL (FVGen). Several GPUs:
+    torchrun --nproc_per_node=N -m fvgen train distill ..."""
+    import json
+
+    from .pipeline import command_line
+    from .videomodel.distill.train import train_distill as run
+
+    res = run(teacher, out, stage, ablation, config, resume=not no_resume, max_minutes=max_minutes,
+              num_workers=workers, stop_file=stop_file, command=command_line(),
+              data=tuple(str(d) for d in data) or None, gan_steps=gan_steps, dmd_steps=dmd_steps,
+              batch_size=batch_size)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(json.dumps(res))
     import torch

@@ -12,6 +12,8 @@ input view -> a photo-real clip along the same cameras.
 - :mod:`.data`: training examples through the same priors -> warp code path as inference, the
   evaluation-scene guard, example shards.
 - :mod:`.train`: ``train_teacher`` (bf16 autocast, EMA, clipping, DDP, resumable chunks).
+- :mod:`.distill`: ``train_distill``, the teacher distilled into a 4-step student (GAN stage, then
+  DMD with FVGen's softened reverse KL; issue 19).
 - :mod:`.baseline`: classical biharmonic hole filling and the hole/all-pixel metrics.
 - :mod:`.viewcrafter`: a ViewCrafter-compatible model that loads the official checkpoints (issue 21).
 

@@ -6,6 +6,8 @@ into novel views, behind one interface, and the per-pixel confidence the fit giv
   model, runs anywhere, and the honest baseline every learned generator must beat end to end.
 - ``teacher`` / ``student``: our shipped video models (none ships yet: refused with one line);
   or a model folder (``--generator PATH``, a folder written by ``fvgen train teacher``).
+- ``viewcrafter``: the paper's teacher, our ViewCrafter-compatible model with the user's official
+  checkpoint (``generate.checkpoint``; ``generate.clip_vocab``, OpenCLIP's BPE vocabulary file).
 
 :func:`view_confidence` weighs each generated pixel: pixels the point cloud saw get 1, filled or
 generated pixels ``hole_confidence``, both times a falloff with the camera's distance from the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,13 +27,14 @@ import torch
 
 from ..core.cameras import Camera
 from ..core.errors import FvgenError
+from .distill.student import student_sampling
 
-BUILTIN = ("none", "fill", "teacher", "student")
+BUILTIN = ("none", "fill", "teacher", "student", "viewcrafter")
 
 
 @dataclass(frozen=True)
 class GenerateConf:
-    generator: str = "none"  # none | fill | teacher | student | a model folder
+    generator: str = "none"  # none | fill | teacher | student | viewcrafter | a model folder
     views: int = 24  # generated views (the coverage trajectory's budget)
     trajectory: str = "coverage"  # coverage | interp | orbit | spiral | a .json camera path
     # confidence of the generated views' pixels in the fit: 1 where the point cloud saw the pixel,
@@ -46,6 +49,11 @@ class GenerateConf:
     strength: float = 1.0  # 1: from pure noise; < 1: from the noised fill of the warp (SDEdit), fewer steps
     seed: int = 0
     fps: int = 10
+    # viewcrafter only: the official checkpoint, OpenCLIP's vocabulary, the variant ("" = from the
+    # file); its sampling follows the official inference (guidance 7.5, rescale 0.7, eta 1)
+    checkpoint: str = ""
+    clip_vocab: str = ""
+    variant: str = ""
 
     def __post_init__(self):
         if self.views < 1:
@@ -115,6 +123,11 @@ class ModelGenerator(Generator):
         from .model import resolve_model, weights_hash
 
         self.folder = resolve_model(folder)
+        wanted = student_sampling(self.folder)
+        if wanted is not None and (conf.steps, conf.cfg) == (GenerateConf.steps, GenerateConf.cfg):
+            # a distilled student samples with its own steps and no CFG unless other values were set
+            # (the defaults are the teacher's: 50 steps, CFG 3.0)
+            conf = replace(conf, steps=wanted["steps"], cfg=wanted["cfg"])
         self.conf, self.device = conf, device
         self.name = f"model:{self.folder}"
         self._key = f"model-{weights_hash(self.folder)}-{conf.steps}-{conf.cfg}-{conf.guidance_rescale}-" \
@@ -142,6 +155,42 @@ class ModelGenerator(Generator):
                              progress, strength=c.strength)
 
 
+class ViewCrafterGenerator(Generator):
+    """ViewCrafter (official weights) through :func:`.viewcrafter.viewcrafter_fill`."""
+
+    name = "viewcrafter"
+
+    def __init__(self, conf: GenerateConf, device: str = "cpu"):
+        from .viewcrafter.checkpoint import CHECKPOINT_HINT
+
+        if not conf.checkpoint:
+            raise FvgenError(f"--generator viewcrafter needs the official checkpoint: {CHECKPOINT_HINT}")
+        path = Path(conf.checkpoint)
+        if not path.is_file():
+            raise FvgenError(f"ViewCrafter checkpoint not found: {path}")
+        st = path.stat()
+        self.conf, self.device = conf, device
+        self._key = (f"viewcrafter-{path.resolve()}:{st.st_size}:{st.st_mtime_ns}-{conf.variant}-{conf.steps}-"
+                     f"{conf.seed}")
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def steps(self, frames: int) -> int:
+        return self.conf.steps
+
+    def __call__(self, frames, masks, cameras, references, progress=None):
+        from .viewcrafter import load_viewcrafter, viewcrafter_fill
+
+        c = self.conf
+        dtype = torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32
+        pipe, variant = load_viewcrafter(c.checkpoint, c.variant or None, c.clip_vocab or None, self.device, dtype)
+        out = viewcrafter_fill(pipe, variant, references, np.stack(frames), np.stack(masks), steps=c.steps, seed=c.seed,
+                               progress=(lambda i, n: progress(i, {})) if progress else None)
+        return list(out)
+
+
 def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
     """The generator ``conf.generator`` names (None for ``none``); refuses with one line before any
     work when it cannot run (no shipped weights, a folder that is not a model)."""
@@ -158,6 +207,8 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
             raise FvgenError(f"no trained {name} weights ship with fvgen yet (none beats the harmonic fill on held-out "
                              f"views): use --generator fill, or --generator PATH to a model folder")
         return ModelGenerator(folder, conf, device)
+    if name == "viewcrafter":
+        return ViewCrafterGenerator(conf, device)
     if Path(name).exists():
         return ModelGenerator(Path(name), conf, device)
     raise FvgenError(f"unknown generator {name!r}: use {', '.join(BUILTIN)} or a model folder")

@@ -64,10 +64,15 @@ def test_fill_generator_keeps_seen_pixels_and_fills_holes():
 def test_generator_names_are_checked_before_any_work(tmp_path):
     assert make_generator(GenerateConf(generator="none")) is None
     assert isinstance(make_generator(GenerateConf(generator="fill")), FillGenerator)
-    for name, msg in (("bogus", "unknown generator"), ("teacher", "no trained teacher"),
+    for name, msg in (("bogus", "unknown generator"), ("teacher", "no trained teacher"), ("viewcrafter", "ViewCrafter_25.ckpt"),
                       ("student", "no trained student"), (str(tmp_path), "not a teacher model folder")):
         with pytest.raises(FvgenError, match=msg):
             make_generator(GenerateConf(generator=name))
+    with pytest.raises(FvgenError, match="checkpoint not found"):
+        make_generator(GenerateConf(generator="viewcrafter", checkpoint=str(tmp_path / "nope.ckpt")))
+    ckpt = tmp_path / "ViewCrafter_16.ckpt"
+    ckpt.write_bytes(b"x")
+    assert make_generator(GenerateConf(generator="viewcrafter", checkpoint=str(ckpt))).key.startswith("viewcrafter-")
     for bad in ({"views": 0}, {"hole_confidence": 2.0}, {"strength": 0.0}, {"steps": 0}):
         with pytest.raises(FvgenError):
             GenerateConf(**bad)

@@ -20,13 +20,13 @@ a different model, or the exact missing/unexpected/mis-shaped keys.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import zipfile
 from pathlib import Path
 
 import torch
 
+from ...core.checkpoints import read_checkpoint_file
+from ...core.checkpoints import short_keys as _short
 from ...core.errors import FvgenError
 from .model import LARGE_512_ARGS, Dust3rModel, Dust3rModelConfig, build_model
 
@@ -36,35 +36,12 @@ _ALIASES = (
 )
 
 
-def _short(keys, n=3) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
-
-
 def read_checkpoint(path: Path) -> tuple[dict, str]:
     """The raw state dict and the constructor string (``""`` if none) of a checkpoint file."""
     path = Path(path)
-    if not path.exists():
-        raise FvgenError(f"DUSt3R checkpoint not found: {path}")
-    if path.is_dir():
-        raise FvgenError(f"DUSt3R checkpoint is a folder, not a file: {path}")
-    if path.stat().st_size == 0:
-        raise FvgenError(f"DUSt3R checkpoint is empty: {path}")
+    ckpt = read_checkpoint_file(path, "DUSt3R checkpoint")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path)), ""
-        except Exception as e:
-            raise FvgenError(f"cannot read DUSt3R checkpoint {path}: truncated or not a safetensors file ({e})") from None
-    try:
-        ckpt = _torch_load(path)
-    except FvgenError:
-        raise
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, Exception) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FvgenError(f"cannot read DUSt3R checkpoint {path}: truncated, corrupt or not a torch checkpoint "
-                         f"({type(e).__name__}: {msg[:160]})") from None
+        return ckpt, ""
     if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
         sd = ckpt["model"]
         args = ckpt.get("args", "")
@@ -74,40 +51,6 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
         return ckpt, ""
     kind = f"a dict with keys {_short(map(str, ckpt.keys()))}" if isinstance(ckpt, dict) else type(ckpt).__name__
     raise FvgenError(f"{path} is not a DUSt3R checkpoint: expected a dict with a 'model' state dict, found {kind}")
-
-
-def _torch_load(path: Path):
-    trusted = os.environ.get("FVGEN_TRUST_CHECKPOINT", "") == "1"
-    if trusted:
-        return torch.load(str(path), map_location="cpu", weights_only=False, mmap=_is_zip(path))
-    safe: list = [argparse.Namespace]
-    try:  # numpy scalars / arrays some training scripts store next to the weights (epoch, best score)
-        import numpy as np
-
-        core = np._core if hasattr(np, "_core") else np.core
-        safe += [np.dtype, np.ndarray, core.multiarray.scalar, core.multiarray._reconstruct]
-        if hasattr(np, "dtypes"):
-            safe += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    except Exception:  # pragma: no cover - numpy layouts differ between versions
-        pass
-    try:
-        with torch.serialization.safe_globals(safe):
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=_is_zip(path))
-    except Exception as e:
-        text = str(e)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            g = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
-            what = (g.group(1) or g.group(2)) if g else "unknown"
-            raise FvgenError(f"{path} holds Python objects that are not loaded by default ({what}); "
-                             "if you trust the file, set FVGEN_TRUST_CHECKPOINT=1") from None
-        raise
-
-
-def _is_zip(path: Path) -> bool:
-    try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False
 
 
 def normalise_keys(sd: dict, expected: dict) -> tuple[dict, int]:

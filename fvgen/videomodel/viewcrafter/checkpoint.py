@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import re
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from ...core.checkpoints import read_checkpoint_file
+from ...core.checkpoints import short_keys as _short
 from ...core.errors import FvgenError
 
 KEYS_FILE = Path(__file__).with_name("official_keys.json.gz")
@@ -36,52 +35,12 @@ def official_keys() -> dict:
         return json.load(f)
 
 
-def _short(keys, n: int = 3) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
-
-
-def _torch_load(path: Path):
-    mmap = zipfile.is_zipfile(path)
-    if os.environ.get("FVGEN_TRUST_CHECKPOINT", "") == "1":
-        return torch.load(str(path), map_location="cpu", weights_only=False, mmap=mmap)
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:
-        text = str(e)
-        g = re.search(r"GLOBAL ([\w.]+)", text)
-        if "Unsupported global" in text or g:
-            raise FvgenError(f"{path} holds Python objects that are not loaded by default "
-                             f"({g.group(1) if g else 'unknown'}); if you trust the file, set FVGEN_TRUST_CHECKPOINT=1") from None
-        raise
-
-
 def read_checkpoint(path: str | Path | None) -> dict:
     """The flat state dict of a checkpoint file (tensors only)."""
-    if path is None or str(path) == "":
-        raise FvgenError(f"no ViewCrafter checkpoint given: {CHECKPOINT_HINT}")
+    ckpt = read_checkpoint_file(path, "ViewCrafter checkpoint", CHECKPOINT_HINT)
     path = Path(path)
-    if not path.exists():
-        raise FvgenError(f"ViewCrafter checkpoint not found: {path}; {CHECKPOINT_HINT}")
-    if path.is_dir():
-        raise FvgenError(f"ViewCrafter checkpoint is a folder, not a file: {path}; {CHECKPOINT_HINT}")
-    if path.stat().st_size == 0:
-        raise FvgenError(f"ViewCrafter checkpoint is empty: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as e:  # noqa: BLE001 (safetensors raises several unrelated types)
-            raise FvgenError(f"cannot read ViewCrafter checkpoint {path}: not a safetensors file ({e})") from None
-    try:
-        ckpt = _torch_load(path)
-    except FvgenError:
-        raise
-    except Exception as e:  # noqa: BLE001 (torch.load raises many types for a bad file; all become one line)
-        msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
-        raise FvgenError(f"cannot read ViewCrafter checkpoint {path}: truncated, corrupt or not a torch checkpoint "
-                         f"({type(e).__name__}: {msg})") from None
+        return ckpt
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         sd = ckpt["state_dict"]
     elif isinstance(ckpt, dict) and isinstance(ckpt.get("module"), dict):  # deepspeed: "_forward_module." prefix

@@ -22,17 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ...core.errors import FvgenError
+from ..sample import windows
 from .pipeline import DEFAULT_PROMPT, ViewCrafterPipeline, ViewCrafterVariant
-
-
-def clip_windows(n: int, size: int) -> list[tuple[int, int]]:
-    """[start, end) windows of ``size`` covering range(n), the last one aligned to the end."""
-    if n <= size:
-        return [(0, n)]
-    starts = list(range(0, n - size + 1, size))
-    if starts[-1] != n - size:
-        starts.append(n - size)
-    return [(s, s + size) for s in starts]
 
 
 def crop_box(height: int, width: int, model_h: int, model_w: int, fit: str) -> tuple[int, int, int, int]:
@@ -78,7 +69,7 @@ def viewcrafter_fill(pipe: ViewCrafterPipeline, variant: ViewCrafterVariant,
 
     out = np.zeros((n, H, W, 3), np.float64)
     count = np.zeros(n)
-    wins = clip_windows(n, variant.frames)
+    wins = windows(n, variant.frames)
     for wi, (a, b) in enumerate(wins):
         idx = list(range(a, b)) + [b - 1] * (variant.frames - (b - a))  # pad short trajectories
         renders = to_model(warps[idx] * (masks[idx] > 0.5)[..., None])  # holes black, as the official renders
