@@ -21,6 +21,22 @@ from .core.errors import FvgenError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fvgen: a few photos in, a 3D Gaussian Splatting scene out.")
 
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"fvgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """fvgen: a few photos in, a 3D Gaussian Splatting scene out."""
+
+
 # ----------------------------------------------------------------------------- shared options
 
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="output folder (written by `fvgen reconstruct`)")]
@@ -90,9 +106,9 @@ def resolve_conf(preset: str | None, device: str, **overrides):
     if preset is None:
         preset = "default" if resolve_device(device) == "cuda" else "cpu"
     changes = {k: v for k, v in overrides.items() if v is not None}
-    for key, minimum in (("fit.iterations", 1), ("warp.frames", 2), ("render.frames", 2), ("render.fps", 1)):
+    for key, minimum in (("eval.align_steps", 1), ("fit.iterations", 1), ("warp.frames", 2), ("render.frames", 2), ("render.fps", 1)):
         if key in changes and changes[key] < minimum:
-            raise FvgenError(f"--{key.split('.')[1]} must be at least {minimum}")
+            raise FvgenError(f"--{key.split('.')[1].replace('_', '-')} must be at least {minimum}")
     return with_overrides(load_preset(preset), **changes)
 
 
@@ -127,7 +143,8 @@ def _echo_results(results, out: Path, preset: str) -> None:
 def reconstruct(
     images_dir: Path = typer.Argument(..., help="folder with 2-10 photos of one scene"),
     views: Optional[int] = typer.Option(None, "--views", "-n", help="use N views spread over the folder "
-                                        "(sorted by name, indices round(linspace(0, count-1, N))); default all"),
+                                        "(sorted by name, indices round(linspace(0, count-1, N)), after duplicates "
+                                        "are dropped); default all"),
     out: OutDir = Path("fvgen_out"),
     preset: Preset = None,
     device: Device = "auto",
@@ -140,15 +157,17 @@ def reconstruct(
     iterations: Iterations = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
     force: List[str] = force_option("priors, warp, generate or fit"),
 ):
     """Recover poses and a dense point cloud, generate novel views, fit 3DGS; write OUT/scene.ply,
-    cameras and renders."""
+    cameras and renders. Files that are not images are skipped and duplicate photos (byte-identical,
+    or the same photo re-saved or resized) are dropped, each with a one-line note on stderr."""
     from .pipeline import reconstruct as run
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
                                            "fit.iterations": iterations, "generate.generator": generator,
-                                           "generate.views": generated_views,
+                                           "generate.views": generated_views, "priors.sfm.verbose": verbose or None,
                                            **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
     _echo_results(res["results"], out, conf.name)
@@ -247,6 +266,13 @@ def eval_(
     matcher: Matcher = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    align_test_poses: Optional[bool] = typer.Option(
+        None, "--align-test-poses/--no-align-test-poses", help="also score each test view after aligning its camera's "
+        "pose (6-DoF, nothing else) on the frozen fitted scene, and make that the headline (metrics.json keeps both); "
+        "the protocol of pose-free methods for --poses estimated (default: the preset's eval.align_test_poses)"),
+    align_steps: Optional[int] = typer.Option(None, "--align-steps", help="pose-alignment steps per test view "
+                                              "(default: the preset's eval.align_steps)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
     checkpoint: Checkpoint = None,
     clip_vocab: ClipVocab = None,
     device: Device = "auto",
@@ -260,12 +286,18 @@ def eval_(
     n = len(scene_image_files(scene_dir))
     conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
                                            "generate.generator": generator, "generate.views": generated_views,
+                                           "eval.align_test_poses": align_test_poses, "eval.align_steps": align_steps,
+                                           "priors.sfm.verbose": verbose or None,
                                            **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     m = evaluate(scene_dir, parse_indices(train, n, "train"), parse_indices(test, n, "test"), poses, out,
                  conf, device, force)
     r = m["results"]
     lp = "n/a" if r["lpips"] is None else f"{r['lpips']:.3f}"
-    typer.echo(f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  LPIPS {lp}  ->  {out / 'metrics.json'}")
+    line = f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  LPIPS {lp}"
+    if m["results_aligned"] is not None:
+        raw = m["results_raw"]
+        line += f"  (test poses aligned; raw PSNR {raw['psnr']:.2f} dB  SSIM {raw['ssim']:.3f})"
+    typer.echo(f"{line}  ->  {out / 'metrics.json'}")
 
 
 @app.command()

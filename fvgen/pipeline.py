@@ -30,7 +30,7 @@ from .core.cameras import (
 )
 from .core.devices import resolve_device
 from .core.errors import FvgenError
-from .core.images import list_image_files, select_views
+from .core.images import drop_duplicate_photos, list_image_files, select_views
 from .core.progress import progress_bar
 from .core.trajectories import trajectory_name
 from .presets import PipelineConf
@@ -59,7 +59,8 @@ def command_line() -> str:
 
 def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Path, device: str,
                poses: Path | None, force: set[str]) -> StageResult:
-    files = select_views(list_image_files(images_dir), views)  # raises when there are none
+    # raises when there are none; says which files were skipped or dropped, and when --views exceeds the photos
+    files = select_views(drop_duplicate_photos(list_image_files(images_dir, notify=True)), views)
     inputs = priors_stage.PriorsInputs(tuple(files), Path(poses) if poses else None)
     return priors_stage.main(conf.images, conf.priors, inputs, out, device, force="priors" in force)
 
@@ -216,7 +217,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     from .core.cameras import load_poses
     from .core.images import read_image, resize_image
     from .core.undistort import undistort_image
-    from .evaluation.heldout import map_test_cameras, scene_image_files, score_views
+    from .evaluation.heldout import map_test_cameras, scene_image_files, score_heldout
     from .render.splats import load_ply
     from .videomodel.generators import make_generator
 
@@ -250,7 +251,7 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             test_cams, alignment = map_test_cameras(gt_train, pri.cameras, gt_test)
         targets = [undistort_image(resize_image(read_image(f), *size), c)[0] for f, c in zip(test_files, gt_test)]
         splats = load_ply(fit_res.path / "scene.ply", device=device)
-        scores = score_views(splats, test_cams, targets, [f.name for f in test_files], out / "compare")
+        scores = score_heldout(splats, test_cams, targets, [f.name for f in test_files], out, conf.eval)
         metrics = {
             "fvgen": __version__,
             "scene": str(scene_dir),
@@ -259,7 +260,11 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
             "train": [f.name for f in train_files],
             "test": [f.name for f in test_files],
             "image_size": list(size),
-            "results": scores["results"],
+            "results": scores["results"],  # the headline: aligned with --align-test-poses, else raw
+            "headline": scores["headline"],
+            "results_raw": scores["results_raw"],
+            "results_aligned": scores["results_aligned"],
+            "pose_alignment": scores["pose_alignment"],
             "lpips_reason": scores["lpips_reason"],
             "implementation": scores["implementation"],
             "alignment": alignment,

@@ -14,6 +14,7 @@ from pathlib import Path
 from .core.config import from_dict, read_toml
 from .core.errors import FvgenError
 from .core.images import ImagesConf
+from .evaluation.align import EvalConf
 from .fit import FitConf
 from .priors.backends import PriorsConf
 from .render.video import RenderConf
@@ -30,6 +31,7 @@ class PipelineConf:
     generate: GenerateConf = field(default_factory=GenerateConf)
     fit: FitConf = field(default_factory=FitConf)
     render: RenderConf = field(default_factory=RenderConf)
+    eval: EvalConf = field(default_factory=EvalConf)
 
 
 def presets_dir() -> Path:

@@ -135,21 +135,41 @@ def clean_stale(root: Path) -> None:
 
 @contextmanager
 def run_lock(root: Path) -> Iterator[None]:
-    """Hold ``root/.lock`` for the whole run; a second run on the same folder is refused."""
+    """Hold ``root/.lock`` for the whole run; a second run on the same folder is refused.
+
+    The lock is a ``flock`` on that file, so the kernel releases it when its holder dies (even by
+    ``kill -9``) and the next run takes the folder over. When the run ends (success or error) the
+    file is removed, and ``root`` too if this run created it and it holds nothing else. Since
+    the file is unlinked while locked, a run that locked it just before the unlink would hold a
+    lock nobody else can see: after locking, the run checks that the path still names the file
+    it locked, and starts over if not."""
     root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FvgenError(f"cannot create output folder {root}: {e.strerror}") from None
+    created = not root.exists()
     lock_path = root / ".lock"
-    fh = open(lock_path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise FvgenError(f"{root} is in use by another fvgen run ({holder}); wait for it or use --out") from None
+    for _ in range(100):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")
+        except FileNotFoundError:  # another run removed the folder it had created just now
+            continue
+        except OSError as e:
+            raise FvgenError(f"cannot create output folder {root}: {e.strerror}") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise FvgenError(f"{root} is in use by another fvgen run ({holder}); wait for it or use --out") from None
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()  # locked a file that its holder had just removed: try again
+    else:
+        raise FvgenError(f"cannot lock {lock_path}: it keeps disappearing")
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}")
@@ -158,8 +178,17 @@ def run_lock(root: Path) -> Iterator[None]:
         clean_stale(root)
         yield
     finally:
+        try:
+            lock_path.unlink()  # while still locked: nobody can take a lock that is being removed
+        except FileNotFoundError:
+            pass
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+        if created:
+            try:
+                root.rmdir()  # only when empty: a failed first run leaves no folder behind
+            except OSError:
+                pass
 
 
 def write_run_json(root: Path, command: str, results: list[StageResult], extra: dict | None = None) -> Path:

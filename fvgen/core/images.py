@@ -35,9 +35,10 @@ class LoadedImages:
         return self.images.shape[2], self.images.shape[1]
 
 
-def list_image_files(folder: Path, strict: bool = True) -> list[Path]:
+def list_image_files(folder: Path, strict: bool = True, notify: bool = False) -> list[Path]:
     """Image files in ``folder`` (by suffix, sorted by name; hidden files skipped). With ``strict``,
-    a missing path, a file path and a folder without image files are errors."""
+    a missing path, a file path and a folder without image files are errors; with ``notify``, the
+    other files that were skipped are named in a one-line notice on stderr."""
     folder = Path(folder)
     if not folder.exists():
         if strict:
@@ -55,7 +56,74 @@ def list_image_files(folder: Path, strict: bool = True) -> list[Path]:
     if not files and strict:
         raise FvgenError(f"no image files in {folder} (looked for "
                          + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+    if notify:
+        skipped = sorted(p.name for p in folder.iterdir()
+                         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+        if skipped:
+            from .progress import notice
+
+            notice(f"skipped {len(skipped)} file(s) that are not images: {_name_list(skipped)}")
     return files
+
+
+def _name_list(names: Sequence[str], shown: int = 4) -> str:
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+NEAR_DUPLICATE_MAD = 0.005  # mean |difference| of 32x32 thumbnails (in [0, 1]) below which two photos are one
+
+
+def _thumbnail(path: Path) -> tuple[tuple[int, int], np.ndarray] | None:
+    """((w, h) after EXIF rotation, possibly reduced, 32 x 32 RGB thumbnail in [0, 1]), or None when unreadable
+    (reading it later gives the proper error)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (256, 256))  # JPEG: decode at a reduced scale (same aspect), much faster
+            im = ImageOps.exif_transpose(im)
+            orig = im.size
+            thumb = _to_rgb_float(im.resize((32, 32), Image.BOX) if im.mode in ("RGB", "L", "RGBA") else im)
+    except Exception:
+        return None
+    if thumb.shape[:2] != (32, 32):
+        thumb = resize_image(thumb, 32, 32)
+    return orig, thumb
+
+
+def drop_duplicate_photos(files: Sequence[Path]) -> list[Path]:
+    """``files`` without photos that repeat an earlier one (name order): byte-identical files, and
+    near-identical ones (same aspect ratio and mean absolute difference of their 32 x 32
+    thumbnails below 0.5 % of the range, e.g. the same photo re-saved or resized). A duplicate adds
+    nothing to the reconstruction and doubles that view's weight in the fit, so it is dropped with
+    a one-line notice on stderr."""
+    files = list(files)
+    digests: dict[str, Path] = {}
+    thumbs: list[tuple[Path, tuple[int, int], np.ndarray]] = []
+    kept, dropped = [], []
+    for f in files:
+        h = hashlib.sha256(Path(f).read_bytes()).hexdigest()
+        twin = digests.get(h)
+        if twin is None:
+            t = _thumbnail(f)
+            if t is not None:
+                (w, h_), thumb = t
+                twin = next((p for p, (w2, h2), th in thumbs
+                             if abs(w / h_ - w2 / h2) < 0.01 and float(np.abs(th - thumb).mean()) < NEAR_DUPLICATE_MAD),
+                            None)
+        if twin is not None:
+            dropped.append(f"{Path(f).name} (= {Path(twin).name})")
+            continue
+        digests[h] = f
+        if t is not None:
+            thumbs.append((f, t[0], t[1]))
+        kept.append(f)
+    if dropped:
+        from .progress import notice
+
+        notice(f"dropped {len(dropped)} duplicate photo(s), which would only skew the fit: {_name_list(dropped)}")
+    return kept
 
 
 def find_scene_images(folder: Path) -> list[Path]:
@@ -73,6 +141,10 @@ def select_views(files: Sequence[Path], n: int | None) -> list[Path]:
     """``n`` views spread evenly over the name-sorted folder: indices ``round(linspace(0, len-1, n))``
     (first and last always included); all of them when the folder holds ``n`` or fewer."""
     files = list(files)
+    if n is not None and n > len(files):
+        from .progress import notice
+
+        notice(f"--views {n} but there are {len(files)} photos: using all {len(files)}")
     if n is None or n >= len(files):
         return files
     if n < 2:

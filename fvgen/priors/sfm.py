@@ -78,7 +78,7 @@ class SfmConf:
     num_threads: int = -1  # -1: all cores; 1 makes results bitwise reproducible (BA sums in order)
     seed: int = 0
     mapper_attempts: int = 3  # re-run mapping (seed, seed + 1, ...) while a view fails to register
-    verbose: bool = False  # show COLMAP's INFO log (otherwise warnings and errors only)
+    verbose: bool = False  # show COLMAP's own log (INFO and up); otherwise none of it, our errors say what failed
 
     @property
     def num_keypoints(self) -> int:
@@ -93,6 +93,21 @@ class SfmConf:
                              f"(choose from {', '.join(CAMERA_MODELS)})")
 
 
+@contextlib.contextmanager
+def colmap_logging(pycolmap, verbose: bool):
+    """COLMAP's own log (glog, written from C++ straight to fd 2) only with ``verbose``.
+
+    Quiet, minloglevel is 3 (FATAL): COLMAP's warnings (thread counts, gauge fixing) are not the
+    user's, and its errors ("sfm.cc:310] Failed to create any sparse model") would come before
+    ours, which say the same in one line with what to try."""
+    level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if verbose else max(int(level), 3)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = level
+
+
 def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
                    known_cameras: list[Camera] | None = None,
                    focal_px: float | None = None) -> tuple[list[Camera], PointCloud, dict]:
@@ -105,10 +120,7 @@ def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
         raise FvgenError("pycolmap is not installed: pip install 'fvgen[cpu]' (or 'fvgen[cuda]' for COLMAP's "
                          "GPU stereo), or run scripts/setup.sh") from None
 
-    level = pycolmap.logging.minloglevel
-    if not conf.verbose:  # errors only: COLMAP's warnings (thread counts, gauge fixing) are not the user's
-        pycolmap.logging.minloglevel = max(int(level), 2)
-    try:
+    with colmap_logging(pycolmap, conf.verbose):
         if conf.matcher != "auto":
             return _estimate_poses(pycolmap, images, conf, Path(work_dir), known_cameras, focal_px)
         t0 = time.perf_counter()
@@ -124,8 +136,6 @@ def estimate_poses(images: LoadedImages, conf: SfmConf, work_dir: Path,
         info.update(matcher_tried=["sift", "xfeat-lighterglue"], sift_error=sift_error,
                     seconds=round(time.perf_counter() - t0, 3))
         return cams, points, info
-    finally:
-        pycolmap.logging.minloglevel = level
 
 
 def _estimate_poses(pycolmap, images, conf, work_dir, known_cameras, focal_px, hint: str | None = None):

@@ -61,6 +61,7 @@ def key(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, device:
         from ..priors.mvs_backend import select_backend
 
         mvs_backend = select_backend(conf.mvs.backend)
+    conf = replace(conf, sfm=replace(conf.sfm, verbose=False))  # logging changes no result
     return cache_key(NAME, VERSION, {"images": images_conf, "priors": conf}, images=hash_files(inputs.image_files),
                      poses=_hash_poses(inputs.poses), device=device if conf.backend == "dust3r" else "",
                      checkpoint=checkpoint, **({"mvs_backend": mvs_backend} if mvs_backend else {}))

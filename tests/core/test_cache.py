@@ -79,8 +79,63 @@ def test_lock_refuses_second_run(tmp_path):
     finally:
         p.kill()
         p.wait()
-    with run_lock(tmp_path):  # free again once the holder is gone
+    assert (tmp_path / ".lock").exists()  # a killed holder (SIGKILL) leaves its lock file...
+    with run_lock(tmp_path):  # ...but the kernel freed its flock: the next run takes the folder over
         pass
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_is_removed_after_success_and_error(tmp_path):
+    out = tmp_path / "kept"
+    out.mkdir()
+    with run_lock(out):
+        assert (out / ".lock").read_text() == f"pid {os.getpid()}"
+        (out / "result.txt").write_text("x")
+    assert sorted(os.listdir(out)) == ["result.txt"]
+    with pytest.raises(FvgenError):
+        with run_lock(out):
+            raise FvgenError("a user error")
+    assert sorted(os.listdir(out)) == ["result.txt"]
+
+
+def test_output_folder_created_by_a_failed_run_is_removed(tmp_path):
+    out = tmp_path / "new" / "out"
+    with pytest.raises(FvgenError):
+        with run_lock(out):
+            raise FvgenError("views did not register")
+    assert not out.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(FvgenError):
+        with run_lock(existing):
+            raise FvgenError("views did not register")
+    assert existing.is_dir() and not os.listdir(existing)  # not ours to remove
+    with run_lock(out):  # a created folder that the run filled stays
+        (out / "scene.ply").write_text("x")
+    assert os.listdir(out) == ["scene.ply"]
+
+
+def test_lock_removed_under_a_waiting_opener_is_not_shared(tmp_path, monkeypatch):
+    """A run that opened .lock just before its holder removed it must not run beside the next one."""
+    import fcntl
+
+    import fvgen.core.cache as cache
+
+    real_flock = fcntl.flock
+    calls = []
+
+    def flock_after_holder_finished(fh, op):
+        if not calls:  # the first attempt: meanwhile the holder ends and removes the file
+            calls.append(op)
+            os.unlink(tmp_path / ".lock")
+        return real_flock(fh, op)
+
+    monkeypatch.setattr(cache.fcntl, "flock", flock_after_holder_finished)
+    with run_lock(tmp_path):
+        fh = open(tmp_path / ".lock")  # the lock this run holds is the file at the path
+        with pytest.raises(BlockingIOError):
+            real_flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh.close()
 
 
 def test_run_json_merges_stages(tmp_path):

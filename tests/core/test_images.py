@@ -317,3 +317,58 @@ def test_select_views_too_few(tmp_path, n):
     with pytest.raises(FvgenError) as e:
         select_views(files, n)
     assert "at least 2" in _one_line(e)
+
+
+# ----------------------------------------------------------------------------- what was used
+
+def _scene(w: int = 160, h: int = 120, shift: int = 0, seed: int = 0) -> np.ndarray:
+    """A smooth photo-like image (a few colour blobs on a gradient), moved ``shift`` px to the right."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = x - shift
+    img = np.stack([x / w, y / h, 0.5 + 0 * x], -1) * 0.5
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, 30)
+        img += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / r**2)[..., None] * rng.uniform(0, 0.6, 3)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _notes(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    return [ln for ln in err.splitlines() if ln.strip()]
+
+
+def test_skipped_files_are_named_in_one_notice(tmp_path, capsys):
+    _save(tmp_path / "a.png", _rgb())
+    _save(tmp_path / "b.png", _rgb(seed=1))
+    (tmp_path / "notes.txt").write_text("taken at noon")
+    (tmp_path / "a.png.xmp").write_text("<x/>")
+    (tmp_path / ".DS_Store").write_text("")
+    files = list_image_files(tmp_path, notify=True)
+    assert [f.name for f in files] == ["a.png", "b.png"]
+    assert _notes(capsys) == ["note: skipped 2 file(s) that are not images: a.png.xmp, notes.txt"]
+    list_image_files(tmp_path)  # only the reconstruct path asks for the notice
+    assert _notes(capsys) == []
+
+
+def test_views_above_the_photo_count_say_so(tmp_path, capsys):
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    assert select_views(files, 99) == files
+    assert _notes(capsys) == ["note: --views 99 but there are 3 photos: using all 3"]
+    assert select_views(files, 3) == files and _notes(capsys) == []
+
+
+def test_duplicate_photos_are_dropped_with_one_notice(tmp_path, capsys):
+    from fvgen.core.images import drop_duplicate_photos
+
+    a = _save(tmp_path / "a.png", _scene())
+    b = tmp_path / "b.png"
+    b.write_bytes(a.read_bytes())  # byte-identical
+    c = _save(tmp_path / "c.jpg", np.asarray(Image.fromarray(_scene()).resize((320, 240))), quality=92)  # re-saved
+    d = _save(tmp_path / "d.png", _scene(seed=1))  # another scene
+    e = _save(tmp_path / "e.png", _scene(shift=3))  # the camera moved 2 % of the width: a real view
+    kept = drop_duplicate_photos([a, b, c, d, e])
+    assert kept == [a, d, e]
+    assert _notes(capsys) == ["note: dropped 2 duplicate photo(s), which would only skew the fit: b.png (= a.png), "
+                              "c.jpg (= a.png)"]
+    assert drop_duplicate_photos([a, d, e]) == [a, d, e] and _notes(capsys) == []

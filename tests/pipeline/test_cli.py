@@ -130,3 +130,28 @@ def test_eval_bad_indices(tmp_path):
                           "out of range")
     assert_one_line_error(fvgen("eval", tmp_path / "scene", "--train", "0,1", "--test", "1", "--out", tmp_path / "o"),
                           "both")
+
+
+def test_version():
+    from fvgen import __version__
+
+    res = fvgen("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"fvgen {__version__}"
+
+
+def test_notices_say_what_was_used_then_a_refusal_leaves_no_folder(tmp_path):
+    """A .txt beside the photos and a duplicate photo: one note each; with one photo left the run
+    is refused (exit 2, one error line) and the output folder it created is gone."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    _img(d / "a.png", (160, 120), seed=1)
+    (d / "b.png").write_bytes((d / "a.png").read_bytes())
+    (d / "notes.txt").write_text("x")
+    res = fvgen("reconstruct", d, "--out", tmp_path / "o", "--views", "5", "--preset", "cpu", "--device", "cpu")
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert lines[0] == "note: skipped 1 file(s) that are not images: notes.txt"
+    assert lines[1] == "note: dropped 1 duplicate photo(s), which would only skew the fit: b.png (= a.png)"
+    assert lines[2] == "note: --views 5 but there are 1 photos: using all 1"
+    assert lines[3].startswith("error: need at least 2 images") and len(lines) == 4
+    assert not (tmp_path / "o").exists()

@@ -159,11 +159,18 @@ def test_interrupted_run_resumes_cleanly(tmp_path):
     p.wait()
     assert (out / "priors" / "stage.json").exists()
     assert not (out / "fit" / "stage.json").exists()
+    assert (out / ".lock").exists()  # the killed run's; its flock died with it
     res = subprocess.run(cmd(out, 30), capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     st = stages(out)
     assert st["priors"]["status"] == "cached" and st["fit"]["status"] == "computed"
     assert not list(out.glob(".*.tmp-*"))
+    assert not (out / ".lock").exists()  # taken over, then removed at the end
+    # stderr is not a terminal: progress comes as plain lines, and none for the cached priors
+    assert not [ln for ln in res.stderr.splitlines() if ln.startswith("priors")] and "\r" not in res.stderr
+    fit_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("fit 3DGS")]
+    assert fit_lines[0].startswith("fit 3DGS  25/30 (83 %)  elapsed ") and " eta " in fit_lines[0]  # every 25 steps
+    assert "loss" in fit_lines[0] and fit_lines[-1].startswith("fit 3DGS done in ")
     fresh = tmp_path / "fresh"
     res = subprocess.run(cmd(fresh, 30), capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
