@@ -432,8 +432,7 @@ def data_pack(
 ):
     """Copy training scenes (or, with --photos, photo sets) with their images downsized, e.g. to carry
     them to a GPU host."""
-    from .videomodel.data import pack
-    from .videomodel.data.examples import pack_photos
+    from .videomodel.data import pack, pack_photos
 
     n = pack_photos(out, scenes, max_size) if photos else pack(out, scenes, max_size)
     typer.echo(f"{n} images in {out}")
