@@ -40,7 +40,7 @@ from fvgen.core.cameras import read_cameras_opencv_json  # noqa: E402
 from fvgen.priors.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
 from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
 from warp_quality import evaluate_cloud, load_view, scene_image_size  # noqa: E402
 
 

@@ -52,13 +52,35 @@ def hole_mean(diff: np.ndarray, holes: np.ndarray) -> list[float] | None:
     return [float(v) for v in diff[holes].mean(0)] if holes.any() else None
 
 
+def hole_shape(mask: np.ndarray) -> dict:
+    """Shape of the holes of masks [..., H, W] (True = seen), averaged over frames: hole fraction, the
+    share of hole pixels within 2 px of a seen pixel (thin gaps and band edges), and the largest
+    connected hole as a fraction of the frame (one big unseen region or scattered gaps?)."""
+    from scipy.ndimage import distance_transform_edt, label
+
+    m = mask.reshape(-1, *mask.shape[-2:])
+    thin, largest = [], []
+    for f in m:
+        holes = ~f
+        if not holes.any():
+            thin.append(0.0), largest.append(0.0)
+            continue
+        dist = distance_transform_edt(holes) if f.any() else np.full(f.shape, np.inf)
+        thin.append(float((dist[holes] <= 2).mean()))
+        lab, n = label(holes)
+        largest.append(float(np.bincount(lab.ravel())[1:].max() / f.size))
+    return {"hole_fraction": float(1 - m.mean()), "hole_thin_share": float(np.mean(thin)),
+            "hole_largest": float(np.mean(largest))}
+
+
 def eval_views(clips: Path, generated: Path | None) -> list[dict]:
     rows = []
     for f in sorted(clips.glob("*.npz")):
         meta, _, warps, masks, gt = load_clip(f)
         mask = masks[-1]
         fill = harmonic_fill_np(warps[-1], mask)
-        row = {"group": meta["scene"], "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask)}
+        row = {"group": meta["scene"], "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask),
+               **hole_shape(mask)}
         if generated is not None:  # a teacher's frames (teacher_eval.py run): its shift, and without it
             gen = np.load(generated / f.name)["last"].astype(np.float32) / 255
             corr = gen - fill
@@ -69,7 +91,8 @@ def eval_views(clips: Path, generated: Path | None) -> list[dict]:
     return rows
 
 
-def training_examples(folder: Path, model_dir: Path | None, per_group: int, sdedit: bool) -> list[dict]:
+def training_examples(folder: Path, model_dir: Path | None, per_group: int, sdedit: bool,
+                      frame_stride: int = 1) -> list[dict]:
     from fvgen.videomodel.data import example_files, load_example
 
     model = None
@@ -82,17 +105,20 @@ def training_examples(folder: Path, model_dir: Path | None, per_group: int, sded
     for f in example_files([folder]):
         ex = load_example(f)
         src = ex["meta"].get("source", f.stem)
-        group = "procedural" if src.startswith("procedural") else src.split("/")[-1]
+        group = ("procedural" if src.startswith("procedural")
+                 else "/".join(src.split("/")[:2]) if src.startswith("photos/") else src.split("/")[-1])
         if taken[group] >= per_group:
             continue
         taken[group] += 1
         n = model.preset.frames if model is not None else len(ex["gt"])
-        warp = ex["warp"][:n].astype(np.float32) / 255
-        mask = ex["mask"][:n] > 127  # [F, H, W]
-        gt = ex["gt"][:n].astype(np.float32) / 255
+        keep = slice(0, n, frame_stride) if model is None else slice(0, n)  # the model needs whole clips
+        warp = ex["warp"][keep].astype(np.float32) / 255
+        mask = ex["mask"][keep] > 127  # [F, H, W]
+        gt = ex["gt"][keep].astype(np.float32) / 255
         fill = np.stack([harmonic_fill_np(w, m) for w, m in zip(warp, mask)])
         row = {"group": group, "file": f.name,
-               "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask), "psnr_fill": psnr(fill, gt)}
+               "coverage": float(mask.mean()), "needed": hole_mean(gt - fill, ~mask), "psnr_fill": psnr(fill, gt),
+               **hole_shape(mask)}
         if model is not None:
             ref = ex["ref"].astype(np.float32) / 255  # [H, W, 3]
             runs = [("one_step", dict(steps=1))] + ([("sdedit_0.25", dict(steps=50, strength=0.25))] if sdedit else [])
@@ -119,6 +145,8 @@ def summarise(rows: list[dict]) -> dict:
                 s[k] = [round(float(v), 3) for v in np.mean(vals, 0)]
             elif k.startswith("psnr") and vals:
                 s[k] = round(float(np.mean(vals)), 2)
+            elif k.startswith("hole_") and vals:
+                s[k] = round(float(np.mean(vals)), 3)
         out[g] = s
     return out
 
@@ -130,19 +158,24 @@ def main() -> None:
     ap.add_argument("--examples", type=Path, help="built training examples (fvgen data build)")
     ap.add_argument("--model", type=Path, help="teacher folder: also generate the examples and score them")
     ap.add_argument("--per-group", type=int, default=1000, help="at most this many examples per source scene")
+    ap.add_argument("--frame-stride", type=int, default=1,
+                    help="without --model: every k-th frame of each example only (the fill is most of the cost)")
     ap.add_argument("--sdedit", action="store_true", help="with --model: also SDEdit at strength 0.25 (slow on a CPU)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--note", default="", help="recorded in the JSON (e.g. the build command)")
     a = ap.parse_args()
     if a.clips is None and a.examples is None:
         raise SystemExit("error: pass --clips and/or --examples")
-    res = {"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "model": str(a.model) if a.model else None}
+    res = {"machine": platform.node(), "date": time.strftime("%Y-%m-%d"), "model": str(a.model) if a.model else None,
+           "examples": str(a.examples) if a.examples else None, "note": a.note}
     if a.clips is not None:
         res["evaluation"] = summarise(eval_views(a.clips, a.generated))
     if a.examples is not None:
-        res["training"] = summarise(training_examples(a.examples, a.model, a.per_group, a.sdedit))
+        res["training"] = summarise(training_examples(a.examples, a.model, a.per_group, a.sdedit, a.frame_stride))
+        res["frame_stride"] = a.frame_stride
     for part in ("evaluation", "training"):
         for g, s in res.get(part, {}).items():
-            extra = "  ".join(f"{k} {v}" for k, v in s.items() if k.startswith(("psnr", "shift")))
+            extra = "  ".join(f"{k} {v}" for k, v in s.items() if k.startswith(("psnr", "shift", "hole_")))
             print(f"{part:10s} {g:16s} n={s['n']:3d} coverage {s['coverage']:.2f} needed {s.get('needed')}  {extra}")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from fvgen.core.cameras import Camera, pose_errors, read_cameras_opencv_json  # 
 from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.core.images import load_images  # noqa: E402
 from fvgen.priors.sfm import MATCHERS, SfmConf, estimate_poses  # noqa: E402
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES as SPLITS, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SPLITS, split  # noqa: E402
 
 
 

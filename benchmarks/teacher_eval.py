@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
 
 FRAMES = 16
 

@@ -41,7 +41,7 @@ def heldout_frames(width: int, height: int):
     """The test images of the 3-view splits of fern, dtu_scan24 and fox at the model size, [N, 3, H, W] in [-1, 1]."""
     from fvgen.evaluation.heldout import scene_image_files
     from fvgen.core.images import load_images
-    from fvgen.core.datasets import EVAL_ROOT as DATASETS, SCENES, split_files
+    from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split_files
 
     images = []
     for scene in SCENES:

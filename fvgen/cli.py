@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Optional, Tuple
 
 import typer
 
@@ -426,13 +426,30 @@ def data_build(
     no_triangulate: bool = typer.Option(False, "--no-triangulate", help="skip SfM triangulation with the known poses "
                                         "(MVS finds its depth range)"),
     workers: int = typer.Option(1, "--workers", help="processes (one scene per task)"),
+    photos: int = typer.Option(0, "--photos", help="single-photo warp-back examples from shared/photos"),
+    photo_share: float = typer.Option(0.0, "--photo-share", help="instead of --photos: this share of all examples "
+                                      "are warp-back photo examples"),
+    photo_sets: List[str] = typer.Option(["all"], "--photo-sets", help="sets under shared/photos or folders; repeatable"),
+    depth: str = typer.Option("mixed", "--depth", help="warp-back synthetic depth: planes, field or mixed"),
+    input_view: Optional[Tuple[float, float]] = typer.Option(None, "--input-view", help="LO HI: warp-back input "
+                                                             "cameras see this fraction of the canvas per side"),
+    texture_drop: Optional[float] = typer.Option(None, "--texture-drop", help="warp-back: drop up to this fraction "
+                                                 "of the least textured prior points"),
+    retries: int = typer.Option(3, "--retries", help="redraws per planned dense prior when a draw fails, so each "
+                                "scene reaches its quota"),
 ):
-    """Write training examples: dense priors of 2-3 posed views warped along the real camera path."""
+    """Write training examples: dense priors of 2-3 posed views warped along the real camera path, and
+    single-photo warp-back examples (--photos / --photo-share). Every scene gets the same quota."""
     from .presets import load_preset
     from .videomodel.data import build
+    from .videomodel.data.warpback import WarpbackConf
 
+    extra = {k: v for k, v in (("input_view", tuple(input_view) if input_view else None),
+                                ("texture_drop", texture_drop)) if v is not None}
+    warpback = WarpbackConf(depth=depth, max_size=max_size, **extra)
     files = build(out, preset, scenes, per_scene, procedural, max_size, seed, load_preset(pipeline_preset).priors,
-                  device, min_coverage, clips_per_prior, not no_triangulate, workers, min_warp_psnr)
+                  device, min_coverage, clips_per_prior, not no_triangulate, workers, min_warp_psnr,
+                  photos, photo_share, photo_sets, warpback, retries)
     typer.echo(f"{len(files)} examples in {out}")
 
 
@@ -442,11 +459,15 @@ def data_pack(
     out: Path = typer.Option(..., "--out", "-o", help="folder for the packed scenes"),
     scenes: List[str] = typer.Option(["all"], "--scenes", help="names under shared/datasets-train or folders"),
     max_size: int = typer.Option(320, "--max-size", help="long side of the copied images"),
+    photos: bool = typer.Option(False, "--photos", help="pack the photo sets (shared/photos) instead, --scenes "
+                                "naming sets (default all)"),
 ):
-    """Copy training scenes with their images downsized, e.g. to carry them to a GPU host."""
-    from .videomodel.data import pack
+    """Copy training scenes (or, with --photos, photo sets) with their images downsized, e.g. to carry
+    them to a GPU host."""
+    from .videomodel.data import pack, pack_photos
 
-    typer.echo(f"{pack(out, scenes, max_size)} images in {out}")
+    n = pack_photos(out, scenes, max_size) if photos else pack(out, scenes, max_size)
+    typer.echo(f"{n} images in {out}")
 
 
 def main() -> None:

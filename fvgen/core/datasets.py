@@ -23,6 +23,7 @@ from .errors import FvgenError
 EVAL_SCENES = ("fern", "dtu_scan24", "fox")
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TRAIN_ROOT = SHARED / "datasets-train"
+PHOTOS_ROOT = SHARED / "photos"  # single photos for warp-back examples (fvgen.videomodel.data.warpback)
 EVAL_ROOT = SHARED / "datasets"
 
 
@@ -33,13 +34,58 @@ def _eval_image_hashes() -> frozenset[str]:
     hs = set()
     if EVAL_ROOT.is_dir():
         for p in EVAL_ROOT.rglob("*"):
-            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
                 hs.add(hashlib.sha256(p.read_bytes()).hexdigest())
     return frozenset(hs)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+THUMB = 32  # thumbnail side of the content guard
+THUMB_MAX_DIFF = 10 / 255  # mean absolute grey difference under which two thumbnails are the same picture
+
+
+def image_thumbnail(path: Path) -> tuple[np.ndarray, float]:
+    """(grey ``THUMB`` x ``THUMB`` thumbnail in [0, 1], aspect ratio w / h) of an image file; JPEGs are
+    decoded at reduced size (``draft``), so this costs a few ms per file."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("L", (2 * THUMB, 2 * THUMB))
+        aspect = im.width / im.height
+        t = np.asarray(im.convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.float32) / 255.0
+    return t, aspect
+
+
+@functools.lru_cache(maxsize=1)
+def _eval_thumbnails() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Thumbnails [M, THUMB, THUMB], aspect ratios [M] and names of every evaluation image."""
+    files = sorted(p for p in EVAL_ROOT.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) \
+        if EVAL_ROOT.is_dir() else []
+    thumbs = [image_thumbnail(f) for f in files]
+    return (np.stack([t for t, _ in thumbs]) if thumbs else np.zeros((0, THUMB, THUMB), np.float32),
+            np.array([a for _, a in thumbs], np.float32), tuple(str(f.relative_to(EVAL_ROOT)) for f in files))
+
+
+def looks_like_eval_image(path: Path) -> str | None:
+    """The evaluation image ``path`` shows (resized, re-encoded or renamed), or None: the mean absolute
+    difference of grey thumbnails under ``THUMB_MAX_DIFF``, for images of an aspect ratio within 5 %
+    (the duplicate test shared/photos/README.md describes). Catches copies a byte hash misses."""
+    thumbs, aspects, names = _eval_thumbnails()
+    if not len(thumbs):
+        return None
+    t, a = image_thumbnail(path)
+    near = np.abs(aspects / a - 1) < 0.05
+    if not near.any():
+        return None
+    d = np.abs(thumbs[near] - t).mean((1, 2))
+    k = int(np.argmin(d))
+    return np.asarray(names)[near][k] if d[k] < THUMB_MAX_DIFF else None
+
+
 def check_not_eval(scene: Path | str, image_files: Sequence[Path] = ()) -> None:
-    """Raise FvgenError when ``scene`` is (or holds images of) an evaluation scene."""
+    """Raise FvgenError when ``scene`` is (or holds images of) an evaluation scene: by name, by path,
+    by the bytes of ``image_files`` and by their content (:func:`looks_like_eval_image`). ``scene`` may
+    be a multi-view scene folder, a photo (``shared/photos/<set>/<name>``) or a shard's source string."""
     p = Path(scene)
     name = p.name.lower()
     parts = [x.lower() for x in p.resolve().parts] if p.exists() else [x.lower() for x in p.parts]
@@ -53,6 +99,9 @@ def check_not_eval(scene: Path | str, image_files: Sequence[Path] = ()) -> None:
     for f in image_files:
         if hashlib.sha256(Path(f).read_bytes()).hexdigest() in hashes:
             raise FvgenError(f"{f} is an image of an evaluation scene; it must never be used in training")
+        same = looks_like_eval_image(Path(f))
+        if same:
+            raise FvgenError(f"{f} shows the evaluation scene image {same}; it must never be used in training")
 
 
 def train_scenes(root: Path = TRAIN_ROOT) -> list[Path]:

@@ -10,7 +10,9 @@ input view -> a photo-real clip along the same cameras.
 - :mod:`.vae`: the latent autoencoder and its loss.
 - :mod:`.sample`: v-prediction, zero-terminal-SNR DDIM sampling with trailing timesteps and CFG.
 - :mod:`.data`: training examples through the same priors -> warp code path as inference, the
-  evaluation-scene guard, example shards.
+  evaluation-scene guard, example shards; single-photo warp-back examples (:mod:`.data.warpback`).
+- :mod:`.adapt`: test-time adaptation to the input views (leave-one-out pairs, LoRA or full
+  fine-tune); not yet wired into ``fvgen generate``.
 - :mod:`.train`: ``train_teacher`` (bf16 autocast, EMA, clipping, DDP, resumable chunks).
 - :mod:`.distill`: ``train_distill``, the teacher distilled into a 4-step student (GAN stage, then
   DMD with FVGen's softened reverse KL; issue 19).

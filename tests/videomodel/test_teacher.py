@@ -276,7 +276,7 @@ def test_build_skips_untrustworthy_warps(tmp_path):
     assert len(kept) == 1 and tdata.load_example(kept[0])["meta"]["warp_psnr"] > 0
     assert P["tiny"].frames == len(tdata.load_example(kept[0])["gt"])
     none = tdata.build(tmp_path / "b", preset="tiny", scenes=[], per_scene=0, procedural=1, max_size=128, seed=1,
-                       priors=cpu, min_warp_psnr=99.0, log=lambda m: None)
+                       priors=cpu, min_warp_psnr=99.0, retries=0, log=lambda m: None)
     assert none == []
 
 
@@ -304,7 +304,9 @@ def test_pick_views_keeps_inputs_on_the_clip_path():
         assert len(sparse) >= 2 and all(b - a >= 4 for a, b in zip(pos, pos[1:]))
         c = tdata.clip_from(sparse[-1], 40, 16, 1, rng)
         assert c is not None and c[0] == sparse[-1] and len(c) == 16 and all(0 <= i < 40 for i in c)
-    assert tdata.clip_from(5, 10, 16, 1, rng) is None
+    assert tdata.clip_from(20, 30, 16, 2, rng) is None  # a long scene: neither direction fits from frame 20
+    short = tdata.clip_from(5, 10, 16, 1, rng)  # a scene shorter than a clip: there and back
+    assert len(short) == 16 and short[0] == 5 and all(abs(b - a) == 1 for a, b in zip(short, short[1:]))
 
 
 def test_sample_video_failure_does_not_stop_training(tmp_path, monkeypatch):

@@ -90,12 +90,26 @@ def clip_example(priors, images: np.ndarray, cams: Sequence[Camera], names: Sequ
         t = resize_frames(t, width, height).clamp(0, 1).permute(0, 2, 3, 1).numpy()
         return np.round(t * 255).astype(np.uint8)
 
-    return {"ref": rs(images[clip_ids[0]][None])[0], "warp": rs(np.stack(frames)),
-            "mask": rs(np.stack(masks).astype(np.float32)[..., None])[..., 0], "gt": rs(images[list(clip_ids)]),
+    warp, mask = warp_to_model_size(frames, masks, width, height)
+    return {"ref": rs(images[clip_ids[0]][None])[0], "warp": warp, "mask": mask, "gt": rs(images[list(clip_ids)]),
             "meta": {"source": source, "sparse": [names[i] for i in sparse_ids], "clip": [names[i] for i in clip_ids],
                      "coverage": float(np.mean(masks)), "points": len(priors.points),
                      "warp_psnr": warp_psnr(frames, masks, images[list(clip_ids)]),
                      "cameras": [c.to_dict() for c in clip_cams]}}
+
+
+def warp_to_model_size(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], width: int, height: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Warped frames [H, W, 3] and masks [H, W] -> uint8 warp [F, height, width, 3] and mask
+    [F, height, width] by :func:`fvgen.videomodel.sample.resize_warp` (seen colours only, no black
+    bleeding into the hole edges), as ``fvgen generate`` resizes them."""
+    from ..sample import resize_warp
+
+    w = torch.as_tensor(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2)
+    m = torch.as_tensor(np.stack(masks).astype(np.float32))[:, None]
+    w, m = resize_warp(w, m, width, height)
+    return (np.round(w.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8),
+            np.round(m[:, 0].numpy() * 255).astype(np.uint8))
 
 
 def warp_psnr(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], gt: np.ndarray) -> float | None:
@@ -124,19 +138,41 @@ def make_example(images: np.ndarray, cams: Sequence[Camera], names: Sequence[str
 def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",), per_scene: int = 4,
           procedural: int = 0, max_size: int = 320, seed: int = 0, priors: PriorsConf | None = None,
           device: str = "cpu", min_coverage: float = 0.05, clips_per_prior: int = 1, triangulate: bool = True,
-          workers: int = 1, min_warp_psnr: float = 0.0, log=print) -> list[Path]:
-    """Write example shards into ``out``; failures (a sparse set SfM cannot register) are skipped,
-    and so are clips whose warp covers less than ``min_coverage`` or matches the real frames on its
-    covered pixels at less than ``min_warp_psnr`` dB (0: no such check).
+          workers: int = 1, min_warp_psnr: float = 0.0, photos: int = 0, photo_share: float = 0.0,
+          photo_sets: Sequence[str] = ("all",), warpback=None, retries: int = 3, log=print) -> list[Path]:
+    """Write example shards into ``out``.
+
+    Sampled per scene, not per image: every multi-view scene gets the same quota of
+    ``per_scene * clips_per_prior`` examples whatever its image count (mold_gold_cape's 119 images
+    count as much as bundler_et's 9), so no scene type dominates. A draw that fails (a sparse set SfM
+    cannot register, a warp covering less than ``min_coverage`` or matching the real frames on its
+    covered pixels at less than ``min_warp_psnr`` dB) is redrawn, up to ``per_scene * (1 + retries)``
+    dense priors per scene; a scene that still falls short (too few distinct draws) says so.
     ``clips_per_prior`` > 1 also writes clips that start at the other sparse views of a prior.
-    ``workers`` > 1 builds in that many processes, one scene (or procedural batch) per task."""
+    ``photos`` single-photo warp-back examples (:mod:`fvgen.videomodel.data.warpback`, ``warpback`` its
+    :class:`~fvgen.videomodel.data.warpback.WarpbackConf`) from ``shared/photos`` (the ``photo_sets``,
+    drawn set by set in turn); or ``photo_share`` in [0, 1): that share of all examples, counted against
+    the multi-view quota. ``workers`` > 1 builds in that many processes, one scene (or procedural or
+    photo batch) per task."""
     dirs = scene_dirs(scenes)
     for d in dirs:  # never skipped: an evaluation scene aborts the whole build
         check_not_eval(d)
-    jobs = [("scene", d) for d in dirs for _ in range(per_scene)] + [("proc", k) for k in range(procedural)]
+    if not 0.0 <= photo_share < 1.0:
+        raise FvgenError(f"photo share must be in [0, 1), not {photo_share}")
+    if photo_share and not photos:
+        multiview = (len(dirs) * per_scene + procedural) * clips_per_prior
+        photos = int(round(photo_share / (1.0 - photo_share) * multiview))
+    photo_jobs = []
+    if photos:
+        from .warpback import photo_schedule
+
+        photo_jobs = [("photo", f) for f in photo_schedule(photos, photo_sets, seed)]
+        for f in sorted({f for _, f in photo_jobs}):  # never skipped: an evaluation image aborts the whole build
+            check_not_eval(f, [f])
+    jobs = [("scene", d) for d in dirs if per_scene > 0] + [("proc", k) for k in range(procedural)] + photo_jobs
     args = dict(out=Path(out), preset=preset, max_size=max_size, seed=seed, priors=priors or PriorsConf(),
                 device=device, min_coverage=min_coverage, clips_per_prior=clips_per_prior, triangulate=triangulate,
-                min_warp_psnr=min_warp_psnr)
+                min_warp_psnr=min_warp_psnr, per_scene=per_scene, retries=retries, warpback=warpback)
     numbered = list(enumerate(jobs))
     if workers <= 1:
         return _build_jobs(numbered, log=log, **args)
@@ -144,7 +180,7 @@ def build(out: Path, preset: str = "embedded", scenes: Sequence[str] = ("all",),
 
     groups: dict = {}
     for n, job in numbered:  # one task per scene keeps each scene loaded once
-        groups.setdefault(str(job[1]) if job[0] == "scene" else f"proc{n % workers}", []).append((n, job))
+        groups.setdefault(str(job[1]) if job[0] == "scene" else f"{job[0]}{n % workers}", []).append((n, job))
     ctx = mp.get_context("spawn")  # CUDA and fork do not mix
     with ctx.Pool(workers) as pool:
         parts = pool.starmap(_build_jobs_quiet, [(g, args) for g in groups.values()])
@@ -160,54 +196,97 @@ def _build_jobs_quiet(jobs, args):
 
 def _build_jobs(jobs, out: Path, preset: str, max_size: int, seed: int, priors: PriorsConf, device: str,
                 min_coverage: float, clips_per_prior: int, triangulate: bool, min_warp_psnr: float = 0.0,
-                log=print) -> list[Path]:
+                per_scene: int = 1, retries: int = 3, warpback=None, log=print) -> list[Path]:
+    """Each job: a multi-view scene (its whole quota), a procedural room (``clips_per_prior``
+    examples) or one photo (one warp-back example); its random draws are seeded by (seed, job number)."""
     from ..configs import get_preset
 
     p = get_preset(preset)
     written = []
-    rng = np.random.default_rng([seed, jobs[0][0]] if jobs else seed)
-    cache: dict = {}
-    made: dict[str, set] = {}  # per scene, the (sparse views, clip) already drawn
     for n, (kind, what) in jobs:
+        rng = np.random.default_rng([seed, n])
         t0 = time.time()
-        try:
-            if kind == "scene":
-                if what not in cache:
-                    cache.clear()
-                    cache[what] = load_posed_scene(what, max_size)
-                imgs, cams, names = cache[what]
-                src = f"datasets-train/{Path(what).name}"
-            else:
-                s = seed * 100003 + what
-                imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
-                src = f"procedural/{s}"
-            views = draw_new_views(len(imgs), p.frames, rng, made.setdefault(src, set()))
-            if views is None:
-                log(f"skip {kind} {what}: no new clip and input views to draw ({len(imgs)} frames)")
+        if kind == "photo":
+            from .warpback import WarpbackConf, photo_example, photo_source
+
+            src = photo_source(what)
+            try:
+                ex = photo_example(what, p.width, p.height, p.frames, rng, warpback or WarpbackConf(), device)
+            except FvgenError as e:
+                log(f"skip {src}: {e}")
                 continue
-            sparse, clip = views
-            prior = make_priors(imgs, cams, names, sparse, priors, device, triangulate)
-        except FvgenError as e:
-            log(f"skip {kind} {what}: {e}")
-            continue
-        # one prior serves a clip from each of its sparse views (the warp is cheap, the prior is not)
-        stride = abs(clip[1] - clip[0]) if len(clip) > 1 else 1
-        clips = [clip] + [c for c in (clip_from(v, len(imgs), p.frames, stride, rng) for v in sparse[1:clips_per_prior])
-                          if c is not None]
-        for j, cl in enumerate(clips):
-            ex = clip_example(prior, imgs, cams, names, sparse, cl, p.width, p.height, device, src)
-            if ex["meta"]["coverage"] < min_coverage:
-                log(f"skip {kind} {what} clip {j}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
-                continue
-            if min_warp_psnr > 0 and (ex["meta"]["warp_psnr"] or 0.0) < min_warp_psnr:
-                log(f"skip {kind} {what} clip {j}: warp PSNR {ex['meta']['warp_psnr'] or 0:.1f} < {min_warp_psnr} dB")
-                continue
-            path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}_{j}.npz"
+            path = out / f"{src.replace('/', '_').replace('.', '_')}_{seed}_{n:05d}.npz"
             save_example(path, ex)
             written.append(path)
             log(f"{path.name}: coverage {ex['meta']['coverage']:.2f}, {path.stat().st_size / 1e6:.2f} MB, "
                 f"{time.time() - t0:.1f}s")
+            continue
+        try:
+            if kind == "scene":
+                imgs, cams, names = load_posed_scene(what, max_size)
+                src = f"datasets-train/{Path(what).name}"
+                quota, priors_left = per_scene * clips_per_prior, per_scene * (1 + retries)
+            else:
+                s = seed * 100003 + what
+                imgs, cams, names = procedural_scene(s, 2 * p.frames, max_size, int(round(max_size * p.height / p.width)))
+                src = f"procedural/{s}"
+                quota, priors_left = clips_per_prior, 1 + retries
+        except FvgenError as e:
+            log(f"skip {kind} {what}: {e}")
+            continue
+        made: set = set()  # the (sparse views, clip) already drawn
+        got = attempt = 0
+        while got < quota and attempt < priors_left:
+            attempt += 1
+            try:
+                views = draw_new_views(len(imgs), p.frames, rng, made)
+            except FvgenError as e:
+                log(f"skip {src}: {e}")
+                break
+            if views is None:
+                log(f"{src}: no new clip and input views to draw ({len(imgs)} frames)")
+                break
+            sparse, clip = views
+            try:
+                prior = make_priors(imgs, cams, names, sparse, priors, device, triangulate)
+            except FvgenError as e:
+                log(f"skip {src} draw {attempt}: {e}")
+                continue
+            # one prior serves a clip from each of its sparse views (the warp is cheap, the prior is not)
+            stride = abs(clip[1] - clip[0]) if len(clip) > 1 else 1
+            clips = [clip] + [c for c in (clip_from(v, len(imgs), p.frames, stride, rng) for v in sparse[1:clips_per_prior])
+                              if c is not None]
+            for j, cl in enumerate(clips):
+                if got >= quota:
+                    break
+                ex = clip_example(prior, imgs, cams, names, sparse, cl, p.width, p.height, device, src)
+                if ex["meta"]["coverage"] < min_coverage:
+                    log(f"skip {src} draw {attempt} clip {j}: warp coverage {ex['meta']['coverage']:.3f} < {min_coverage}")
+                    continue
+                if min_warp_psnr > 0 and (ex["meta"]["warp_psnr"] or 0.0) < min_warp_psnr:
+                    log(f"skip {src} draw {attempt} clip {j}: warp PSNR {ex['meta']['warp_psnr'] or 0:.1f} < {min_warp_psnr} dB")
+                    continue
+                path = out / f"{src.replace('/', '_')}_{seed}_{n:05d}_{attempt:02d}_{j}.npz"
+                save_example(path, ex)
+                written.append(path)
+                got += 1
+                log(f"{path.name}: coverage {ex['meta']['coverage']:.2f}, {path.stat().st_size / 1e6:.2f} MB, "
+                    f"{time.time() - t0:.1f}s")
+        if got < quota:
+            log(f"{src}: {got} of {quota} examples after {attempt} draws")
     return written
+
+
+def examples_per_source(files: Sequence[Path]) -> dict[str, int]:
+    """How many shards each source (``meta.source``: a scene, a procedural room, a photo) gave."""
+    import json
+
+    out: dict[str, int] = {}
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            src = json.loads(z["meta"].tobytes().decode()).get("source", "")
+        out[src] = out.get(src, 0) + 1
+    return out
 
 
 def pack(out: Path, scenes: Sequence[str] = ("all",), max_size: int = 320) -> int:
@@ -233,5 +312,30 @@ def pack(out: Path, scenes: Sequence[str] = ("all",), max_size: int = 320) -> in
             if s < 1.0:
                 im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
             im.convert("RGB").save(dst / "images" / f.name, quality=95)
+            n += 1
+    return n
+
+
+def pack_photos(out: Path, sets: Sequence[str] = ("all",), max_size: int = 480) -> int:
+    """Copy photo sets (``shared/photos/<set>/``) with every photo downsized to a long side of
+    ``max_size`` (JPEG q 95; the evaluation guard run on each), to carry them to the GPU host."""
+    from PIL import Image
+
+    from ...core.datasets import IMAGE_SUFFIXES
+    from .warpback import photo_sets
+
+    n = 0
+    for folder in photo_sets(sets):
+        dst = Path(out) / folder.name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            check_not_eval(f, [f])
+            im = Image.open(f).convert("RGB")
+            s = min(1.0, max_size / max(im.size))
+            if s < 1.0:
+                im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
+            im.save(dst / f"{f.stem}.jpg", quality=95)
             n += 1
     return n

@@ -31,6 +31,46 @@ def camera_image_files(scene_dir: Path, cams: Sequence[Camera]) -> list[Path]:
     return files
 
 
+# rows cut off a scene's images (fractions of the height at the top and bottom), the cameras' principal
+# points moved with them: pi3_valley's frames carry a screen-fixed "ChronoLight" watermark top right and a
+# faint one bottom left (shared/datasets-train/README.md), which does not move with the scene
+SCENE_CROPS = {"pi3_valley": (0.12, 0.10)}
+
+
+def crop_rows(image: np.ndarray, cam: Camera, top: float, bottom: float) -> tuple[np.ndarray, Camera]:
+    """``image`` [H, W, 3] without its top and bottom ``top`` / ``bottom`` fractions of rows, and the
+    camera that sees the rest."""
+    H = image.shape[0]
+    t, b = int(round(top * H)), int(round(bottom * H))
+    K = cam.K.copy()
+    K[1, 2] -= t
+    return image[t:H - b], replace(cam, K=K, height=H - t - b)
+
+
+def crop_to_one_shape(files: Sequence[Path], cams: Sequence[Camera], max_size: int) -> list[tuple[np.ndarray, Camera]]:
+    """Images of different shapes (the Internet photo collections: reichstag, sacre_coeur,
+    vggsfm_british_museum mix portraits and landscapes) brought to one: the median aspect ratio at a
+    long side of ``max_size``, each image scaled to cover it and centre-cropped, its camera scaled
+    and its principal point moved with the crop. Returns (image [H, W, 3], camera) per file."""
+    from ...core.images import read_image, resize_image
+
+    imgs = [read_image(f) for f in files]
+    a = float(np.median([im.shape[1] / im.shape[0] for im in imgs]))
+    W, H = (max_size, int(round(max_size / a))) if a >= 1 else (int(round(max_size * a)), max_size)
+    out = []
+    for im, c in zip(imgs, cams):
+        h, w = im.shape[:2]
+        s = max(W / w, H / h)
+        sw, sh = max(W, int(round(w * s))), max(H, int(round(h * s)))
+        c = c.scaled(sw, sh)
+        x0, y0 = (sw - W) // 2, (sh - H) // 2
+        K = c.K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        out.append((resize_image(im, sw, sh)[y0:y0 + H, x0:x0 + W], replace(c, K=K, width=W, height=H)))
+    return out
+
+
 def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, list[Camera], list[str]]:
     """Images [N, H, W, 3] (undistorted), cameras at that size, image names, in the cameras file's order."""
     from ...core.cameras import read_cameras_opencv_json
@@ -41,13 +81,21 @@ def load_posed_scene(scene_dir: Path, max_size: int = 320) -> tuple[np.ndarray, 
     cams = read_cameras_opencv_json(scene_dir / "cameras_opencv.json")
     files = camera_image_files(scene_dir, cams)
     check_not_eval(scene_dir, files)
-    imgs = load_images(files, max_size)
-    w, h = imgs.size
+    try:
+        imgs = load_images(files, max_size)
+        w, h = imgs.size
+        scaled = [(im, c.scaled(w, h)) for im, c in zip(imgs.images, cams)]
+    except FvgenError as e:
+        if "aspect ratios" not in str(e):
+            raise
+        scaled = crop_to_one_shape(files, cams, max_size)
     out_imgs, out_cams = [], []
-    for im, c in zip(imgs.images, cams):
-        c = replace(c.scaled(w, h), name=Path(c.name).name)
+    for im, c in scaled:
+        c = replace(c, name=Path(c.name).name)
         if c.dist:
             im, c = undistort_image(im, c)
+        if scene_dir.name in SCENE_CROPS:
+            im, c = crop_rows(im, c, *SCENE_CROPS[scene_dir.name])
         out_imgs.append(im)
         out_cams.append(c)
     order = path_order(out_cams)
@@ -131,13 +179,52 @@ def pick_views(n_frames: int, clip_len: int, rng: np.random.Generator, max_strid
     return [clip[j] for j in picked], clip
 
 
+def bounce_path(start: int, n_frames: int, clip_len: int, direction: int) -> list[int]:
+    """``clip_len`` frame indices from ``start``, one step at a time in ``direction`` (+1 or -1),
+    turning back at either end of the ``n_frames`` images: 0 1 2 3 2 1 0 1 ..."""
+    out, pos, d = [start], start, direction
+    for _ in range(clip_len - 1):
+        if n_frames < 2:
+            break
+        if not 0 <= pos + d < n_frames:
+            d = -d
+        pos += d
+        out.append(pos)
+    return out
+
+
+def pick_views_short(n_frames: int, clip_len: int, rng: np.random.Generator, sparse: int | None = None,
+                     min_gap: int = 4) -> tuple[list[int], list[int]]:
+    """:func:`pick_views` for a scene with fewer images than a clip has frames (13 of the 31 training
+    scenes have 8-13 images, the embedded clip 16 frames): the clip walks the capture path there and
+    back (:func:`bounce_path`), every frame a real posed image; 2-3 sparse views among distinct
+    images, the clip's first frame first, at least ``min_gap`` images apart where the scene allows."""
+    if n_frames < 3:
+        raise FvgenError(f"scene has {n_frames} frames, a clip needs at least 3")
+    start = int(rng.integers(0, n_frames))
+    d = int(rng.choice([-1, 1]))
+    clip = bounce_path(start, n_frames, clip_len, d)
+    k = sparse or int(rng.integers(2, 4))
+    gap = max(1, min(min_gap, (n_frames - 1) // max(k - 1, 1)))
+    picked = [start]
+    while len(picked) < k:
+        # the widest gap that still leaves a view (3 images, the middle one first: the gap shrinks to 1)
+        free = next((f for g in range(gap, 0, -1)
+                     if (f := [i for i in range(n_frames) if all(abs(i - q) >= g for q in picked)])), [])
+        if not free:
+            break
+        picked.append(int(rng.choice(free)))
+    return picked, clip
+
+
 def draw_new_views(n_frames: int, clip_len: int, rng: np.random.Generator, made: set,
                    tries: int = 20) -> tuple[list[int], list[int]] | None:
     """:func:`pick_views` until it gives (sparse views, clip) not in ``made`` (then added to it), or
     None after ``tries`` repeats. Why: a scene little longer than a clip has few distinct draws
     (strecha_castle: 16 images, one clip position), which otherwise repeat as identical examples."""
+    pick = pick_views if n_frames >= clip_len else pick_views_short
     for _ in range(tries):
-        sparse, clip = pick_views(n_frames, clip_len, rng)
+        sparse, clip = pick(n_frames, clip_len, rng)
         key = (tuple(sparse), tuple(clip))
         if key not in made:
             made.add(key)
@@ -147,7 +234,10 @@ def draw_new_views(n_frames: int, clip_len: int, rng: np.random.Generator, made:
 
 def clip_from(start: int, n_frames: int, clip_len: int, stride: int, rng: np.random.Generator) -> list[int] | None:
     """Consecutive frames (every ``stride``-th) beginning at ``start``, forward or backward (random
-    when both fit); None when neither fits."""
+    when both fit); None when neither fits. A scene shorter than a clip: there and back
+    (:func:`bounce_path`)."""
+    if n_frames < clip_len:
+        return bounce_path(start, n_frames, clip_len, int(rng.choice([-1, 1])))
     span = (clip_len - 1) * stride
     dirs = [d for d in (1, -1) if 0 <= start + d * span < n_frames]
     if not dirs:
