@@ -187,16 +187,20 @@ def test_paper_preset_loads_external_folder(tmp_path):
 
 
 def test_generate_refuses_without_weights(tmp_path):
-    from fvgen.presets import load_preset
+    from fvgen.core.config import with_overrides
     from fvgen.pipeline import generate
+    from fvgen.presets import load_preset
+
+    def run(generator):
+        generate(tmp_path / "out", with_overrides(load_preset("cpu"), **{"generate.generator": generator}), "cpu")
 
     with pytest.raises(FvgenError, match="no trained teacher weights"):
-        generate(tmp_path / "out", load_preset("cpu"), None, 50, "cpu")
-    with pytest.raises(FvgenError, match="not found"):
-        generate(tmp_path / "out", load_preset("cpu"), tmp_path / "nope", 50, "cpu")
+        run("teacher")
+    with pytest.raises(FvgenError, match="unknown generator"):
+        run(str(tmp_path / "nope"))
     TeacherModel.random("tiny").save(tmp_path / "untrained")  # random weights are refused too
     with pytest.raises(FvgenError, match="untrained"):
-        generate(tmp_path / "out", load_preset("cpu"), tmp_path / "untrained", 50, "cpu")
+        run(str(tmp_path / "untrained"))
     assert not (tmp_path / "out" / "generate").exists()
 
 
@@ -481,20 +485,26 @@ def test_generate_stage_end_to_end(tmp_path, config):
     for c in cams:
         save_image(out / "priors" / "images" / c.name, rng.random((60, 80, 3)))
     (out / "priors" / "stage.json").write_text(json.dumps({"key": "test", "figures": {}}))
-    interp5 = with_overrides(load_preset("cpu"), **{"warp.traj": "interp", "warp.frames": 5})
-    res = generate(out, interp5, r["model"], steps=2, device="cpu")
+
+    def interp5(steps, strength=1.0):
+        return with_overrides(load_preset("cpu"), **{"generate.generator": r["model"], "generate.trajectory": "interp",
+                                                     "generate.views": 5, "generate.steps": steps,
+                                                     "generate.strength": strength})
+
+    res = generate(out, interp5(2), device="cpu")
     assert res.status == "computed"
     assert len(list((res.path / "rgb").glob("*.png"))) == 5
     for f in ("rgb.mp4", "compare.mp4", "cameras.json", "transforms.json"):
         assert (res.path / f).is_file()
-    again = generate(out, interp5, r["model"], steps=2, device="cpu")
+    assert len(list((res.path / "mask").glob("*.png"))) == 5  # the views' confidence for the fit
+    again = generate(out, interp5(2), device="cpu")
     assert again.status == "cached"
-    other = generate(out, interp5, r["model"], steps=3, device="cpu")
+    other = generate(out, interp5(3), device="cpu")
     assert other.status == "computed"  # steps are part of the key
-    sdedit = generate(out, interp5, r["model"], steps=3, device="cpu", strength=0.5)
-    assert sdedit.status == "computed" and sdedit.figures["strength"] == 0.5  # so is the strength
+    sdedit = generate(out, interp5(3, 0.5), device="cpu")
+    assert sdedit.status == "computed" and sdedit.key != other.key  # so is the strength
     with pytest.raises(FvgenError, match="--strength"):
-        generate(out, interp5, r["model"], steps=3, device="cpu", strength=0.0)
+        interp5(3, 0.0)
 
 
 def test_biharmonic_baseline_fills_holes():
