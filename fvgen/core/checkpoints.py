@@ -77,9 +77,10 @@ def _torch_load(path: Path):
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         text = str(e)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            g = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
-            what = (g.group(1) or g.group(2)) if g else "unknown"
-            raise FvgenError(f"{path} holds Python objects that are not loaded by default ({what}); "
+        # a named class the safe loader refused: a real checkpoint with extra objects (a file that is
+        # no pickle at all also fails "weights only", but names none and is reported as corrupt)
+        g = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
+        if g and ("Weights only load failed" in text or "Unsupported global" in text):
+            raise FvgenError(f"{path} holds Python objects that are not loaded by default ({g.group(1) or g.group(2)}); "
                              "if you trust the file, set FVGEN_TRUST_CHECKPOINT=1") from None
         raise

@@ -245,4 +245,5 @@ def test_reconstruct_with_the_fill_generator_caches_every_stage(tmp_path):
 
 def test_photos_alone_write_no_generated_stages(run_dir):
     assert not (run_dir / "generate").exists() and not (run_dir / "warp" / "coverage").exists()
-    assert json.loads((run_dir / "run.json").read_text())["generator"] == "none"
+    stages = [st["stage"] for st in json.loads((run_dir / "run.json").read_text())["stages"]]
+    assert "priors" in stages and not any(st.startswith("generate") for st in stages)
