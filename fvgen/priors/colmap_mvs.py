@@ -521,22 +521,11 @@ def _colmap_dense(images, cameras, sparse_points, conf: ColmapMvsConf, workdir: 
     import pycolmap
 
     from ..core.images import fit_size, resize_image
-    from .mvs import _voxel_average, statistical_inliers
-    from ..core.undistort import undistort_image
+    from .mvs import _voxel_average, statistical_inliers, stereo_views
 
     t0 = time.time()
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise FvgenError(f"dense stereo needs images as [N, H, W, 3], got {images.shape}")
+    images, cams = stereo_views(images, cameras)
     N, H0, W0 = images.shape[:3]
-    if N < 2 or len(cameras) != N:
-        raise FvgenError(f"dense stereo needs at least 2 views with one camera each "
-                         f"(got {N} images, {len(cameras)} cameras)")
-    cams = [c.scaled(W0, H0) if (c.width, c.height) != (W0, H0) else c for c in cameras]
-    if any(c.dist for c in cams):
-        und = [undistort_image(im, c) for im, c in zip(images, cams)]
-        images = np.stack([u[0] for u in und])
-        cams = [u[1] for u in und]
     W, H = fit_size(W0, H0, conf.max_image_size)
     if (W, H) != (W0, H0):
         images = np.stack([resize_image(im, W, H) for im in images])

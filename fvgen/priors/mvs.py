@@ -102,6 +102,24 @@ class MvsConf:
 # ----------------------------------------------------------------------------- small helpers
 
 
+def stereo_views(images, cameras: Sequence[Camera]) -> tuple[np.ndarray, list[Camera]]:
+    """The views a dense-stereo backend works on: images [N, H, W, 3] float32 and one camera each,
+    scaled to the images' size and undistorted; one-line errors for anything else."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise FvgenError(f"dense stereo needs images as [N, H, W, 3], got {images.shape}")
+    N, H0, W0 = images.shape[:3]
+    if N < 2 or len(cameras) != N:
+        raise FvgenError(f"dense stereo needs at least 2 views with one camera each "
+                         f"(got {N} images, {len(cameras)} cameras)")
+    cams = [c.scaled(W0, H0) if (c.width, c.height) != (W0, H0) else c for c in cameras]
+    if any(c.dist for c in cams):
+        und = [undistort_image(im, c) for im, c in zip(images, cams)]
+        images = np.stack([u[0] for u in und])
+        cams = [u[1] for u in und]
+    return images, cams
+
+
 def statistical_inliers(xyz: np.ndarray, neighbors: int, std_ratio: float) -> np.ndarray:
     """Indices of the points kept by statistical outlier removal: open3d's
     ``remove_statistical_outlier`` where open3d is installed; elsewhere (e.g. GPU hosts without
@@ -455,19 +473,9 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
         ``stereo_size``, ``range_source``.
     """
     t0 = time.time()
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise FvgenError(f"dense stereo needs images as [N, H, W, 3], got {images.shape}")
+    images, cams = stereo_views(images, cameras)
     N, H0, W0 = images.shape[:3]
-    if N < 2 or len(cameras) != N:
-        raise FvgenError(f"dense stereo needs at least 2 views with one camera each "
-                         f"(got {N} images, {len(cameras)} cameras)")
     device = torch.device(device)
-    cams = [c.scaled(W0, H0) if (c.width, c.height) != (W0, H0) else c for c in cameras]
-    if any(c.dist for c in cams):
-        und = [undistort_image(im, c) for im, c in zip(images, cams)]
-        images = np.stack([u[0] for u in und])
-        cams = [u[1] for u in und]
 
     # depth ranges
     if depth_range is not None:

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.cache import replace_dir
 from ...core.errors import FvgenError
 from ..model import MAX_SHARD, RefEncoder, TeacherModel
 from ..train.distributed import Dist
@@ -410,12 +411,7 @@ class DistillRun(Run):
             for k, opt in dd.opt.items():
                 save_optimizer(opt, tmp / f"optim_{k}")
             (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
-            old = self.out / ".ckpt.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if self.ckpt.exists():
-                os.replace(self.ckpt, old)
-            os.replace(tmp, self.ckpt)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, self.ckpt)
         self.dist.barrier()
 
     def export(self, *_):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.cache import replace_dir
 from ...core.errors import FvgenError
 from ..configs import TrainConf, load_train_config
 from ..model import MAX_SHARD, TeacherModel
@@ -169,12 +170,7 @@ class Run:
             if opt is not None:
                 save_optimizer(opt, tmp / "optim")
             (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
-            old = self.out / ".ckpt.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if self.ckpt.exists():
-                os.replace(self.ckpt, old)
-            os.replace(tmp, self.ckpt)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, self.ckpt)
         self.dist.barrier()
 
     def export(self, ema: dict | None):
