@@ -84,3 +84,21 @@ def _torch_load(path: Path):
             raise FvgenError(f"{path} holds Python objects that are not loaded by default ({g.group(1) or g.group(2)}); "
                              "if you trust the file, set FVGEN_TRUST_CHECKPOINT=1") from None
         raise
+
+
+def shape_problems(found: dict, expected: dict) -> list[str]:
+    """What differs between two {name: shape} maps: missing and unexpected names, shape mismatches
+    (empty when they match name for name)."""
+    missing = set(expected) - set(found)
+    unexpected = set(found) - set(expected)
+    shapes = [f"{k} {list(found[k])} vs {list(expected[k])}" for k in sorted(set(found) & set(expected))
+              if list(found[k]) != list(expected[k])]
+    out = []
+    if missing:
+        out.append(f"{len(missing)} missing ({short_keys(missing)})")
+    if unexpected:
+        out.append(f"{len(unexpected)} unexpected ({short_keys(unexpected)})")
+    if shapes:
+        out.append(f"{len(shapes)} shape mismatch{'es' if len(shapes) > 1 else ''} ({'; '.join(shapes[:2])}"
+                   + (", ..." if len(shapes) > 2 else "") + ")")
+    return out

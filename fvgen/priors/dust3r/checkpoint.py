@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ...core.checkpoints import read_checkpoint_file
+from ...core.checkpoints import read_checkpoint_file, shape_problems
 from ...core.checkpoints import short_keys as _short
 from ...core.errors import FvgenError
 from .model import LARGE_512_ARGS, Dust3rModel, Dust3rModelConfig, build_model
@@ -83,19 +83,7 @@ def normalise_keys(sd: dict, expected: dict) -> tuple[dict, int]:
 
 def check_state_dict(sd: dict, expected: dict) -> list[str]:
     """Problems (empty when ``sd`` matches ``expected`` key for key and shape)."""
-    missing = set(expected) - set(sd)
-    unexpected = set(sd) - set(expected)
-    shapes = [f"{k} {list(sd[k].shape)} vs {list(expected[k].shape)}" for k in sorted(set(sd) & set(expected))
-              if tuple(sd[k].shape) != tuple(expected[k].shape)]
-    out = []
-    if missing:
-        out.append(f"{len(missing)} missing ({_short(missing)})")
-    if unexpected:
-        out.append(f"{len(unexpected)} unexpected ({_short(unexpected)})")
-    if shapes:
-        out.append(f"{len(shapes)} shape mismatch{'es' if len(shapes) > 1 else ''} ({'; '.join(shapes[:2])}"
-                   + (", ..." if len(shapes) > 2 else "") + ")")
-    return out
+    return shape_problems({k: v.shape for k, v in sd.items()}, {k: v.shape for k, v in expected.items()})
 
 
 def _check_args(args: str, cfg: Dust3rModelConfig, path: Path) -> None:

@@ -52,7 +52,7 @@ from torch import nn
 from ...core.cache import replace_dir
 from ...core.errors import FvgenError
 from ..model import MAX_SHARD, RefEncoder, TeacherModel
-from ..train.distributed import Dist
+from ..train.distributed import Dist, start_process
 from ..train.run import Run
 from ..train.state import load_optimizer, save_optimizer
 from ..train.steps import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
@@ -522,11 +522,7 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
         raise FvgenError("no example shards given (--data DIR ...: the teacher's, `fvgen data build`)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dist = Dist()
-    torch.manual_seed(conf.seed + dist.rank)
-    if dist.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    dist = start_process(conf.seed)
     run = DistillRun(conf, out, resume, max_minutes, dist, num_workers, stop_file, command)
     if dist.main:
         (out / "config.json").write_text(json.dumps(asdict(conf), indent=1))

@@ -45,3 +45,13 @@ class Dist:
         t = torch.tensor([int(flag)], device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t)
+
+
+def start_process(seed: int) -> Dist:
+    """This training process's place in the group, its seed (offset by rank) and TF32 on CUDA."""
+    dist = Dist()
+    torch.manual_seed(seed + dist.rank)
+    if dist.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return dist

@@ -40,7 +40,7 @@ from ...core.errors import FvgenError
 from ..configs import TrainConf, load_train_config
 from ..model import MAX_SHARD, TeacherModel
 from ..vae import augment_frames, calibrate_scaling
-from .distributed import Dist
+from .distributed import Dist, start_process
 from .state import load_optimizer, save_optimizer
 from .steps import (
     Denoiser,
@@ -399,11 +399,7 @@ def train_teacher(config_path: str | Path, out_dir: str | Path, resume: bool = T
     conf = load_train_config(str(config_path), **overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dist = Dist()
-    torch.manual_seed(conf.seed + dist.rank)
-    if dist.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    dist = start_process(conf.seed)
     run = Run(conf, out, resume, max_minutes, dist, num_workers, stop_file)
     if dist.main:
         (out / "config.json").write_text(json.dumps(asdict(conf), indent=1))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ...core.checkpoints import read_checkpoint_file
+from ...core.checkpoints import read_checkpoint_file, shape_problems
 from ...core.checkpoints import short_keys as _short
 from ...core.errors import FvgenError
 
@@ -67,19 +67,7 @@ class CheckpointParts:
 
 def compare(found: dict, expected: dict) -> list[str]:
     """Problems between {name: tensor} and {name: shape} (empty when equal key for key)."""
-    missing = set(expected) - set(found)
-    unexpected = set(found) - set(expected)
-    shapes = [f"{k} {list(found[k].shape)} vs {list(expected[k])}" for k in sorted(set(found) & set(expected))
-              if list(found[k].shape) != list(expected[k])]
-    out = []
-    if missing:
-        out.append(f"{len(missing)} missing ({_short(missing)})")
-    if unexpected:
-        out.append(f"{len(unexpected)} unexpected ({_short(unexpected)})")
-    if shapes:
-        out.append(f"{len(shapes)} shape mismatch{'es' if len(shapes) > 1 else ''} ({'; '.join(shapes[:2])}"
-                   + (", ..." if len(shapes) > 2 else "") + ")")
-    return out
+    return shape_problems({k: v.shape for k, v in found.items()}, expected)
 
 
 def split_checkpoint(sd: dict, source: str = "checkpoint", keys: dict | None = None) -> CheckpointParts:
