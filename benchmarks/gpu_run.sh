@@ -14,7 +14,9 @@
 #   rasterizer (150)      rasterizer_check.py: our torch rasterizer against gsplat's, --no-cpu --repeats 3
 #   fit-speed (100)       fit_speed.py on $PRIORS (default $RUNS/fern-gt-default/priors), 3000 iterations
 #   eval (230)            eval_scenes.py on $DATA, runs cached under $RUNS (priors made on the CPU with
-#                         --priors-only); $ITERATIONS (one number) overrides the preset's; eval_default.json
+#                         --priors-only); $ITERATIONS (one number) overrides the preset's; $GENERATORS
+#                         (default "none") and $EVAL_SET (preset overrides, e.g. "eval.align_test_poses=true")
+#                         as eval_scenes.py's --generators and --set; eval_default.json
 #   eval-random (90)      the same for fern, ground-truth poses, --init random: eval_random_fern.json
 #   eval-iterations (200 per count)  eval_scenes.py --poses gt --iterations N for N in $ITERATIONS
 #                         (default "2000 3000"): eval_gt_N.json
@@ -32,6 +34,8 @@
 #   sampling (470)        sampling.py: teacher (50 steps + CFG) against the 4-step student, embedded and paper
 #                         presets, random weights, the student's FLOP floor, torch.compile $COMPILE (default
 #                         reduce-overhead; compile runs skipped past 330 s): sampling_gpu.json (< 8 min, H100)
+#   viewcrafter (300)     viewcrafter_speed.py: the ViewCrafter-compatible model, random weights, bf16, 512 and 1024
+#                         clips at 50 steps + CFG and at 4 steps: viewcrafter_speed.json (3-4 min, H100)
 #
 # Folders: DATA (default .gpu/datasets: eval_scenes.py --copy-data), RUNS (.gpu/eval_runs),
 # FERN3 (.gpu/fern3: fern images 1, 10, 19). Example, the fit and evaluation figures of 2026-11-29:
@@ -75,7 +79,8 @@ run_job() {  # run_job NAME LIMIT_S
         --json "$OUT/fit_speed.json" ;;
     eval)
       step "$limit" $PY benchmarks/eval_scenes.py --data "$DATA" --out "$RUNS" --device cuda \
-        ${ITERATIONS:+--iterations "$ITERATIONS"} --json "$OUT/eval_default.json"
+        ${ITERATIONS:+--iterations "$ITERATIONS"} --generators ${GENERATORS:-none} ${EVAL_SET:+--set $EVAL_SET} \
+        --json "$OUT/eval_default.json" 2>&1 | grep -v -i warn
       collect_runs ;;
     eval-random)
       step "$limit" $PY benchmarks/eval_scenes.py --data "$DATA" --out "$RUNS" --device cuda --scenes fern \
@@ -122,13 +127,17 @@ run_job() {  # run_job NAME LIMIT_S
       step "$limit" $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile ${COMPILE:-reduce-overhead} \
         --budget-s 330 > "$OUT/sampling_gpu.log" 2>&1
       grep -v "^W[0-9]" "$OUT/sampling_gpu.log" | tail -n 12 ;;
+    viewcrafter)
+      step "$limit" $PY benchmarks/viewcrafter_speed.py --device cuda --json "$OUT/viewcrafter_speed.json" \
+        > "$OUT/viewcrafter_speed.log" 2>&1
+      tail -n 12 "$OUT/viewcrafter_speed.log" ;;
     *) echo "unknown job $name (see the head of benchmarks/gpu_run.sh)"; return 2 ;;
   esac
 }
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
                    [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
-                   [colmap-test]=120 [colmap-mvs]=420 [sampling]=470)
+                   [colmap-test]=120 [colmap-mvs]=420 [sampling]=470 [viewcrafter]=300)
 
 if [ -n "${WHEELS:-}" ]; then
   install_wheels $WHEELS || exit 1
