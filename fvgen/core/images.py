@@ -35,6 +35,12 @@ class LoadedImages:
         return self.images.shape[2], self.images.shape[1]
 
 
+# camera files of the formats fvgen.core.cameras reads, often kept beside the photos
+POSE_FILE_NAMES = frozenset({"cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz",
+                             "cameras.txt", "images.txt", "points3D.txt", "cameras.bin", "images.bin",
+                             "points3D.bin"})
+
+
 def list_image_files(folder: Path, strict: bool = True, notify: bool = False) -> list[Path]:
     """Image files in ``folder`` (by suffix, sorted by name; hidden files skipped). With ``strict``,
     a missing path, a file path and a folder without image files are errors; with ``notify``, the
@@ -56,9 +62,10 @@ def list_image_files(folder: Path, strict: bool = True, notify: bool = False) ->
     if not files and strict:
         raise FvgenError(f"no image files in {folder} (looked for "
                          + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
-    if notify:
+    if notify:  # pose files beside the photos are expected (``--poses`` reads them): no notice for those
         skipped = sorted(p.name for p in folder.iterdir()
-                         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+                         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
+                         and p.name not in POSE_FILE_NAMES)
         if skipped:
             from .progress import notice
 

@@ -344,6 +344,7 @@ def test_skipped_files_are_named_in_one_notice(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("taken at noon")
     (tmp_path / "a.png.xmp").write_text("<x/>")
     (tmp_path / ".DS_Store").write_text("")
+    (tmp_path / "cameras_opencv.json").write_text("{}")  # a pose file beside the photos is expected
     files = list_image_files(tmp_path, notify=True)
     assert [f.name for f in files] == ["a.png", "b.png"]
     assert _notes(capsys) == ["note: skipped 2 file(s) that are not images: a.png.xmp, notes.txt"]
