@@ -404,7 +404,8 @@ class DistillRun(Run):
         if self.dist.main:
             dd, tmp = self.dd, self.out / ".ckpt.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            dd.student_view(ema=False).save_pretrained(tmp / "student", dtype=None, info={"trained": False, "checkpoint": True})
+            dd.student_view(ema=False).save_pretrained(tmp / "student", dtype=None,
+                                                       info={"trained": False, "checkpoint": True})
             for name, m in (("fake_unet", dd.fake_parts["unet"]), ("fake_ref", dd.fake_parts["ref"]),
                             ("disc", dd.heads), ("ema_unet", dd.ema["unet"]), ("ema_ref", dd.ema["ref"])):
                 m.save_pretrained(tmp / name, safe_serialization=True, max_shard_size=MAX_SHARD)

@@ -181,11 +181,11 @@ class Run:
 
         tmp = self.out / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        vae_steps = self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"]
         self.model.save_pretrained(tmp, dtype=torch.bfloat16, modules=ema,
-                        info={"trained": True, "vae_steps": (self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"])
-                              if self.model.vae is not None else 0,
-                              "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
-                              "train_config": asdict(self.conf), "ema": bool(ema)})
+                                   info={"trained": True, "vae_steps": vae_steps if self.model.vae is not None else 0,
+                                         "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
+                                         "train_config": asdict(self.conf), "ema": bool(ema)})
         shutil.rmtree(self.out / "model", ignore_errors=True)
         os.replace(tmp, self.out / "model")
 
