@@ -86,7 +86,7 @@ def main() -> None:
 
     dev = resolve_device(a.device)
     a.out.mkdir(parents=True, exist_ok=True)
-    base = TeacherModel.load(a.model, dev, torch.float32).eval()
+    base = TeacherModel.from_pretrained(a.model, dev, torch.float32).eval()
     conf = AdaptConf(steps=a.steps, lr=a.lr, rank=a.rank, batch=a.batch, prior=a.prior, seed=a.seed)
     res = {"model": str(a.model), "conf": {k: getattr(conf, k) for k in ("steps", "lr", "rank", "batch", "prior",
                                                                           "clips_per_view")},

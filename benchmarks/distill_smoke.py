@@ -90,7 +90,7 @@ def main() -> None:
     res = {"teacher": a.teacher, "data": a.data, "config": a.config, "gan_steps": a.gan_steps,
            "dmd_steps": a.dmd_steps, "batch_size": a.batch_size, "overrides": json.loads(a.overrides),
            "threads": torch.get_num_threads(), "runs": {}}
-    teacher = TeacherModel.load(Path(a.teacher))
+    teacher = TeacherModel.from_pretrained(Path(a.teacher))
     bank = ExampleBank(a.data, teacher.preset.frames, fill=teacher.preset.fill)
     res["examples"] = len(bank)
     res["scores"] = {"harmonic fill": score(teacher, bank, 0, 1.0, fill_only=True),
@@ -102,7 +102,7 @@ def main() -> None:
         r = train_distill(a.teacher, a.out / ab, "all", ab, a.config, resume=False, data=tuple(a.data),
                           gan_steps=a.gan_steps, dmd_steps=a.dmd_steps, batch_size=a.batch_size, sample_every=0,
                           ckpt_every=10 ** 6, log_every=1, **json.loads(a.overrides))
-        student = TeacherModel.load(Path(r["model"]))
+        student = TeacherModel.from_pretrained(Path(r["model"]))
         res["runs"][ab] = {"seconds": round(time.time() - t, 1), "losses": loss_trace(a.out / ab / "log.jsonl")}
         res["scores"][f"student ({ab}) 4 steps cfg 1"] = score(student, bank, 4, 1.0)
         print(ab, json.dumps(res["runs"][ab]), json.dumps(res["scores"][f"student ({ab}) 4 steps cfg 1"]), flush=True)

@@ -100,7 +100,7 @@ def training_examples(folder: Path, model_dir: Path | None, per_group: int, sded
         from fvgen.videomodel.model import TeacherModel
         from fvgen.videomodel.sample import generate_clip
 
-        model = TeacherModel.load(model_dir, "cpu").eval()
+        model = TeacherModel.from_pretrained(model_dir, "cpu").eval()
     rows, taken = [], defaultdict(int)
     for f in example_files([folder]):
         ex = load_example(f)

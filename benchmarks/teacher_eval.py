@@ -132,7 +132,7 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
 
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(resolve_device(device))
-    model = TeacherModel.load(model_dir, dev, torch.float32).eval()
+    model = TeacherModel.from_pretrained(model_dir, dev, torch.float32).eval()
     files = sorted(clips.glob("*.npz"))
     times, seen = [], set()
     for f in files:

@@ -78,7 +78,7 @@ def measure_model(a) -> None:
     from fvgen.videomodel.model import TeacherModel
 
     torch.set_num_threads(a.threads)
-    m = TeacherModel.load(a.model, torch.device("cpu"), torch.float32)
+    m = TeacherModel.from_pretrained(a.model, torch.device("cpu"), torch.float32)
     p = m.preset
     lh, lw = p.height // p.latent_factor, p.width // p.latent_factor
     side = np.sqrt(p.latent_channels * lh * lw / 3 / (p.width * p.height))  # same count of numbers, RGB

@@ -67,7 +67,7 @@ from fvgen.core.images import save_image
 from fvgen.core.pointcloud import PointCloud
 from fvgen.priors.prior import Priors
 from fvgen.videomodel.model import TeacherModel
-TeacherModel.random("tiny-pixel").save(Path("model"), info={"trained": False, "allow_untrained": True})
+TeacherModel.random("tiny-pixel").save_pretrained(Path("model"), info={"trained": False, "allow_untrained": True})
 rng = np.random.default_rng(0)
 K = [[60, 0, 39.5], [0, 60, 29.5], [0, 0, 1]]
 cams = [Camera(K, look_at(np.array([x, 0.0, -3.0]), np.zeros(3), np.array([0.0, -1.0, 0.0])), 80, 60,

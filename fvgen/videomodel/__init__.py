@@ -5,8 +5,9 @@ input view -> a photo-real clip along the same cameras.
 - :mod:`.configs`: model presets (``tiny`` for tests, ``embedded`` to ship, ``paper`` for external
   weights) and training configs.
 - :mod:`.model`: :class:`TeacherModel` (our AutoencoderKL, a diffusers
-  ``UNetSpatioTemporalConditionModel`` denoiser, a reference-view token encoder), saved as a
-  diffusers-style folder of safetensors shards.
+  ``UNetSpatioTemporalConditionModel`` denoiser, a reference-view token encoder), a diffusers
+  ``ConfigMixin`` container saved as a folder (``fvgen_model.json`` + one safetensors sub-folder
+  per network) by ``save_pretrained`` and read by ``from_pretrained``.
 - :mod:`.vae`: the latent autoencoder and its loss.
 - :mod:`.sample`: v-prediction, zero-terminal-SNR DDIM sampling with trailing timesteps and CFG.
 - :mod:`.data`: training examples through the same priors -> warp code path as inference, the

@@ -26,7 +26,7 @@ What is trained (``rank``):
 - ``rank = 0``: all UNet and reference-encoder weights (for comparison).
 
 Hook (the generate stage): ``GenerateConf.adapt: AdaptConf`` (default ``steps = 0``: off); in
-``stages/generate.py main`` after ``TeacherModel.load``: ``if conf.adapt.steps: model, report =
+``stages/generate.py main`` after ``TeacherModel.from_pretrained``: ``if conf.adapt.steps: model, report =
 adapt(model, images, input_cams, pri, conf.adapt, device, priors_conf)`` with the priors stage's
 images and cameras; ``conf`` is already in the cache key, so the adapter settings are too.
 """

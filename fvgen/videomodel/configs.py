@@ -1,7 +1,7 @@
 """Model presets and training configs of the teacher.
 
 A *model preset* fixes the architecture and the clip size; it is written into every saved model
-folder (``teacher.json``), so a folder alone says how to use it. Presets:
+folder (its ``fvgen_model.json`` config), so a folder alone says how to use it. Presets:
 
 - ``tiny``: a few hundred thousand parameters, 64x32 pixels, 4 frames (tests only).
 - ``embedded``: the model fvgen is meant to ship (~20 M parameters, 256x160, 16 frames; pixel space

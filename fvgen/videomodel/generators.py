@@ -148,7 +148,7 @@ class ModelGenerator(Generator):
         from .model import TeacherModel
         from .sample import generate_clip
 
-        model = TeacherModel.load(self.folder, self.device, torch.float32)
+        model = TeacherModel.from_pretrained(self.folder, self.device, torch.float32)
         c = self.conf
         binary = [(np.asarray(m) > 0.5).astype(np.float32) for m in masks]
         return generate_clip(model, references, frames, binary, c.steps, c.cfg, c.guidance_rescale, c.seed,
@@ -200,10 +200,10 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
     if name == "fill":
         return FillGenerator(device)
     if name in ("teacher", "student"):
-        from .model import DEFAULT_WEIGHTS
+        from .model import DEFAULT_WEIGHTS, is_model_folder
 
         folder = DEFAULT_WEIGHTS.parent / ("embedded" if name == "teacher" else "student")
-        if not (folder / "teacher.json").is_file():
+        if not is_model_folder(folder):
             raise FvgenError(f"no trained {name} weights ship with fvgen yet (none beats the harmonic fill on held-out "
                              f"views): use --generator fill, or --generator PATH to a model folder")
         return ModelGenerator(folder, conf, device)

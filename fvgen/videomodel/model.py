@@ -18,19 +18,27 @@ conditioning (zeros) at once. The UNet predicts ``v`` (v-prediction) or, for ``p
 the clean sample (diffusers' ``prediction_type="sample"``), on a zero-terminal-SNR schedule.
 ``added_time_ids`` of the SVD UNet are unused (zeros).
 
-On disk a model is a folder (diffusers-style, every weight file a safetensors shard <= 15 MB)::
+On disk a model is a folder (diffusers-style, every weight file a safetensors shard <= 15 MB),
+written by :meth:`TeacherModel.save_pretrained` and read by :meth:`TeacherModel.from_pretrained`::
 
-    teacher.json       preset (architecture, space, clip size), format version, provenance
+    fvgen_model.json   the container's diffusers config (ConfigMixin): ``preset`` (the ModelPreset
+                       fields: architecture, space, clip size), ``provenance`` (trained or not,
+                       steps, training config, a student's sampling), ``format_version``
     unet/              UNetSpatioTemporalConditionModel (save_pretrained)
     vae/               AutoencoderKL (latent space only)
     ref/               RefEncoder
     scheduler/         DDPMScheduler config (prediction type, rescale_betas_zero_snr, trailing)
+
+Folders written before the container (``teacher.json``, format ``fvgen-teacher-1``: the same
+sub-folders, the preset and provenance in one hand-written JSON) still load.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 from pathlib import Path
@@ -43,7 +51,9 @@ from ..core.errors import FvgenError
 from .configs import ModelPreset, get_preset
 from .fill import fill_holes
 
-FORMAT = "fvgen-teacher-1"
+CONFIG_NAME = "fvgen_model.json"  # the container's diffusers config (ConfigMixin.save_config)
+FORMAT = "fvgen-videomodel-2"
+LEGACY_CONFIG, LEGACY_FORMAT = "teacher.json", "fvgen-teacher-1"  # folders written before the container
 MAX_SHARD = "15MB"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedded"  # where trained weights will ship
 
@@ -123,13 +133,30 @@ def count_params(m: nn.Module) -> int:
     return sum(x.numel() for x in m.parameters())
 
 
-class TeacherModel:
-    """The three networks, the preset and the noise schedule; not itself an ``nn.Module`` (each
-    part is a diffusers ModelMixin with ``save_pretrained``/``from_pretrained``)."""
+class TeacherModel(ConfigMixin):
+    """The three networks, the preset and the noise schedule: a diffusers ``ConfigMixin``
+    container (like a pipeline), not itself an ``nn.Module``; each network is a ModelMixin with
+    its own ``save_pretrained``/``from_pretrained`` sub-folder.
 
-    def __init__(self, preset: ModelPreset, unet, vae, ref: RefEncoder, info: dict | None = None):
+    Its config (``self.config``, saved as ``fvgen_model.json``): ``preset``, the
+    :class:`ModelPreset` fields as a dict (``self.preset`` is the dataclass); ``provenance``, what
+    the folder it was loaded from said (``self.info`` is the live copy that the next save writes);
+    ``format_version``. ``unet``, ``vae`` (None in pixel space) and ``ref`` are keyword-only and
+    not part of the config."""
+
+    config_name = CONFIG_NAME
+    ignore_for_config = ["unet", "vae", "ref"]
+
+    @register_to_config
+    def __init__(self, preset: ModelPreset | dict, provenance: dict | None = None, format_version: str = FORMAT,
+                 *, unet=None, vae=None, ref: RefEncoder | None = None):
+        require_diffusers()
+        if isinstance(preset, ModelPreset):
+            self.register_to_config(preset=dataclasses.asdict(preset))  # the config holds plain JSON values
+        else:
+            preset = preset_from_dict(preset)
         self.preset, self.unet, self.vae, self.ref = preset, unet, vae, ref
-        self.info = dict(info or {})
+        self.info = dict(provenance or {})
         self.scheduler_config = dict(SCHEDULER_CONFIG)
         if preset.prediction == "x0":
             self.scheduler_config["prediction_type"] = "sample"
@@ -142,8 +169,8 @@ class TeacherModel:
         require_diffusers()
         torch.manual_seed(seed)
         vae = build_vae(p) if p.space == "latent" else None
-        return cls(p, build_unet(p), vae, RefEncoder(p.latent_channels, p.cross_attention_dim, p.ref_patch),
-                   {"trained": False})
+        return cls(p, {"trained": False}, unet=build_unet(p), vae=vae,
+                   ref=RefEncoder(p.latent_channels, p.cross_attention_dim, p.ref_patch))
 
     def modules(self) -> dict[str, nn.Module]:
         return {k: m for k, m in (("unet", self.unet), ("vae", self.vae), ("ref", self.ref)) if m is not None}
@@ -168,45 +195,82 @@ class TeacherModel:
     def num_params(self) -> dict[str, int]:
         return {k: count_params(m) for k, m in self.modules().items()}
 
-    def save(self, folder: Path, dtype: torch.dtype | None = torch.bfloat16, info: dict | None = None,
-             modules: dict | None = None) -> Path:
+    def save_pretrained(self, folder: Path, dtype: torch.dtype | None = torch.bfloat16, info: dict | None = None,
+                        modules: dict | None = None) -> Path:
         """Write the model folder; ``dtype`` casts the stored weights (bf16 to ship, None keeps them).
-        ``modules`` overrides parts (e.g. the EMA UNet)."""
+        ``info`` adds provenance to ``self.info`` for this folder only; ``modules`` overrides parts
+        (e.g. the EMA UNet)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, m in {**self.modules(), **(modules or {})}.items():
             m = getattr(m, "module", m)  # unwrap DDP
             if dtype is not None:
-                import copy
-
                 m = copy.deepcopy(m).to(dtype)
             m.save_pretrained(folder / name, safe_serialization=True, max_shard_size=MAX_SHARD)
-        sched = DDPMScheduler(**self.scheduler_config)
-        sched.save_pretrained(folder / "scheduler")
-        meta = {"format": FORMAT, "preset": dataclasses.asdict(self.preset),
-                "params": self.num_params(), **self.info, **(info or {})}
-        (folder / "teacher.json").write_text(json.dumps(meta, indent=1))
+        DDPMScheduler(**self.scheduler_config).save_pretrained(folder / "scheduler")
+        saved = copy.copy(self)  # the same networks; only the copy's config takes this folder's provenance
+        saved.register_to_config(provenance={**self.info, **(info or {}), "params": self.num_params()})
+        saved.save_config(folder)
+        (folder / LEGACY_CONFIG).unlink(missing_ok=True)  # a re-saved old folder: one config, the new one
         return folder
 
     @classmethod
-    def load(cls, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "TeacherModel":
+    def read_config(cls, folder: Path) -> dict:
+        """The constructor's config arguments (``preset`` as a checked :class:`ModelPreset`,
+        ``provenance``, ``format_version``) of a model folder, without its weights; strictly: an
+        unknown key, a mistyped preset value or another format is a one-line FvgenError (diffusers'
+        own ``from_config`` drops unknown keys with a warning). Reads old ``teacher.json`` folders too."""
         folder = Path(folder)
-        preset, info = read_model_config(folder)
-        parts = ("unet", "vae", "ref") if preset.space == "latent" else ("unet", "ref")
+        if not folder.is_dir():
+            raise FvgenError(f"teacher model folder not found: {folder}")
+        require_diffusers()
+        if (folder / CONFIG_NAME).is_file():
+            path = folder / CONFIG_NAME
+            try:
+                config = cls.load_config(folder)
+            except EnvironmentError:  # diffusers: "It looks like the config file at ... is not a valid JSON file"
+                raise FvgenError(f"{path}: not valid JSON") from None
+            if not isinstance(config, dict) or config.get("_class_name") != cls.__name__:
+                found = config.get("_class_name") if isinstance(config, dict) else type(config).__name__
+                raise FvgenError(f"{path}: a {found!r} config, not a {cls.__name__}")
+            init, unknown, _ = cls.extract_init_dict(config)
+            if unknown:
+                known = [k for k in inspect.signature(cls.__init__).parameters
+                         if k != "self" and k not in cls.ignore_for_config]
+                raise FvgenError(f"{path}: unknown key {', '.join(map(str, unknown))} (known: {', '.join(known)})")
+        elif (folder / LEGACY_CONFIG).is_file():
+            path = folder / LEGACY_CONFIG
+            init = _legacy_init(path)
+        else:
+            raise FvgenError(f"{folder} is not a teacher model folder (no {CONFIG_NAME} or {LEGACY_CONFIG}; expected "
+                             "unet/, vae/, ref/, scheduler/ as written by `fvgen train teacher`)")
+        if init.get("format_version", FORMAT) != FORMAT:
+            raise FvgenError(f"{path}: unsupported format {init['format_version']!r} (expected {FORMAT})")
+        if not isinstance(init.get("provenance") or {}, dict):
+            raise FvgenError(f"{path}: provenance must be a table, got {init['provenance']!r}")
+        return {**init, "preset": preset_from_dict(init.get("preset"), where=f"{path}: ")}
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "TeacherModel":
+        """The model a folder holds (either format), in eval mode on ``device``."""
+        folder = Path(folder)
+        init = cls.read_config(folder)
+        space = init["preset"].space
+        parts = ("unet", "vae", "ref") if space == "latent" else ("unet", "ref")
         missing = [s for s in parts if not (folder / s / "config.json").is_file()]
         if missing:
             raise FvgenError(f"{folder}: missing {', '.join(missing)} (each a diffusers save_pretrained folder)")
-        require_diffusers()
         try:
             unet = UNetSpatioTemporalConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
-            vae = _load_vae(folder / "vae", dtype) if preset.space == "latent" else None
+            vae = _load_vae(folder / "vae", dtype) if space == "latent" else None
             ref = RefEncoder.from_pretrained(folder / "ref", torch_dtype=dtype)
         except (OSError, ValueError, RuntimeError) as e:
             raise FvgenError(f"cannot load teacher weights from {folder}: {' '.join(str(e).split())[:200]}") from None
-        m = cls(preset, unet, vae, ref, info)
-        if (folder / "scheduler" / "scheduler_config.json").is_file():
-            cfg = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-            m.scheduler_config.update({k: v for k, v in cfg.items() if k in SCHEDULER_CONFIG})
+        m = cls(**init, unet=unet, vae=vae, ref=ref)
+        if (folder / "scheduler" / DDPMScheduler.config_name).is_file():
+            saved = DDPMScheduler.load_config(folder / "scheduler")
+            m.scheduler_config.update({k: v for k, v in saved.items() if k in SCHEDULER_CONFIG})
         return m.to(device).eval()
 
     # ---------------------------------------------------------------- latent space
@@ -280,31 +344,55 @@ class TeacherModel:
         return unet(torch.cat([noisy, cat.to(noisy.dtype)], 2), t, tokens.to(noisy.dtype), ids).sample
 
 
-def read_model_config(folder: Path) -> tuple[ModelPreset, dict]:
-    """The preset and the provenance (``trained``, steps, training config...) of a model folder,
-    from its ``teacher.json``, strictly: an unknown or mistyped preset key is a one-line error."""
+def preset_from_dict(values, where: str = "") -> ModelPreset:
+    """A :class:`ModelPreset` from its fields as a dict (a model config's ``preset``), strictly:
+    unknown keys, wrong types and missing fields are one-line errors; the preset is checked."""
     from ..core.config import from_dict
 
-    folder = Path(folder)
-    meta_path = folder / "teacher.json"
-    if not folder.is_dir():
-        raise FvgenError(f"teacher model folder not found: {folder}")
-    if not meta_path.is_file():
-        raise FvgenError(f"{folder} is not a teacher model folder (no teacher.json; expected unet/, vae/, "
-                         "ref/, scheduler/ as written by `fvgen train teacher`)")
+    if not isinstance(values, dict):
+        raise FvgenError(f"{where}preset must be a table of ModelPreset fields, got {values!r}")
+    required = [f.name for f in dataclasses.fields(ModelPreset)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    absent = [k for k in required if k not in values]
+    if absent:
+        raise FvgenError(f"{where}preset misses {', '.join(absent)}")
+    preset = from_dict(ModelPreset, values, where=f"{where}preset.")
     try:
-        meta = json.loads(meta_path.read_text())
+        preset.check()
+    except FvgenError as e:
+        raise FvgenError(f"{where}{e}") from None
+    return preset
+
+
+def _legacy_init(path: Path) -> dict:
+    """The constructor's config arguments from an old ``teacher.json`` (format ``fvgen-teacher-1``:
+    ``{"format", "preset": {...}, "params": {...}, **provenance}``), read as that format's own
+    loader did."""
+    try:
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise FvgenError(f"{meta_path}: not valid JSON ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise FvgenError(f"{meta_path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
-    preset = from_dict(ModelPreset, meta.get("preset", {}), where=f"{meta_path.name}: preset.")
-    return preset, {k: v for k, v in meta.items() if k not in ("format", "preset", "params")}
+        raise FvgenError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != LEGACY_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise FvgenError(f"{path}: unsupported format {found!r} (expected {LEGACY_FORMAT})")
+    return {"preset": meta.get("preset"),
+            "provenance": {k: v for k, v in meta.items() if k not in ("format", "preset", "params")}}
+
+
+def read_model_config(folder: Path) -> tuple[ModelPreset, dict]:
+    """The preset and the provenance (``trained``, steps, training config, ``student``...) of a
+    model folder, without loading its weights (:meth:`TeacherModel.read_config`)."""
+    init = TeacherModel.read_config(folder)
+    return init["preset"], dict(init.get("provenance") or {})
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` has a model config (new or old format); says nothing of its validity."""
+    return any((Path(folder) / name).is_file() for name in (CONFIG_NAME, LEGACY_CONFIG))
 
 
 def _load_vae(folder: Path, dtype):
-    cfg = json.loads((folder / "config.json").read_text())
-    cls_name = cfg.get("_class_name", "AutoencoderKL")
+    cls_name = AutoencoderKL.load_config(folder).get("_class_name", "AutoencoderKL")
     if cls_name == "AutoencoderKL":
         return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
     if cls_name == "AutoencoderKLTemporalDecoder":  # SVD's VAE, for paper-scale external weights
@@ -331,7 +419,7 @@ def resolve_model(model: str | Path | None) -> Path:
 
     ``None`` means the shipped embedded weights, which do not exist yet (issue 3 open)."""
     if model is None or str(model) in ("", "embedded"):
-        if (DEFAULT_WEIGHTS / "teacher.json").is_file():
+        if is_model_folder(DEFAULT_WEIGHTS):
             return DEFAULT_WEIGHTS
         raise FvgenError("no trained teacher weights ship with fvgen yet (issue 3): pass --model DIR, a folder "
                          "written by `fvgen train teacher` (its model/ folder) or diffusers-format paper weights")

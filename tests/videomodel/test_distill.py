@@ -17,7 +17,7 @@ pytest.importorskip("diffusers")
 from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.videomodel import data as tdata  # noqa: E402
 from fvgen.videomodel.configs import PRESETS  # noqa: E402
-from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.model import TeacherModel, read_model_config  # noqa: E402
 from fvgen.videomodel.train.steps import Denoiser, encode_batch  # noqa: E402
 from fvgen.videomodel.distill import losses  # noqa: E402
 from fvgen.videomodel.distill.networks import (disc_logits, student_sample, student_timesteps,  # noqa: E402
@@ -156,7 +156,7 @@ def _batch(p, B=2, seed=0):
 def teacher_dir(tmp_path_factory):
     torch.set_num_threads(2)
     d = tmp_path_factory.mktemp("teacher") / "model"
-    TeacherModel.random("tiny-pixel", seed=0).save(d, dtype=None, info={"trained": True})
+    TeacherModel.random("tiny-pixel", seed=0).save_pretrained(d, dtype=None, info={"trained": True})
     return d
 
 
@@ -200,7 +200,7 @@ def test_unet_features_are_the_down_and_mid_block_outputs(dd, lat):
 @pytest.fixture(scope="module")
 def v_teacher_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("vteacher") / "model"
-    TeacherModel.random("tiny", seed=0).save(d, dtype=None, info={"trained": True})
+    TeacherModel.random("tiny", seed=0).save_pretrained(d, dtype=None, info={"trained": True})
     return d
 
 
@@ -375,7 +375,7 @@ def test_train_distill_stages_resume_and_the_saved_student_samples(teacher_dir, 
     # the round trip: a resumed run holds exactly the checkpointed weights and optimiser states
     resumed = DistillRun(load_distill_config("tiny-pixel", teacher=str(Path(teacher_dir).resolve()), data=data,
                                              gan_steps=2, dmd_steps=3), run, True, None, Dist())
-    saved_student = TeacherModel.load(run / "ckpt" / "student")
+    saved_student = TeacherModel.from_pretrained(run / "ckpt" / "student")
     for a, b in zip(resumed.dd.student_den.unet.parameters(), saved_student.unet.parameters()):
         assert torch.equal(a, b)
     from diffusers import UNetSpatioTemporalConditionModel
@@ -391,14 +391,14 @@ def test_train_distill_stages_resume_and_the_saved_student_samples(teacher_dir, 
     assert [x["step"] for x in log if x.get("stage") == "dmd" and "event" not in x] == [1, 2, 3]  # resumed, not restarted
     assert all(np.isfinite(x[k]) for x in log for k in x if k.startswith("loss"))
     # the student: a teacher-format folder the teacher's loader and sampler run with 4 steps, no CFG
-    meta = json.loads((run / "model" / "teacher.json").read_text())
+    _, meta = read_model_config(run / "model")
     assert meta["trained"] is True and meta["student"]["steps"] == 4 and meta["student"]["cfg"] == 1.0
     assert meta["student"]["timesteps"] == [999, 749, 499, 249] and meta["student"]["dmd_steps"] == 3
     assert all(f.stat().st_size <= 15 * 2 ** 20 for f in run.rglob("*.safetensors"))
     from fvgen.videomodel.distill.student import student_sampling
 
     assert student_sampling(run / "model") == {"steps": 4, "cfg": 1.0} and student_sampling(teacher_dir) is None
-    m = TeacherModel.load(run / "model")
+    m = TeacherModel.from_pretrained(run / "model")
     b = _batch(m.preset, B=1)
     out = sample_latents(m, b["ref"], b["warp"], b["mask"], steps=4, cfg=1.0, generator=gen(0))
     assert out.shape == (1, 4, 3, 32, 64) and torch.isfinite(out).all()
@@ -455,7 +455,7 @@ def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(teacher_dir, tmp_
     from fvgen.videomodel.generators import GenerateConf, make_generator
 
     student = tmp_path / "student"
-    TeacherModel.random("tiny-pixel", seed=0).save(student, dtype=None, info={
+    TeacherModel.random("tiny-pixel", seed=0).save_pretrained(student, dtype=None, info={
         "trained": True, "student": {"steps": 4, "cfg": 1.0, "timesteps": [999, 749, 499, 249]}})
     g = make_generator(GenerateConf(generator=str(student)), "cpu")
     assert (g.conf.steps, g.conf.cfg) == (4, 1.0) and g.steps(4) == 4

@@ -16,7 +16,7 @@ from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.videomodel import data as tdata  # noqa: E402
 from fvgen.core.datasets import check_not_eval  # noqa: E402
 from fvgen.videomodel.configs import PRESETS  # noqa: E402
-from fvgen.videomodel.model import TeacherModel, resolve_model, weights_hash  # noqa: E402
+from fvgen.videomodel.model import TeacherModel, read_model_config, resolve_model, weights_hash  # noqa: E402
 from fvgen.videomodel.sample import make_scheduler, run_steps, sample_latents, trailing_timesteps, windows  # noqa: E402
 
 from fvgen.core.datasets import EVAL_ROOT, TRAIN_ROOT  # noqa: E402
@@ -91,16 +91,16 @@ def test_vae_augmentation_changes_colours_not_range():
 
 
 def test_save_load_round_trip(tiny, tmp_path):
-    tiny.save(tmp_path / "m", dtype=None)
-    m2 = TeacherModel.load(tmp_path / "m")
+    tiny.save_pretrained(tmp_path / "m", dtype=None)
+    m2 = TeacherModel.from_pretrained(tmp_path / "m")
     for name, mod in tiny.modules().items():
         a, b = mod.state_dict(), m2.modules()[name].state_dict()
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert m2.preset == tiny.preset
     # the shipping format: bf16, shards <= 15 MB, a content hash that changes with the weights
-    tiny.save(tmp_path / "b")
-    m3 = TeacherModel.load(tmp_path / "b")
+    tiny.save_pretrained(tmp_path / "b")
+    m3 = TeacherModel.from_pretrained(tmp_path / "b")
     k = next(iter(tiny.unet.state_dict()))
     assert torch.equal(m3.unet.state_dict()[k], tiny.unet.state_dict()[k].bfloat16().float())
     assert all(f.stat().st_size <= 15 * 10 ** 6 for f in (tmp_path / "b").rglob("*.safetensors"))
@@ -172,8 +172,8 @@ def test_windows_cover_clip():
 
 def test_paper_preset_loads_external_folder(tmp_path):
     p = replace(PRESETS["tiny"], name="paper", width=512, height=320, frames=16)
-    TeacherModel.random(p).save(tmp_path / "paper", info={"trained": True})
-    m = TeacherModel.load(tmp_path / "paper")
+    TeacherModel.random(p).save_pretrained(tmp_path / "paper", info={"trained": True})
+    m = TeacherModel.from_pretrained(tmp_path / "paper")
     assert (m.preset.width, m.preset.height, m.preset.frames) == (512, 320, 16)
     assert resolve_model(tmp_path / "paper") == tmp_path / "paper"
     x = torch.randn(1, 2, 4, 320 // 4, 512 // 4)
@@ -181,7 +181,7 @@ def test_paper_preset_loads_external_folder(tmp_path):
     v = m.denoise(x, torch.tensor([999]), cat, torch.zeros(1, 4, 32))
     assert v.shape == x.shape
     with pytest.raises(FvgenError, match="not found"):
-        TeacherModel.load(tmp_path / "missing")
+        TeacherModel.from_pretrained(tmp_path / "missing")
     with pytest.raises(FvgenError, match="not found"):
         resolve_model(tmp_path / "missing")
 
@@ -198,7 +198,7 @@ def test_generate_refuses_without_weights(tmp_path):
         run("teacher")
     with pytest.raises(FvgenError, match="unknown generator"):
         run(str(tmp_path / "nope"))
-    TeacherModel.random("tiny").save(tmp_path / "untrained")  # random weights are refused too
+    TeacherModel.random("tiny").save_pretrained(tmp_path / "untrained")  # random weights are refused too
     with pytest.raises(FvgenError, match="untrained"):
         run(str(tmp_path / "untrained"))
     assert not (tmp_path / "out" / "generate").exists()
@@ -441,7 +441,7 @@ def test_train_teacher_resume_and_budget(tmp_path):
     r = train_teacher("tiny", tmp_path / "run", data=data, vae_steps=2, unet_steps=3, sample_every=3,
                       vae_augment=True)
     assert r["status"] == "done" and r["phase"] == "unet" and r["step"] == 3
-    meta = json.loads((tmp_path / "run" / "model" / "teacher.json").read_text())
+    _, meta = read_model_config(tmp_path / "run" / "model")
     assert meta["trained"] is True and meta["unet_steps"] == 3 and meta["ema"] is True
     assert (tmp_path / "run" / "samples" / "step_0000003.mp4").is_file()
     assert all(f.stat().st_size <= 16 * 2 ** 20 for f in (tmp_path / "run").rglob("*") if f.is_file())
@@ -614,9 +614,9 @@ def test_pixel_residual_model_trains_saves_and_samples(tiny_pixel, tmp_path):
     m = TeacherModel.random("tiny-pixel", seed=1)
     losses = _fit_fixed_batch(m, 16)
     assert losses[-1] < 0.7 * losses[0], losses
-    m.save(tmp_path / "px", dtype=None)
+    m.save_pretrained(tmp_path / "px", dtype=None)
     assert not (tmp_path / "px" / "vae").exists()
-    m2 = TeacherModel.load(tmp_path / "px")
+    m2 = TeacherModel.from_pretrained(tmp_path / "px")
     assert m2.vae is None and m2.preset == m.preset
     b = _batch(m.preset, B=1)
     for cfg in (1.0, 3.0):
@@ -656,7 +656,7 @@ def test_train_teacher_pixel_preset_skips_the_autoencoder(tmp_path):
     assert r["status"] == "done" and r["phase"] == "unet" and r["step"] == 2
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert not any(x.get("phase") == "vae" for x in log)
-    m = TeacherModel.load(Path(r["model"]))
+    m = TeacherModel.from_pretrained(Path(r["model"]))
     assert m.vae is None and m.info["vae_steps"] == 0
 
 

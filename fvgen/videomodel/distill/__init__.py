@@ -6,6 +6,6 @@
   encoder features and the discriminator's 3D heads.
 - :mod:`.train`: ``train_distill`` (GAN stage, then DMD stage; ablations; resumable, DDP).
 
-The saved student is a teacher-format model folder: ``TeacherModel.load`` and the teacher's
-sampler run it with ``steps=4, cfg=1`` (its ``teacher.json`` says so under ``student``).
+The saved student is a teacher-format model folder: ``TeacherModel.from_pretrained`` and the teacher's
+sampler run it with ``steps=4, cfg=1`` (its config's provenance says so under ``student``).
 """

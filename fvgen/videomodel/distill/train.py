@@ -29,7 +29,7 @@ the same example shards).
     log.jsonl        one line per logged step (stage, step, losses, D(real), D(fake), weight, ...)
     ckpt/            resume state: state.json (stage, step, data position), student/ (a model folder),
                      fake_unet/ fake_ref/ disc/ ema_unet/ ema_ref/, optim_student/ optim_fake/ optim_disc/
-    model/           the student (EMA weights, bf16; teacher.json says steps 4, cfg 1): what the
+    model/           the student (EMA weights, bf16; its config says steps 4, cfg 1): what the
                      teacher's loader and sampler run (``sample_latents(..., steps=4, cfg=1.0)``)
     samples/         <stage>_XXXXXXX.mp4 / .png: warp | student (4 steps) | ground truth
 """
@@ -68,7 +68,7 @@ RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings 
 @dataclass(frozen=True)
 class DistillConf:
     name: str = "embedded"
-    teacher: str = ""  # the teacher model folder (teacher.json, unet/, ref/, ...)
+    teacher: str = ""  # the teacher model folder (fvgen_model.json, unet/, ref/, ...)
     data: tuple[str, ...] = ()  # example shard folders, the teacher's (fvgen data build)
     val_source: str = ""  # examples whose meta.source contains this are left out
     ablation: str = "full"
@@ -164,7 +164,7 @@ def load_teacher(folder: str | Path, device, dtype=torch.float32) -> TeacherMode
     """The frozen teacher (eval mode, no parameter gradients)."""
     if not str(folder):
         raise FvgenError("no teacher model folder given (--teacher DIR: a model/ folder written by `fvgen train teacher`)")
-    t = TeacherModel.load(Path(folder), device, dtype)
+    t = TeacherModel.from_pretrained(Path(folder), device, dtype)
     for m in t.modules().values():
         m.requires_grad_(False)
     return t.eval()
@@ -346,7 +346,7 @@ class Distiller:
     def student_view(self, ema: bool = True) -> TeacherModel:
         """The student as a TeacherModel (the teacher's preset and schedule; EMA or live weights)."""
         parts = self.ema if ema else self.student_parts
-        m = TeacherModel(self.teacher.preset, parts["unet"], self.teacher.vae, parts["ref"], {})
+        m = TeacherModel(self.teacher.preset, unet=parts["unet"], vae=self.teacher.vae, ref=parts["ref"])
         m.scheduler_config = dict(self.teacher.scheduler_config)
         return m
 
@@ -380,7 +380,7 @@ class DistillRun(Run):
             self.state.update(saved, config=now, command=command or saved.get("command", ""))
             from diffusers import UNetSpatioTemporalConditionModel as UNet
 
-            s = TeacherModel.load(self.ckpt / "student", self.dev)
+            s = TeacherModel.from_pretrained(self.ckpt / "student", self.dev)
             student = {"unet": s.unet, "ref": s.ref}
             fake = {"unet": UNet.from_pretrained(self.ckpt / "fake_unet").to(self.dev),
                     "ref": RefEncoder.from_pretrained(self.ckpt / "fake_ref").to(self.dev)}
@@ -404,7 +404,8 @@ class DistillRun(Run):
         if self.dist.main:
             dd, tmp = self.dd, self.out / ".ckpt.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            dd.student_view(ema=False).save(tmp / "student", dtype=None, info={"trained": False, "checkpoint": True})
+            dd.student_view(ema=False).save_pretrained(tmp / "student", dtype=None,
+                                                       info={"trained": False, "checkpoint": True})
             for name, m in (("fake_unet", dd.fake_parts["unet"]), ("fake_ref", dd.fake_parts["ref"]),
                             ("disc", dd.heads), ("ema_unet", dd.ema["unet"]), ("ema_ref", dd.ema["ref"])):
                 m.save_pretrained(tmp / name, safe_serialization=True, max_shard_size=MAX_SHARD)
@@ -423,7 +424,7 @@ class DistillRun(Run):
         done = {"gan": self.state["step"] if self.state["stage"] == "gan" else c.gan_steps,
                 "dmd": self.state["step"] if self.state["stage"] == "dmd" else (c.dmd_steps if self.state["stage"] == "done" else 0)}
         teacher_info = {k: self.model.info.get(k) for k in ("unet_steps", "train_config") if k in self.model.info}
-        self.dd.student_view(ema=True).save(tmp, dtype=torch.bfloat16, info={
+        self.dd.student_view(ema=True).save_pretrained(tmp, dtype=torch.bfloat16, info={
             "trained": True, "ema": True,
             "student": {"steps": c.student_steps, "cfg": 1.0, "timesteps": student_timesteps(c.student_steps),
                         "ablation": c.ablation, "gan_steps": done["gan"], "dmd_steps": done["dmd"],

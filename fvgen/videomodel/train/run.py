@@ -69,9 +69,9 @@ class Run:
         resumed = resume and (self.ckpt / "state.json").is_file()
         if resumed:
             self.state.update(json.loads((self.ckpt / "state.json").read_text()))
-            self.model = TeacherModel.load(self.ckpt, self.dev, torch.float32)
+            self.model = TeacherModel.from_pretrained(self.ckpt, self.dev, torch.float32)
         elif conf.init_from:
-            self.model = TeacherModel.load(Path(conf.init_from), self.dev, torch.float32)
+            self.model = TeacherModel.from_pretrained(Path(conf.init_from), self.dev, torch.float32)
         else:
             self.model = TeacherModel.random(conf.preset, conf.seed).to(self.dev)
         if not resumed and self.model.vae is None:  # pixel space: no autoencoder phase
@@ -163,7 +163,7 @@ class Run:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-            self.model.save(tmp, dtype=None, info={"trained": False, "checkpoint": True})
+            self.model.save_pretrained(tmp, dtype=None, info={"trained": False, "checkpoint": True})
             if ema:
                 for k, m in ema.items():
                     m.save_pretrained(tmp / f"ema_{k}", safe_serialization=True, max_shard_size=MAX_SHARD)
@@ -181,11 +181,11 @@ class Run:
 
         tmp = self.out / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save(tmp, dtype=torch.bfloat16, modules=ema,
-                        info={"trained": True, "vae_steps": (self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"])
-                              if self.model.vae is not None else 0,
-                              "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
-                              "train_config": asdict(self.conf), "ema": bool(ema)})
+        vae_steps = self.conf.vae_steps if self.state["phase"] == "unet" else self.state["step"]
+        self.model.save_pretrained(tmp, dtype=torch.bfloat16, modules=ema,
+                                   info={"trained": True, "vae_steps": vae_steps if self.model.vae is not None else 0,
+                                         "unet_steps": self.state["step"] if self.state["phase"] == "unet" else 0,
+                                         "train_config": asdict(self.conf), "ema": bool(ema)})
         shutil.rmtree(self.out / "model", ignore_errors=True)
         os.replace(tmp, self.out / "model")
 
@@ -333,7 +333,7 @@ class Run:
         from ..sample import sample_latents
 
         m = self.model
-        view = TeacherModel(m.preset, ema["unet"], m.vae, ema["ref"])
+        view = TeacherModel(m.preset, unet=ema["unet"], vae=m.vae, ref=ema["ref"])
         view.scheduler_config = m.scheduler_config
         view.eval()
         out = sample_latents(view, batch["ref"][:1], batch["warp"][:1], batch["mask"][:1], self.conf.sample_steps,
