@@ -330,6 +330,18 @@ data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trainin
 app.add_typer(data_app, name="data")
 
 
+def _finish_training(result: dict) -> None:
+    """The training summary as one JSON line (rank 0 of a torchrun job), then the process group closed."""
+    import json
+
+    import torch
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(result))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 @train_app.command("teacher")
 @handle_errors
 def train_teacher(
@@ -351,7 +363,6 @@ def train_teacher(
 ):
     """Train (or resume) the point-cloud-conditioned video diffusion teacher. Several GPUs:
     torchrun --nproc_per_node=N -m fvgen train teacher ..."""
-    import json
 
     from .videomodel.train import train_teacher as run
 
@@ -359,12 +370,7 @@ def train_teacher(
               num_workers=workers, stop_file=stop_file, data=tuple(str(d) for d in data) or None,
               init_from=str(init_from) if init_from else None, batch_size=batch_size, vae_steps=vae_steps,
               unet_steps=unet_steps)
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(json.dumps(res))
-    import torch
-
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    _finish_training(res)
 
 
 @train_app.command("distill")
@@ -389,7 +395,6 @@ def train_distill(
     """Distil the teacher into a 4-step student: a GAN stage on the teacher's features, then
     distribution matching with the softened reverse KL (FVGen). Several GPUs:
     torchrun --nproc_per_node=N -m fvgen train distill ..."""
-    import json
 
     from .pipeline import command_line
     from .videomodel.distill.train import train_distill as run
@@ -398,12 +403,7 @@ def train_distill(
               num_workers=workers, stop_file=stop_file, command=command_line(),
               data=tuple(str(d) for d in data) or None, gan_steps=gan_steps, dmd_steps=dmd_steps,
               batch_size=batch_size)
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(json.dumps(res))
-    import torch
-
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    _finish_training(res)
 
 
 @data_app.command("build")

@@ -521,7 +521,7 @@ def _colmap_dense(images, cameras, sparse_points, conf: ColmapMvsConf, workdir: 
     import pycolmap
 
     from ..core.images import fit_size, resize_image
-    from .mvs import _voxel_average, statistical_inliers, stereo_views
+    from .mvs import clean_cloud, stereo_views
 
     t0 = time.time()
     images, cams = stereo_views(images, cameras)
@@ -564,26 +564,11 @@ def _colmap_dense(images, cameras, sparse_points, conf: ColmapMvsConf, workdir: 
     cloud = read_fused_ply(workdir / "fused.ply", N)
     xyz = cloud.xyz.astype(np.float64)
     rgb, cf = cloud.rgb, cloud.conf if cloud.conf is not None else np.ones(len(cloud), np.float32)
-    n_fused = len(xyz)
-    n_sor, voxel = n_fused, 0.0
-    if n_fused and conf.outlier_neighbors > 0 and n_fused > conf.outlier_neighbors + 1:
-        ind = statistical_inliers(xyz, conf.outlier_neighbors, conf.outlier_std_ratio)
-        xyz, rgb, cf = xyz[ind], rgb[ind], cf[ind]
-        n_sor = len(xyz)
-    if len(xyz) and conf.voxel_fraction > 0:
-        lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
-        voxel = conf.voxel_fraction * float(np.linalg.norm(hi - lo))
-        if voxel > 0:
-            xyz, rgb, cf = _voxel_average(xyz, rgb, cf, voxel)
-    out = PointCloud(xyz.astype(np.float32), np.clip(rgb, 0, 1).astype(np.float32),
-                     np.clip(cf, 1e-3, 1).astype(np.float32))
+    out, info = clean_cloud(xyz, rgb, cf, conf)
     info = {
         "backend": "colmap",
         "pycolmap": getattr(pycolmap, "__version__", "?"),
-        "points_fused": int(n_fused),
-        "points_after_outliers": int(n_sor),
-        "points": int(len(out)),
-        "voxel_size": float(voxel),
+        **info,
         "stereo_size": [int(W), int(H)],
         "range_source": source,
         "depth_ranges": [[float(a), float(b)] for a, b in ranges],

@@ -433,6 +433,28 @@ def _geometric_fusion(depths: list[torch.Tensor], valid: list[torch.Tensor], cam
     return results
 
 
+def clean_cloud(xyz: np.ndarray, rgb: np.ndarray, conf_values: np.ndarray, conf) -> tuple[PointCloud, dict]:
+    """The fused points of a dense-stereo backend, cleaned as every backend does: statistical
+    outlier removal (``conf.outlier_neighbors``, ``outlier_std_ratio``), then averaging per voxel of
+    ``conf.voxel_fraction`` x the cloud's 2-98 % extent. ``xyz`` (N, 3), ``rgb`` (N, 3) in [0, 1],
+    ``conf_values`` (N,). Returns the cloud and its point counts for the stage's record."""
+    n_fused, voxel = len(xyz), 0.0
+    xyz = np.asarray(xyz, np.float64)
+    if n_fused and conf.outlier_neighbors > 0 and n_fused > conf.outlier_neighbors + 1:
+        ind = statistical_inliers(xyz, conf.outlier_neighbors, conf.outlier_std_ratio)
+        xyz, rgb, conf_values = xyz[ind], rgb[ind], conf_values[ind]
+    n_sor = len(xyz)
+    if len(xyz) and conf.voxel_fraction > 0:
+        lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
+        voxel = conf.voxel_fraction * float(np.linalg.norm(hi - lo))
+        if voxel > 0:
+            xyz, rgb, conf_values = _voxel_average(xyz, rgb, conf_values, voxel)
+    cloud = PointCloud(xyz.astype(np.float32), np.clip(rgb, 0, 1).astype(np.float32),
+                       np.clip(conf_values, 1e-3, 1).astype(np.float32))
+    return cloud, {"points_fused": int(n_fused), "points_after_outliers": int(n_sor), "points": int(len(cloud)),
+                   "voxel_size": float(voxel)}
+
+
 def _voxel_average(xyz: np.ndarray, rgb: np.ndarray, cf: np.ndarray, voxel: float):
     q = np.floor((xyz - xyz.min(0)) / voxel).astype(np.int64)
     dims = q.max(0) + 1
@@ -524,27 +546,8 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
     xyz = torch.cat(xyz).cpu().numpy().astype(np.float64)
     rgb = torch.cat(rgb).cpu().numpy()
     cf = torch.cat(cf).cpu().numpy()
-    n_fused = len(xyz)
-
-    n_sor = n_fused
-    voxel = 0.0
-    if n_fused and conf.outlier_neighbors > 0 and n_fused > conf.outlier_neighbors + 1:
-        ind = statistical_inliers(xyz, conf.outlier_neighbors, conf.outlier_std_ratio)
-        xyz, rgb, cf = xyz[ind], rgb[ind], cf[ind]
-        n_sor = len(xyz)
-    if len(xyz) and conf.voxel_fraction > 0:
-        lo, hi = np.percentile(xyz, 2, axis=0), np.percentile(xyz, 98, axis=0)
-        extent = float(np.linalg.norm(hi - lo))
-        voxel = conf.voxel_fraction * extent
-        if voxel > 0:
-            xyz, rgb, cf = _voxel_average(xyz, rgb, cf, voxel)
-    cloud = PointCloud(xyz.astype(np.float32), np.clip(rgb, 0, 1).astype(np.float32),
-                       np.clip(cf, 1e-3, 1).astype(np.float32))
-    info = {
-        "points_fused": int(n_fused),
-        "points_after_outliers": int(n_sor),
-        "points": int(len(cloud)),
-        "voxel_size": float(voxel),
+    cloud, info = clean_cloud(xyz, rgb, cf, conf)
+    info.update({
         "stereo_size": [int(W), int(H)],
         "range_source": source,
         "depth_ranges": [[float(a), float(b)] for a, b in ranges],
@@ -555,7 +558,7 @@ def dense_point_cloud(images: np.ndarray, cameras: list[Camera], sparse: PointCl
         "seconds_propagation": round(t_prop, 3),
         "seconds": round(time.time() - t0, 3),
         "conf": asdict(conf),
-    }
+    })
     if return_depths:
         info["depths"] = [d.cpu().numpy() for d in depths]
         info["masks"] = [k.cpu().numpy() for k, _, _ in fused]
