@@ -34,9 +34,11 @@ class PriorsConf:
 
 
 def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Path | None,
-                   device: str, progress=None) -> tuple[Priors, LoadedImages]:
+                   device: str, progress=None, sfm_images: LoadedImages | None = None) -> tuple[Priors, LoadedImages]:
     """Run the configured backend; returns the priors and the (undistorted) images they refer to.
-    ``progress(done, fields)`` is called after each of its two steps (poses, dense cloud)."""
+    ``progress(done, fields)`` is called after each of its two steps (poses, dense cloud).
+    ``sfm_images``: the same photos at ``conf.sfm.max_image_size``, from which poses are estimated
+    when none are given (their cameras are then scaled to ``images``)."""
     progress = progress or (lambda done, fields=None: None)
     known = load_poses(poses, images.names, images.size) if poses is not None else None
     if known is not None and any(c.dist for c in known):
@@ -47,7 +49,13 @@ def compute_priors(images: LoadedImages, conf: PriorsConf, work: Path, poses: Pa
         from .mvs_backend import dense_cloud
         from .sfm import estimate_poses
 
-        cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
+        if known is None and sfm_images is not None and sfm_images.size != images.size:
+            cams, sparse, info = estimate_poses(sfm_images, conf.sfm, work / "sfm")
+            cams = [c.scaled(*images.size) for c in cams]
+            info["image_size"] = list(sfm_images.size)
+        else:  # known cameras: SfM only triangulates sparse points, at the working size
+            cams, sparse, info = estimate_poses(images, conf.sfm, work / "sfm", known_cameras=known)
+            info["image_size"] = list(images.size)
         progress(1, {"step": "dense stereo"})
         if any(c.dist for c in cams):
             pairs = [undistort_image(im, c) for im, c in zip(images.images, cams)]

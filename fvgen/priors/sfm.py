@@ -68,6 +68,9 @@ class SfmConf:
     # auto: SIFT first (fast, the better focal on forward-facing views), XFeat + LighterGlue when a
     # view does not register (wide baselines: DTU); or one of them alone
     matcher: str = "auto"
+    # Estimated poses come from the photos at up to this long side (never upscaled), then the cameras
+    # are scaled to the working images: XFeat at 320 px put DTU's focal 35 % short, at 384 px 0.6 %.
+    max_image_size: int = 1024
     max_keypoints: int | None = None  # SIFT max_num_features / XFeat top_k; None: 8192 / 4096
     relaxed: bool = True  # relaxed mapper thresholds for few, wide-baseline views (module doc)
     camera_model: str = "SIMPLE_PINHOLE"  # or SIMPLE_RADIAL (k1 is ill-posed from 3 views)
@@ -88,6 +91,8 @@ class SfmConf:
     def __post_init__(self):
         if self.matcher not in MATCHERS:
             raise FvgenError(f"unknown matcher {self.matcher!r} (choose from {', '.join(MATCHERS)})")
+        if self.max_image_size < 64:
+            raise FvgenError(f"priors.sfm.max_image_size must be at least 64, got {self.max_image_size}")
         if self.camera_model not in CAMERA_MODELS:
             raise FvgenError(f"unsupported camera model {self.camera_model!r} "
                              f"(choose from {', '.join(CAMERA_MODELS)})")

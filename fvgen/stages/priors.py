@@ -92,9 +92,12 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
         from ..core.progress import progress_bar
 
         images = load_images(inputs.image_files, images_conf.max_size)
+        sfm_images = None
+        if conf.backend == "sfm" and inputs.poses is None and conf.sfm.max_image_size > max(images.size):
+            sfm_images = load_images(inputs.image_files, conf.sfm.max_image_size)
         with progress_bar(f"priors ({conf.backend})", 2) as update:
             update(0, {"step": "poses" if conf.backend == "sfm" else "pairs + alignment"})
-            priors, images = compute_priors(images, conf, tmp, inputs.poses, device, update)
+            priors, images = compute_priors(images, conf, tmp, inputs.poses, device, update, sfm_images)
         for name, img in zip(images.names, images.images):
             save_image(tmp / "images" / f"{Path(name).stem}.png", img)
         priors.info["image_files"] = [str(Path(p).resolve()) for p in inputs.image_files]
