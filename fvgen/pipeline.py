@@ -248,7 +248,9 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
         gt_test = load_poses(scene_dir, [f.name for f in test_files], size)
         alignment = None
         test_cams = gt_test
-        if poses == "estimated":  # mapped onto the train cameras the splats were fitted to (refined or not)
+        # Test cameras go into the frame of the train cameras the splats were fitted to: estimated
+        # ones, or ground-truth ones the fit refined (the refinement may shift the frame a little).
+        if poses == "estimated" or conf.fit.pose_refine:
             gt_train = load_poses(scene_dir, [f.name for f in train_files], size)
             test_cams, alignment = map_test_cameras(gt_train, fit_stage.input_cameras(fit_res, pri.cameras), gt_test)
             alignment["train_cameras"] = "refined by the fit" if conf.fit.pose_refine else "priors"
