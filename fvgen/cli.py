@@ -52,6 +52,10 @@ Matcher = Annotated[Optional[str], typer.Option(
     "--matcher", help="SfM matches: auto (SIFT, then XFeat + LighterGlue when a view does not register), sift or "
     "xfeat-lighterglue (default: the preset's)")]
 Iterations = Annotated[Optional[int], typer.Option("--iterations", help="3DGS fit steps (default: the preset's)")]
+PoseRefine = Annotated[Optional[bool], typer.Option(
+    "--pose-refine/--no-pose-refine", help="refine the input cameras' poses jointly with the 3DGS fit (for estimated "
+    "poses; the first camera and the scene scale stay fixed); exports and eval use the refined cameras "
+    "(default: the preset's fit.pose_refine)")]
 GeneratorOpt = Annotated[Optional[str], typer.Option(
     "--generator", "-g", help="what makes the novel views the fit also learns from: none (the photos alone), fill "
     "(the warp with its holes harmonically filled), teacher / student (shipped video models), or a model folder "
@@ -155,6 +159,7 @@ def reconstruct(
     clip_vocab: ClipVocab = None,
     matcher: Matcher = None,
     iterations: Iterations = None,
+    pose_refine: PoseRefine = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
@@ -166,7 +171,8 @@ def reconstruct(
     from .pipeline import reconstruct as run
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
-                                           "fit.iterations": iterations, "generate.generator": generator,
+                                           "fit.iterations": iterations, "fit.pose_refine": pose_refine,
+                                           "generate.generator": generator,
                                            "generate.views": generated_views, "priors.sfm.verbose": verbose or None,
                                            **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
@@ -263,6 +269,7 @@ def eval_(
     out: OutDir = Path("fvgen_eval"),
     preset: Preset = None,
     iterations: Iterations = None,
+    pose_refine: PoseRefine = None,
     matcher: Matcher = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
@@ -284,7 +291,8 @@ def eval_(
     from .pipeline import evaluate
 
     n = len(scene_image_files(scene_dir))
-    conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "priors.sfm.matcher": matcher,
+    conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "fit.pose_refine": pose_refine,
+                                           "priors.sfm.matcher": matcher,
                                            "generate.generator": generator, "generate.views": generated_views,
                                            "eval.align_test_poses": align_test_poses, "eval.align_steps": align_steps,
                                            "priors.sfm.verbose": verbose or None,

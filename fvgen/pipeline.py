@@ -7,7 +7,8 @@ Output folder layout (``OUT``):
 - ``priors/``, ``fit/``, ``warp/<traj>/``: the stage folders (see :mod:`fvgen.stages`)
 - ``scene.ply``: the fitted splats (INRIA layout, input cameras' frame)
 - ``cameras/transforms.json``, ``cameras/cameras.json`` and ``cameras/colmap/`` (COLMAP text
-  model with the sparse points): every input camera
+  model with the sparse points): every input camera (as the fit refined it with
+  ``fit.pose_refine``)
 - ``renders/``: the scene rendered at the input cameras
 - ``run.json``: per stage its cache key, ``computed`` or ``cached``, seconds and key figures
 """
@@ -79,7 +80,8 @@ def export(out: Path, priors: StageResult, fit: StageResult, generated: StageRes
     cams_tmp = out / ".cameras.tmp"
     shutil.rmtree(cams_tmp, ignore_errors=True)
     shutil.copytree(priors.path / "images", cams_tmp / "images")  # the pixels the cameras refer to
-    cams = [replace(c, name=f"{Path(c.name).stem}.png") for c in pri.cameras]
+    # the cameras the splats were fitted to: refined ones with fit.pose_refine
+    cams = [replace(c, name=f"{Path(c.name).stem}.png") for c in fit_stage.input_cameras(fit, pri.cameras)]
     prefix = "images/"
     if generated is not None:  # every generated frame with its camera, beside the photos
         shutil.copytree(generated.path / "rgb", cams_tmp / "generated")
@@ -246,9 +248,12 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
         gt_test = load_poses(scene_dir, [f.name for f in test_files], size)
         alignment = None
         test_cams = gt_test
-        if poses == "estimated":
+        # Test cameras go into the frame of the train cameras the splats were fitted to: estimated
+        # ones, or ground-truth ones the fit refined (the refinement may shift the frame a little).
+        if poses == "estimated" or conf.fit.pose_refine:
             gt_train = load_poses(scene_dir, [f.name for f in train_files], size)
-            test_cams, alignment = map_test_cameras(gt_train, pri.cameras, gt_test)
+            test_cams, alignment = map_test_cameras(gt_train, fit_stage.input_cameras(fit_res, pri.cameras), gt_test)
+            alignment["train_cameras"] = "refined by the fit" if conf.fit.pose_refine else "priors"
         targets = [undistort_image(resize_image(read_image(f), *size), c)[0] for f, c in zip(test_files, gt_test)]
         splats = load_ply(fit_res.path / "scene.ply", device=device)
         scores = score_heldout(splats, test_cams, targets, [f.name for f in test_files], out, conf.eval)

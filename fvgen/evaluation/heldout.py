@@ -2,7 +2,9 @@
 
 ``--poses estimated`` runs the priors from the train images alone; :func:`map_test_cameras` then
 maps the ground-truth test cameras into the estimated frame by the similarity that aligns the
-ground-truth train cameras to the estimated ones (:func:`fvgen.core.cameras.align_cameras`); test
+ground-truth train cameras to the estimated ones (:func:`fvgen.core.cameras.align_cameras`) --
+the train cameras the splats were fitted to, i.e. as the fit refined them with
+``fit.pose_refine`` (``fvgen.stages.fit.input_cameras``); test
 intrinsics are the ground truth's, with the train views' estimated/true focal ratio.
 :func:`score_views` renders the test cameras and writes ``compare/<view>.png`` (ground truth |
 render | |error| x4) with per-view PSNR / SSIM (and LPIPS when its weights are installed);
@@ -56,7 +58,8 @@ def parse_indices(text: str, n: int, what: str) -> list[int]:
 
 def map_test_cameras(gt_train: Sequence[Camera], est_train: Sequence[Camera],
                      gt_test: Sequence[Camera]) -> tuple[list[Camera], dict]:
-    """Ground-truth test cameras in the frame of the estimated train cameras, and how they were mapped."""
+    """Ground-truth test cameras in the frame of the estimated train cameras, and how they were mapped.
+    ``est_train`` must be the cameras the scene was fitted to (refined ones when the fit refined them)."""
     sim = align_cameras(gt_train, est_train)
     resid = [float(np.linalg.norm(sim.apply_points(g.center) - e.center)) for g, e in zip(gt_train, est_train)]
     # The scene was fitted with the estimated focal: test views use the ground-truth intrinsics

@@ -20,6 +20,7 @@ from ..core.cameras import Camera
 from ..core.pointcloud import PointCloud
 from ..render.gaussians import gsplat_camera, rasterize_at
 from ..render.splats import init_splats, num_sh_bases
+from .poses import InputPoseRefiner, pose_changes
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,25 @@ class FitConf:
     generated_weight_end: float = 0.5
     generated_start: float = 0.0
     generated_stop: float = 1.0
+    # Joint refinement of the input cameras' poses (estimated poses; :mod:`fvgen.fit.poses`):
+    # from ``pose_refine_start`` x iterations (the Gaussians settle first), Adam at ``pose_lr`` per
+    # step on a 6-D rotation offset and a translation in scene-scale units, decaying 10x by the
+    # end. The first input camera and the scene scale stay fixed; generated views keep their cameras.
+    pose_refine: bool = False
+    pose_lr: float = 5e-4
+    pose_refine_start: float = 0.2
 
     def __post_init__(self):
         from ..core.errors import FvgenError
+
+        if not isinstance(self.pose_refine, bool):
+            raise FvgenError(f"fit.pose_refine must be true or false, got {self.pose_refine!r}")
+        if isinstance(self.pose_lr, bool) or not isinstance(self.pose_lr, (int, float)) \
+                or not 0.0 < self.pose_lr <= 0.1:
+            raise FvgenError(f"fit.pose_lr must be in (0, 0.1], got {self.pose_lr!r}")
+        if isinstance(self.pose_refine_start, bool) or not isinstance(self.pose_refine_start, (int, float)) \
+                or not 0.0 <= self.pose_refine_start < 1.0:
+            raise FvgenError(f"fit.pose_refine_start must be in [0, 1), got {self.pose_refine_start!r}")
 
         for name in ("input_share", "generated_start", "generated_stop"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -205,9 +222,12 @@ def random_frustum_points(views: "FitViews", prior: PointCloud, n: int, seed: in
 
 
 def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str | torch.device = "cpu",
-                  progress: Callable[[int, dict], None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimise Gaussians on ``views`` starting from ``init``. Returns the raw parameters (on CPU)
-    and figures (iterations, seconds, iterations/s, final loss, Gaussians)."""
+                  progress: Callable[[int, dict], None] | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict, list[Camera]]:
+    """Optimise Gaussians on ``views`` starting from ``init``. Returns the raw parameters (on CPU),
+    figures (iterations, seconds, iterations/s, final loss, Gaussians; with ``conf.pose_refine``
+    also ``pose_refine``: per input camera the change in degrees and scene units) and the input
+    cameras the splats were fitted to (refined with ``conf.pose_refine``, else as given)."""
     torch.manual_seed(conf.seed)
     rng = np.random.default_rng(conf.seed)
     device = torch.device(device)
@@ -245,6 +265,13 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         raise FvgenError("all training views must have one image size")
     viewmats_all, Ks_all = gsplat_camera(cams, device)
     W, H = cams[0].width, cams[0].height
+    refiner, pose_opt, pose_start, pose_decay = None, None, 0, 1.0
+    if conf.pose_refine and n_inputs >= 2:
+        c2w = torch.tensor(np.stack([c.c2w for c in cams[:n_inputs]]), dtype=torch.float64, device=device)
+        refiner = InputPoseRefiner(c2w, scale).to(device)
+        pose_opt = torch.optim.Adam([refiner.delta], lr=conf.pose_lr, eps=1e-15)
+        pose_start = int(conf.pose_refine_start * conf.iterations)
+        pose_decay = 0.1 ** (1.0 / max(conf.iterations - pose_start, 1))
     start = time.perf_counter()
     loss_val = float("nan")
     sampler = ViewSampler(n_inputs, V, conf, rng)
@@ -252,7 +279,12 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         batch, scale_w = sampler.draw(step, bs)
         sh_degree = min(step // max(conf.sh_degree_interval, 1), conf.sh_degree)
         b = torch.tensor(batch)
-        colors, alphas, info = rasterize_at(splats, viewmats_all[b], Ks_all[b], W, H, sh_degree)
+        refining = refiner is not None and step >= pose_start and any(0 < i < n_inputs for i in batch)
+        if refining:  # input cameras from the pose deltas (gradients reach them), the rest fixed
+            viewmats = torch.cat([refiner.viewmats(), viewmats_all[n_inputs:]])[b]
+        else:
+            viewmats = viewmats_all[b]
+        colors, alphas, info = rasterize_at(splats, viewmats, Ks_all[b], W, H, sh_degree)
         if strategy is not None:
             strategy.step_pre_backward(splats, optimizers, state, step, info)
         w = None if weights is None else weights[b]
@@ -274,6 +306,12 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
             opt.zero_grad(set_to_none=True)
         for g in optimizers["means"].param_groups:
             g["lr"] *= means_decay
+        if refining:
+            pose_opt.step()
+            pose_opt.zero_grad(set_to_none=True)
+        if refiner is not None and step >= pose_start:
+            for g in pose_opt.param_groups:
+                g["lr"] *= pose_decay
         if strategy is not None:
             if conf.strategy == "mcmc":
                 strategy.step_post_backward(splats, optimizers, state, step, info,
@@ -290,5 +328,11 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
                "iterations_per_s": round(conf.iterations / max(seconds, 1e-9), 2),
                "final_loss": loss_val, "gaussians": int(len(out["means"])),
                "init_points": int(len(pts)), "device": str(device)}
+    input_cams = list(cams[:n_inputs])
+    if refiner is not None:
+        refined = refiner.refined_cameras(input_cams)
+        figures["pose_refine"] = {"start_step": pose_start, "lr": conf.pose_lr,
+                                  **pose_changes(input_cams, refined)}
+        input_cams = refined
     assert out["shN"].shape[1] == num_sh_bases(conf.sh_degree) - 1
-    return out, figures
+    return out, figures, input_cams

@@ -832,7 +832,9 @@ def rasterize_at(splats: dict[str, torch.Tensor], viewmats: torch.Tensor, Ks: to
                  height: int, sh_degree: int | None = None, background: torch.Tensor | None = None,
                  render_mode: str = "RGB"):
     """:func:`render_splats` for cameras already in gsplat's form (viewmats [C, 4, 4], Ks [C, 3, 3]
-    on the splats' device): what the fit loop calls, with no per-step host-to-device copies."""
+    on the splats' device): what the fit loop calls, with no per-step host-to-device copies.
+    ``viewmats`` may carry gradients (the fit's pose refinement, :mod:`fvgen.fit.poses`): our torch
+    rasterizer is plain autograd in them and gsplat's CUDA projection returns their gradient."""
     device = splats["means"].device
     colors = torch.cat([splats["sh0"], splats["shN"]], 1)
     if sh_degree is None:

@@ -2,8 +2,11 @@
 
 Reads ``OUT/priors/`` (images, cameras, dense points for the initialisation) and optionally
 generated views (a generate stage folder: frames, cameras, per-pixel confidence masks); writes
-``OUT/fit/``: ``scene.ply`` (INRIA layout, input cameras' frame), ``renders/*.png`` at the input
-cameras and the fit's figures (``train_psnr`` is over the input views only). How generated views
+``OUT/fit/``: ``scene.ply`` (INRIA layout, input cameras' frame), ``cameras.json`` (the input
+cameras the splats were fitted to, in the priors' ``cameras_opencv.json`` schema: refined with
+``fit.pose_refine``, else the priors' own), ``renders/*.png`` at those cameras and the fit's
+figures (``train_psnr`` is over the input views only; with ``fit.pose_refine`` also
+``pose_refine``: per input camera its change in degrees and scene units). How generated views
 enter the fit (share of steps, weight, window) is :class:`fvgen.fit.FitConf`'s.
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from ..core.cache import StageResult, cache_key, run_stage
-from ..core.cameras import Camera
+from ..core.cameras import Camera, read_cameras_opencv_json, write_cameras_opencv_json
 from ..core.metrics import psnr
 from ..core.video import write_pngs
 from ..fit import FitConf, FitViews, fit_gaussians
@@ -41,14 +44,18 @@ class ExtraViews:
 
 
 GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop")
+POSE_FIELDS = ("pose_refine", "pose_lr", "pose_refine_start")
 
 
 def key(conf: FitConf, priors_result: StageResult, extra: Sequence[ExtraViews], device: str) -> str:
-    """The fit's cache key; the settings of generated views enter it only when there are some, so a
-    fit of the photos alone keeps the key it had before generated views existed."""
+    """The fit's cache key; the settings of generated views enter it only when there are some, and
+    those of pose refinement only when it is on, so a fit without them keeps the key it had before
+    they existed."""
     settings = asdict(conf)
     if not extra:
         settings = {k: v for k, v in settings.items() if k not in GENERATED_FIELDS}
+    if not conf.pose_refine:
+        settings = {k: v for k, v in settings.items() if k not in POSE_FIELDS}
     return cache_key(NAME, VERSION, settings, priors_result.token, *[e.key for e in extra],
                      weights=[e.weight for e in extra], device=device)
 
@@ -77,16 +84,32 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
             weights = torch.cat([weights, torch.full((len(ecams),), e.weight)])
             masks = torch.cat([masks, torch.from_numpy(emasks).float()])
         views = FitViews(images, cams, weights, masks if extra else None, inputs=len(pri.cameras))
-        splats, figures = fit_gaussians(views, pri.points, conf, device, progress)
+        splats, figures, input_cams = fit_gaussians(views, pri.points, conf, device, progress)
         save_ply(splats, tmp / "scene.ply")
+        write_cameras_opencv_json(input_cams, tmp / "cameras.json")
         n_in = len(pri.cameras)
         with torch.no_grad():
             dev_splats = {k: v.to(device) for k, v in splats.items()}
-            renders = [render_splats(dev_splats, [c])[0][0].clamp(0, 1).cpu() for c in pri.cameras]
-        write_pngs(tmp / "renders", [r.numpy() for r in renders], [Path(c.name).stem for c in pri.cameras])
+            renders = [render_splats(dev_splats, [c])[0][0].clamp(0, 1).cpu() for c in input_cams]
+        write_pngs(tmp / "renders", [r.numpy() for r in renders], [Path(c.name).stem for c in input_cams])
         figures["train_psnr"] = float(np.mean([psnr(r, images[i]) for i, r in enumerate(renders)]))
         figures["input_views"] = n_in
         figures["extra_views"] = len(cams) - n_in
         return figures
 
     return run_stage(root, NAME, k, compute, force)
+
+
+def input_cameras(fit_result: StageResult, priors_cameras: Sequence[Camera]) -> list[Camera]:
+    """The input cameras the fit's splats belong to: ``fit/cameras.json`` (refined by
+    ``fit.pose_refine``, else the priors' own); the priors' cameras for a fit folder written before
+    that file existed."""
+    path = Path(fit_result.path) / "cameras.json"
+    if not path.exists():
+        return list(priors_cameras)
+    cams = read_cameras_opencv_json(path)
+    if len(cams) != len(priors_cameras):
+        from ..core.errors import FvgenError
+
+        raise FvgenError(f"{path} lists {len(cams)} cameras, the priors {len(priors_cameras)}: rerun with --force fit")
+    return cams
