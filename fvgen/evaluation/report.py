@@ -84,7 +84,9 @@ def write_report(out: Path, title: str, inputs: Sequence[tuple[str, np.ndarray]]
         parts.append("<h2>Held-out views</h2><p>" + html.escape(
             f"PSNR {res.get('psnr', float('nan')):.2f} dB, SSIM {res.get('ssim', float('nan')):.3f}, LPIPS "
             f"{'n/a (' + str(metrics.get('lpips_reason')) + ')' if lp is None else f'{lp:.3f}'}; poses "
-            f"{metrics.get('poses')}, generator {metrics.get('generator', 'none')}") + "</p>")
+            f"{metrics.get('poses')}, generator {metrics.get('generator', 'none')}"
+            + (f"; test poses aligned (as given: {raw['psnr']:.2f} dB, SSIM {raw['ssim']:.3f})"
+               if metrics.get("headline") == "aligned" and (raw := metrics.get("results_raw")) else "")) + "</p>")
         figs = []
         for row in metrics.get("per_view", []):
             f = Path(compare or "") / f"{Path(row['view']).stem}.png"
