@@ -539,6 +539,13 @@ def rotmat_to_quat_wxyz(R: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- dispatch
 
+# The files load_poses reads, in the order a folder is searched for them, and a COLMAP model's
+# camera and image files (its points3D file is read for the sparse points, never for the poses).
+POSE_FILE_NAMES = ("cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz")
+COLMAP_CAMERA_FILES = ("cameras.txt", "cameras.bin")
+COLMAP_IMAGE_FILES = ("images.txt", "images.bin")
+COLMAP_MODEL_FILES = COLMAP_CAMERA_FILES + COLMAP_IMAGE_FILES + ("points3D.txt", "points3D.bin")
+
 
 def load_poses(path: Path, image_names: Sequence[str], image_size: tuple[int, int],
                dtu_crop: tuple[tuple[float, float], tuple[int, int] | None] | None = None) -> list[Camera]:
@@ -574,12 +581,12 @@ def pose_source(path: Path) -> Path:
         if path.suffix not in (".json", ".npy", ".npz"):
             raise FvgenError(f"{path}: not a pose file (.json, poses_bounds.npy or cameras.npz)")
         return path
-    for name in ("cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz"):
+    for name in POSE_FILE_NAMES:
         if (path / name).is_file():
             return path / name
     for p in (path / "sparse" / "0", path / "sparse", path):
-        if p.is_dir() and any((p / f).exists() for f in ("cameras.txt", "cameras.bin")) and any(
-                (p / f).exists() for f in ("images.txt", "images.bin")):
+        if p.is_dir() and any((p / f).exists() for f in COLMAP_CAMERA_FILES) and any(
+                (p / f).exists() for f in COLMAP_IMAGE_FILES):
             return p
     raise FvgenError(f"{path}: no supported pose file (cameras_opencv.json, transforms.json, "
                      "poses_bounds.npy, cameras.npz or a COLMAP model)")
@@ -590,7 +597,7 @@ def pose_source_files(path: Path) -> list[Path]:
     cache keys): the pose file or COLMAP model files, never anything else in the folder."""
     p = pose_source(path)
     if p.is_dir():
-        return sorted(f for f in p.iterdir() if f.name in ("cameras.txt", "cameras.bin", "images.txt", "images.bin"))
+        return sorted(f for f in p.iterdir() if f.name in COLMAP_CAMERA_FILES + COLMAP_IMAGE_FILES)
     return [p]
 
 

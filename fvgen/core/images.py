@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .cameras import COLMAP_MODEL_FILES, POSE_FILE_NAMES
 from .errors import FvgenError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
@@ -33,12 +34,6 @@ class LoadedImages:
     @property
     def size(self) -> tuple[int, int]:
         return self.images.shape[2], self.images.shape[1]
-
-
-# camera files of the formats fvgen.core.cameras reads, often kept beside the photos
-POSE_FILE_NAMES = frozenset({"cameras_opencv.json", "transforms.json", "poses_bounds.npy", "cameras.npz",
-                             "cameras.txt", "images.txt", "points3D.txt", "cameras.bin", "images.bin",
-                             "points3D.bin"})
 
 
 def list_image_files(folder: Path, strict: bool = True, notify: bool = False) -> list[Path]:
@@ -65,7 +60,7 @@ def list_image_files(folder: Path, strict: bool = True, notify: bool = False) ->
     if notify:  # pose files beside the photos are expected (``--poses`` reads them): no notice for those
         skipped = sorted(p.name for p in folder.iterdir()
                          if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
-                         and p.name not in POSE_FILE_NAMES)
+                         and p.name not in POSE_FILE_NAMES + COLMAP_MODEL_FILES)
         if skipped:
             from .progress import notice
 
