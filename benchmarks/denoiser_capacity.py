@@ -69,7 +69,7 @@ def main() -> int:
     torch.set_num_threads(2)
     from fvgen.videomodel.data import ExampleBank
     from fvgen.videomodel.model import TeacherModel
-    from fvgen.videomodel.train import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
+    from fvgen.videomodel.train.steps import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
 
     W, H = a.size
     bank = ExampleBank(a.data, a.frames)

@@ -16,7 +16,8 @@
 #   eval (230)            eval_scenes.py on $DATA, runs cached under $RUNS (priors made on the CPU with
 #                         --priors-only); $ITERATIONS (one number) overrides the preset's; $GENERATORS
 #                         (default "none") and $EVAL_SET (preset overrides, e.g. "eval.align_test_poses=true")
-#                         as eval_scenes.py's --generators and --set; eval_default.json
+#                         as eval_scenes.py's --generators and --set; $POSES (e.g. "gt"; default: both);
+#                         eval_default.json
 #   eval-random (90)      the same for fern, ground-truth poses, --init random: eval_random_fern.json
 #   eval-iterations (200 per count)  eval_scenes.py --poses gt --iterations N for N in $ITERATIONS
 #                         (default "2000 3000"): eval_gt_N.json
@@ -80,6 +81,7 @@ run_job() {  # run_job NAME LIMIT_S
     eval)
       step "$limit" $PY benchmarks/eval_scenes.py --data "$DATA" --out "$RUNS" --device cuda \
         ${ITERATIONS:+--iterations "$ITERATIONS"} --generators ${GENERATORS:-none} ${EVAL_SET:+--set $EVAL_SET} \
+        ${POSES:+--poses $POSES} \
         --json "$OUT/eval_default.json" 2>&1 | grep -v -i warn
       collect_runs ;;
     eval-random)

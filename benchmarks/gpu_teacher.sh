@@ -10,15 +10,19 @@
 #   bash benchmarks/gpu_teacher.sh watch WAIT_S   print the log for WAIT_S s, then copy the latest
 #                                                 exported model to $OUT (model.tar.part-*)
 #   bash benchmarks/gpu_teacher.sh finish         stop at the next step, export the EMA model, run
-#                                                 benchmarks/teacher_eval.py on the carried clips,
-#                                                 copy to $OUT: model.tar.part-* (15 MiB parts),
-#                                                 log_samples.tar, generated.tar.part-*
+#                                                 benchmarks/teacher_eval.py on the carried clips and
+#                                                 score them there, copy to $OUT: model.tar.part-*
+#                                                 (15 MiB parts), log_samples.tar, teacher_eval_*.json
+#                                                 (generated.tar.part-* with KEEP_GENERATED=1)
 #   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
 #   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB;
 #                                 another folder with WHEELS=DIR (benchmarks/gpu_common.sh)
-#           .gpu/train_scenes/    `fvgen data pack --out .gpu/train_scenes`, 19 MB
+#           .gpu/train_scenes/    `fvgen data pack --out .gpu/train_scenes --max-size 320`, 31 scenes, 31 MB
+#           .gpu/photos/          `fvgen data pack --photos --out .gpu/photos --max-size 400`, 309 photos,
+#                                 19 MB (PHOTO_SHARE of the examples, default 0.3, are warp-back photo examples;
+#                                 PER_SCENE x 3 examples of every scene, default 8, PROCEDURAL rooms x 3, default 60)
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
 #   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
@@ -64,10 +68,15 @@ case "$1" in
     # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
     # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
     # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see docs/experiments/teacher.md)
-    OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$DATA/built" --scenes .gpu/train_scenes/*/ \
-      --per-scene "${PER_SCENE:-40}" --procedural "${PROCEDURAL:-150}" --clips-per-prior 3 --no-triangulate \
+    # warp-back photo examples (PHOTO_SHARE of all examples) from the carried photo sets, when carried
+    photos=()
+    if [ -d .gpu/photos ] && [ "${PHOTO_SHARE:-0.3}" != 0 ]; then
+      photos=(--photo-share "${PHOTO_SHARE:-0.3}" $(printf -- '--photo-sets %s ' .gpu/photos/*/))
+    fi
+    OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$DATA/built" $(printf -- '--scenes %s ' .gpu/train_scenes/*/) \
+      --per-scene "${PER_SCENE:-8}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
       --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
-      --min-warp-psnr "${MIN_WARP_PSNR:-0}" \
+      --min-warp-psnr "${MIN_WARP_PSNR:-0}" "${photos[@]}" \
       2>&1 | grep -v "^W2" | tail -n 3
     echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$DATA"/built/*.npz | wc -l)"
     rm -f "$STOP"
@@ -108,7 +117,14 @@ case "$1" in
       done
       $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --steps 1 --cfg 1.0 \
         --out "$ROOT/teacher_gen/one_step" 2>&1 | tail -n 1  # the mean prediction at t = T, for reference
-      tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"  # at most 8 files come back
+      # scored here, so that only the figures need come back (PSNR / SSIM, all and hole pixels, per scene)
+      for gen in "$ROOT"/teacher_gen/*/; do
+        $PY benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated "$gen" \
+          --json "$OUT/teacher_eval_$(basename "$gen").json" 2>&1 | tail -n 6
+      done
+      if [ -n "${KEEP_GENERATED:-}" ]; then  # the frames themselves (at most 8 files come back)
+        tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"
+      fi
     fi
     ls -la "$OUT"
     ;;
