@@ -44,7 +44,7 @@ FRAMES = 16
 
 def load_clip(f: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(meta, ref [H, W, 3], warp [F, H, W, 3] floats in [0, 1], masks [F, H, W] bool, gt [H, W, 3] floats)."""
-    from fvgen.videomodel.data import decode_frames
+    from fvgen.videomodel.data.shards import decode_frames
 
     z = np.load(f)
     meta = json.loads(z["meta"].tobytes())
@@ -77,7 +77,7 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     from fvgen.core.images import load_images, read_image, resize_image
     from fvgen.priors.backends import compute_priors
     from fvgen.render.warp import render_warp
-    from fvgen.videomodel.data import encode_frames
+    from fvgen.videomodel.data.shards import encode_frames
     from fvgen.core.trajectories import interp
     from fvgen.core.undistort import undistort_image
 
