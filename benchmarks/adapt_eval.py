@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split_files  # noqa: E402
 from teacher_eval import load_clip, u8  # noqa: E402
 
 
@@ -39,7 +39,6 @@ def scene_inputs(name: str, max_size: int, device: str):
     """(images [3, H, W, 3] in [0, 1], cameras, priors, priors conf): what ``prepare`` builds."""
     import tempfile
 
-    from fvgen.core.cameras import read_cameras_opencv_json
     from fvgen.presets import load_preset
     from fvgen.evaluation.heldout import scene_image_files
     from fvgen.core.images import load_images
@@ -47,10 +46,9 @@ def scene_inputs(name: str, max_size: int, device: str):
 
     root = DATASETS / name
     files = scene_image_files(root)
-    cams_all = read_cameras_opencv_json(root / "cameras_opencv.json")
-    train, _ = split(name, cams_all)
+    train_names, _ = split_files(name, DATASETS)
     by_name = {f.name: f for f in files}
-    train_files = [by_name[Path(cams_all[i].name).name] for i in train]
+    train_files = [by_name[n] for n in train_names]
     conf = load_preset("cpu").priors
     imgs = load_images(train_files, max_size)
     with tempfile.TemporaryDirectory() as td:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split_files  # noqa: E402
 
 FRAMES = 16
 
@@ -70,7 +70,7 @@ def nearest_view(cams, target) -> int:
 def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     import tempfile
 
-    from fvgen.core.cameras import load_poses, read_cameras_opencv_json
+    from fvgen.core.cameras import load_poses
     from fvgen.render.warp import WarpConf
     from fvgen.presets import load_preset
     from fvgen.evaluation.heldout import scene_image_files
@@ -86,11 +86,10 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     for name in scenes:
         root = DATASETS / name
         files = scene_image_files(root)
-        cams_all = read_cameras_opencv_json(root / "cameras_opencv.json")
-        train, test = split(name, cams_all)
+        train_names, test_names = split_files(name, DATASETS)
         by_name = {f.name: f for f in files}
-        train_files = [by_name[Path(cams_all[i].name).name] for i in train]
-        test_files = [by_name[Path(cams_all[i].name).name] for i in test]
+        train_files = [by_name[n] for n in train_names]
+        test_files = [by_name[n] for n in test_names]
         t0 = time.time()
         imgs = load_images(train_files, max_size)
         with tempfile.TemporaryDirectory() as td:

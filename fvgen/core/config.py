@@ -2,9 +2,9 @@
 
 Every configurable component (a pipeline stage's settings, a model preset, a training config)
 is a frozen dataclass beside its component. :func:`from_dict` builds one from nested dicts,
-refusing unknown keys and wrong types with a one-line :class:`FvgenError` (a typo in a preset must
-not silently fall back to a default); :func:`load_toml` reads a file into one; :func:`with_overrides`
-changes nested fields written as ``"fit.iterations"``.
+refusing unknown keys, wrong types and missing required fields with a one-line
+:class:`FvgenError` (a typo in a preset must not silently fall back to a default); :func:`load_toml`
+reads a file into one; :func:`with_overrides` changes nested fields written as ``"fit.iterations"``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from .errors import FvgenError
 
 
 def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass ``cls`` from a nested dict, refusing unknown keys and wrong types."""
+    """Build dataclass ``cls`` from a nested dict, refusing unknown keys, wrong types and missing
+    required fields (those without a default), each with a one-line FvgenError naming the dotted key."""
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -34,6 +35,11 @@ def from_dict(cls, data: dict, where: str = ""):
             kwargs[key] = from_dict(typ, value, f"{where}{key}.")
         else:
             kwargs[key] = _coerce(value, typ, f"{where}{key}")
+    # after the unknown keys: a misspelt key is reported as such (with the known ones), not as a missing one
+    absent = [name for name, f in known.items() if f.init and name not in data
+              and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if absent:
+        raise FvgenError(f"missing setting {', '.join(where + name for name in absent)} (it has no default)")
     return cls(**kwargs)
 
 

@@ -3,6 +3,8 @@
 Handles EXIF orientation, grayscale, palette, RGBA (composited on white), 16-bit and float
 files; refuses corrupt or non-image files, unreadable paths and mixed aspect ratios with one-line
 errors. Images of one aspect ratio but different resolutions are resized to the smallest.
+:func:`decode_images` decodes once; its :meth:`DecodedImages.fit` gives any working size
+(:func:`load_images` is the two in one).
 """
 
 from __future__ import annotations
@@ -221,8 +223,24 @@ def fit_size(width: int, height: int, max_size: int | None, multiple: int = 1) -
     return w, h
 
 
-def load_images(files: Sequence[Path], max_size: int | None = None) -> LoadedImages:
-    """Read ``files`` into one array of a common size (see module docstring)."""
+@dataclass(frozen=True)
+class DecodedImages:
+    """Photos decoded at their own resolution, of one aspect ratio: :meth:`fit` makes the arrays
+    of any working size from them, so that several sizes cost one decode."""
+    names: list[str]
+    images: list[np.ndarray]  # each [H_i, W_i, 3] float32 in [0, 1], as the file holds it
+    original_sizes: list[tuple[int, int]]  # (w, h) of each file after EXIF rotation
+
+    def fit(self, max_size: int | None = None) -> LoadedImages:
+        """All images resized to the smallest one's size scaled to a long side of at most ``max_size``."""
+        w0, h0 = min(self.original_sizes, key=lambda s: s[0] * s[1])
+        w, h = fit_size(w0, h0, max_size)
+        return LoadedImages(list(self.names), np.stack([resize_image(im, w, h) for im in self.images]),
+                            list(self.original_sizes))
+
+
+def decode_images(files: Sequence[Path]) -> DecodedImages:
+    """Decode ``files`` at full resolution, refusing mixed aspect ratios (see module docstring)."""
     if not files:
         raise FvgenError("no images given")
     imgs = [read_image(f) for f in files]
@@ -232,10 +250,12 @@ def load_images(files: Sequence[Path], max_size: int | None = None) -> LoadedIma
         odd = [f"{Path(f).name} ({w}x{h})" for f, (w, h) in zip(files, sizes)]
         raise FvgenError("images have different aspect ratios: " + ", ".join(odd[:6])
                          + "; crop or rotate them to one shape")
-    w0, h0 = min(sizes, key=lambda s: s[0] * s[1])
-    w, h = fit_size(w0, h0, max_size)
-    imgs = [resize_image(im, w, h) for im in imgs]
-    return LoadedImages([Path(f).name for f in files], np.stack(imgs), sizes)
+    return DecodedImages([Path(f).name for f in files], imgs, sizes)
+
+
+def load_images(files: Sequence[Path], max_size: int | None = None) -> LoadedImages:
+    """Read ``files`` into one array of a common size (see module docstring)."""
+    return decode_images(files).fit(max_size)
 
 
 def hash_files(files: Sequence[Path]) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.cache import StageResult, cache_key, run_stage
 from ..core.errors import FvgenError
-from ..core.images import ImagesConf, hash_files, load_images, save_image
+from ..core.images import ImagesConf, decode_images, hash_files, save_image
 from ..priors.backends import PriorsConf, compute_priors
 from ..priors.prior import Priors
 
@@ -91,10 +91,13 @@ def main(images_conf: ImagesConf, conf: PriorsConf, inputs: PriorsInputs, root: 
     def compute(tmp: Path) -> dict:
         from ..core.progress import progress_bar
 
-        images = load_images(inputs.image_files, images_conf.max_size)
+        # one decode serves both sizes; the full-resolution arrays are dropped before the priors run
+        decoded = decode_images(inputs.image_files)
+        images = decoded.fit(images_conf.max_size)
         sfm_images = None
         if conf.backend == "sfm" and inputs.poses is None and conf.sfm.max_image_size > max(images.size):
-            sfm_images = load_images(inputs.image_files, conf.sfm.max_image_size)
+            sfm_images = decoded.fit(conf.sfm.max_image_size)
+        del decoded
         with progress_bar(f"priors ({conf.backend})", 2) as update:
             update(0, {"step": "poses" if conf.backend == "sfm" else "pairs + alignment"})
             priors, images = compute_priors(images, conf, tmp, inputs.poses, device, update, sfm_images)

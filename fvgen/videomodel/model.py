@@ -351,11 +351,6 @@ def preset_from_dict(values, where: str = "") -> ModelPreset:
 
     if not isinstance(values, dict):
         raise FvgenError(f"{where}preset must be a table of ModelPreset fields, got {values!r}")
-    required = [f.name for f in dataclasses.fields(ModelPreset)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    absent = [k for k in required if k not in values]
-    if absent:
-        raise FvgenError(f"{where}preset misses {', '.join(absent)}")
     preset = from_dict(ModelPreset, values, where=f"{where}preset.")
     try:
         preset.check()

@@ -68,3 +68,33 @@ def test_float_and_optional_settings_are_type_checked(tmp_path):
         load_preset(str(p))
     p.write_text("[priors.sfm]\nmax_keypoints = 2048\n")
     assert load_preset(str(p)).priors.sfm.max_keypoints == 2048
+
+
+def test_missing_required_fields_are_one_line_errors_naming_the_dotted_key():
+    """A field without a default that the dict leaves out is a one-line FvgenError naming its dotted
+    key (not the dataclass constructor's TypeError); fields with defaults, default factories or
+    ``init=False`` may be left out; a misspelt key is reported as unknown, not as missing."""
+    import dataclasses
+
+    from fvgen.core.config import from_dict
+
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        size: int
+        scale: float = 1.0
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        name: str
+        inner: Inner
+        tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
+        derived: int = dataclasses.field(init=False, default=0)
+
+    assert from_dict(Outer, {"name": "a", "inner": {"size": 3}}) == Outer("a", Inner(3))
+    for data, message in (({"inner": {"size": 3}}, "missing setting f.toml: name (it has no default)"),
+                          ({"name": "a", "inner": {}}, "missing setting f.toml: inner.size (it has no default)"),
+                          ({}, "missing setting f.toml: name, f.toml: inner (it has no default)"),
+                          ({"name": "a", "inner": {"sise": 3}}, "unknown setting f.toml: inner.sise (known: size, scale)")):
+        with pytest.raises(FvgenError) as e:
+            from_dict(Outer, data, where="f.toml: ")
+        assert str(e.value) == message

@@ -373,3 +373,29 @@ def test_duplicate_photos_are_dropped_with_one_notice(tmp_path, capsys):
     assert _notes(capsys) == ["note: dropped 2 duplicate photo(s), which would only skew the fit: b.png (= a.png), "
                               "c.jpg (= a.png)"]
     assert drop_duplicate_photos([a, d, e]) == [a, d, e] and _notes(capsys) == []
+
+
+def test_one_decode_fits_every_size_exactly_as_load_images(tmp_path, monkeypatch):
+    """DecodedImages.fit makes, from one decode, arrays bit-identical to load_images' and to each file
+    read and resized on its own to the smallest photo's fitted size (what load_images did before it
+    was built on decode_images); photos of one aspect ratio, two resolutions, a JPEG with EXIF rotation."""
+    import fvgen.core.images as images_module
+    from fvgen.core.images import decode_images, resize_image
+
+    files = [_save(tmp_path / "a.png", _rgb(240, 180, 1)), _save(tmp_path / "b.png", _rgb(320, 240, 2))]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: stored 180 x 240, shown 240 x 180
+    files.append(_save(tmp_path / "c.jpg", _rgb(180, 240, 3), exif=exif, quality=95))
+    reads = []
+    real_read = images_module.read_image
+    monkeypatch.setattr(images_module, "read_image", lambda f: reads.append(Path(f).name) or real_read(f))
+    decoded = decode_images(files)
+    assert reads == ["a.png", "b.png", "c.jpg"]
+    for max_size in (100, 200, 1024, None):
+        fitted, loaded = decoded.fit(max_size), load_images(files, max_size)
+        w, h = fit_size(240, 180, max_size)
+        one_by_one = np.stack([resize_image(real_read(f), w, h) for f in files])
+        assert fitted.images.dtype == loaded.images.dtype == np.float32
+        assert np.array_equal(fitted.images, one_by_one) and np.array_equal(loaded.images, one_by_one)
+        assert (fitted.names, fitted.original_sizes) == (loaded.names, loaded.original_sizes)
+    assert decoded.fit(100).size == (100, 75) and decoded.fit(1024).size == (240, 180)  # the smallest, never upscaled

@@ -130,7 +130,7 @@ def _set(path, *keys):
 @pytest.mark.parametrize("change, message", [
     (_set(64, "preset", "widht"), r"unknown setting .*fvgen_model.json: preset\.widht \(known: name, width"),
     (_set("64", "preset", "width"), r"preset\.width must be int, got '64'"),
-    (_set(None, "preset", "width"), "preset misses width"),
+    (_set(None, "preset", "width"), r"missing setting .*fvgen_model.json: preset\.width \(it has no default\)$"),
     (_set("voxel", "preset", "space"), "space must be latent or pixel"),
     (_set([1], "preset"), "preset must be a table"),
     (_set(True, "provnance"), r"unknown key provnance \(known: preset, provenance, format_version\)"),
