@@ -35,7 +35,7 @@ from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, sp
 from teacher_eval import load_clip, u8  # noqa: E402
 
 
-def scene_inputs(name: str, max_size: int, device: str):
+def scene_inputs(name: str, max_size: int, device: str, datasets: Path = DATASETS):
     """(images [3, H, W, 3] in [0, 1], cameras, priors, priors conf): what ``prepare`` builds."""
     import tempfile
 
@@ -44,9 +44,9 @@ def scene_inputs(name: str, max_size: int, device: str):
     from fvgen.core.images import load_images
     from fvgen.priors.backends import compute_priors
 
-    root = DATASETS / name
+    root = datasets / name
     files = scene_image_files(root)
-    train_names, _ = split_files(name, DATASETS)
+    train_names, _ = split_files(name, datasets)
     by_name = {f.name: f for f in files}
     train_files = [by_name[n] for n in train_names]
     conf = load_preset("cpu").priors
@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True, help="teacher model folder")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--scenes", nargs="*", default=list(SCENES))
+    ap.add_argument("--data", type=Path, default=DATASETS,
+                    help="folder of the evaluation scenes (eval_scenes.py --copy-data's copy on a GPU host)")
     ap.add_argument("--steps", type=int, default=50, help="adaptation steps (0: the unadapted baseline)")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--rank", type=int, default=4, help="LoRA rank; 0: all weights")
@@ -96,7 +98,7 @@ def main() -> None:
         if not files:
             continue
         t0 = time.time()
-        imgs, cams, priors, pconf = scene_inputs(name, a.max_size, dev)
+        imgs, cams, priors, pconf = scene_inputs(name, a.max_size, dev, a.data)
         t_priors = time.time() - t0
         model, rep = adapt(base, imgs, cams, priors, conf, dev, pconf)
         if dev.startswith("cuda"):
