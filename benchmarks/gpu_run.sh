@@ -18,6 +18,8 @@
 #                         (default "none") and $EVAL_SET (preset overrides, e.g. "eval.align_test_poses=true")
 #                         as eval_scenes.py's --generators and --set; $POSES (e.g. "gt"; default: both);
 #                         eval_default.json
+#   eval-variants (200 per variant)  eval_scenes.py once per variant of $VARIANTS ("OVERRIDES;OVERRIDES;...",
+#                         "-" for the preset as it is), with $GENERATORS and $POSES: eval_variant_N.json
 #   eval-random (90)      the same for fern, ground-truth poses, --init random: eval_random_fern.json
 #   eval-iterations (200 per count)  eval_scenes.py --poses gt --iterations N for N in $ITERATIONS
 #                         (default "2000 3000"): eval_gt_N.json
@@ -84,6 +86,21 @@ run_job() {  # run_job NAME LIMIT_S
         ${POSES:+--poses $POSES} \
         --json "$OUT/eval_default.json" 2>&1 | grep -v -i warn
       collect_runs ;;
+    eval-variants)
+      # one eval_scenes.py run per variant of $VARIANTS (variants separated by ";", each a space-separated
+      # list of preset overrides, "-" for none): eval_variant_N.json, N counting from 0
+      n=0
+      local IFS_SAVE=$IFS variant
+      IFS=';'; local variants=($VARIANTS); IFS=$IFS_SAVE
+      for variant in "${variants[@]}"; do
+        variant=$(echo $variant)
+        [ "$variant" = "-" ] && variant=""
+        step "$limit" $PY benchmarks/eval_scenes.py --data "$DATA" --out "$RUNS" --device cuda \
+          --generators ${GENERATORS:-none} ${POSES:+--poses $POSES} ${variant:+--set $variant} \
+          --json "$OUT/eval_variant_$n.json" 2>&1 | grep -v -i warn | tail -n 8
+        n=$((n + 1))
+      done
+      collect_runs ;;
     eval-random)
       step "$limit" $PY benchmarks/eval_scenes.py --data "$DATA" --out "$RUNS" --device cuda --scenes fern \
         --poses gt --init random --json "$OUT/eval_random_fern.json" ;;
@@ -138,7 +155,7 @@ run_job() {  # run_job NAME LIMIT_S
 }
 
 declare -A LIMITS=([gsplat-warmup]=200 [rasterizer]=150 [fit-speed]=100 [eval]=230 [eval-random]=90
-                   [eval-iterations]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
+                   [eval-iterations]=200 [eval-variants]=200 [reconstruct]=120 [dust3r]=240 [ddp-throughput]=150 [warp-test]=200
                    [colmap-test]=120 [colmap-mvs]=420 [sampling]=470 [viewcrafter]=300)
 
 if [ -n "${WHEELS:-}" ]; then
