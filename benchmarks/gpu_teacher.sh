@@ -117,11 +117,14 @@ case "$1" in
       done
       $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --steps 1 --cfg 1.0 \
         --out "$ROOT/teacher_gen/one_step" 2>&1 | tail -n 1  # the mean prediction at t = T, for reference
-      # scored here, so that only the figures need come back (PSNR / SSIM, all and hole pixels, per scene)
-      for gen in "$ROOT"/teacher_gen/*/; do
-        $PY benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated "$gen" \
-          --json "$OUT/teacher_eval_$(basename "$gen").json" 2>&1 | tail -n 6
+      # scored here, so that only the figures need come back (PSNR / SSIM, all and hole pixels, per scene;
+      # the baselines, the same for every model, are scored once on the CPU machine: score without --generated)
+      for gen in "$ROOT"/teacher_gen/*/; do  # one process each (about 80 s of one core)
+        $PY benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated "$gen" --baselines "" \
+          --json "$OUT/teacher_eval_$(basename "$gen").json" > "$ROOT/score_$(basename "$gen").log" 2>&1 &
       done
+      wait
+      tail -n 2 "$ROOT"/score_*.log
       if [ -n "${KEEP_GENERATED:-}" ]; then  # the frames themselves (at most 8 files come back)
         tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"
       fi

@@ -201,13 +201,23 @@ def scale(clips: Path, generated: Path, out: Path, alpha: float, unshift: bool) 
     print(f"fill + {alpha} x correction{' (unshifted)' if unshift else ''} -> {out}")
 
 
-def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False) -> dict:
+BASELINES = ("warp", "biharmonic", "harmonic")
+
+
+def score(clips: Path, generated: Path | None, out_json: Path | None, partial: bool = False,
+          baselines: tuple[str, ...] = BASELINES) -> dict:
     """Metrics of every method on every clip; without ``generated`` the baselines alone; with
-    ``partial`` only the clips that have a generated frame (all methods on the same views)."""
+    ``partial`` only the clips that have a generated frame (all methods on the same views).
+    ``baselines`` picks among the raw warp and the two fills (the biharmonic fill takes minutes a
+    clip set on one core: leave it out where the baselines are scored elsewhere)."""
     from fvgen.videomodel.fill import biharmonic_fill, harmonic_fill_np
     from fvgen.core.metrics import clip_metrics
 
-    methods_used = ("warp", "biharmonic", "harmonic")
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise SystemExit(f"error: unknown baselines {sorted(unknown)} (known: {', '.join(BASELINES)})")
+    fills = {"warp": lambda w, m: w, "biharmonic": biharmonic_fill, "harmonic": harmonic_fill_np}
+    methods_used = tuple(baselines)
     if generated is not None:
         methods_used += ("teacher", "teacher_in_holes")
     rows = []
@@ -219,7 +229,7 @@ def score(clips: Path, generated: Path | None, out_json: Path | None, partial: b
             raise SystemExit(f"error: no generated frame for {f.name} in {generated} (--partial scores the others)")
         meta, _, warps, masks, gt = load_clip(f)
         warp, mask = warps[-1], masks[-1]
-        methods = {"warp": warp, "biharmonic": biharmonic_fill(warp, mask), "harmonic": harmonic_fill_np(warp, mask)}
+        methods = {k: fills[k](warp, mask) for k in baselines}
         if g is not None:
             teacher = np.load(g)["last"].astype(np.float32) / 255
             methods.update(teacher=teacher, teacher_in_holes=np.where(mask[..., None], warp, teacher))
@@ -274,6 +284,8 @@ def main() -> None:
     s.add_argument("--generated", type=Path, default=None, help="the run's output (left out: baselines only)")
     s.add_argument("--partial", action="store_true", help="score only the clips that have a generated frame")
     s.add_argument("--json", type=Path, default=None)
+    s.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"comma-separated, of {', '.join(BASELINES)} (empty: none)")
     v = sub.add_parser("average")
     v.add_argument("--inputs", type=Path, nargs="+", required=True, help="run output folders (same clips)")
     v.add_argument("--out", type=Path, required=True)
@@ -293,7 +305,7 @@ def main() -> None:
     elif a.cmd == "average":
         average(a.inputs, a.out)
     else:
-        score(a.clips, a.generated, a.json, a.partial)
+        score(a.clips, a.generated, a.json, a.partial, tuple(b for b in a.baselines.split(",") if b))
 
 
 if __name__ == "__main__":
