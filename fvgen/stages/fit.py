@@ -43,7 +43,8 @@ class ExtraViews:
     weight: float = 1.0
 
 
-GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop")
+GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop",
+                    "generated_norm")
 POSE_FIELDS = ("pose_refine", "pose_lr", "pose_refine_start")
 
 
