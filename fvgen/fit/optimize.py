@@ -54,17 +54,20 @@ class FitConf:
     # input view with probability ``input_share`` (so the photos are never starved of steps), else a
     # generated one, whose loss counts ``generated_weight`` x (times its per-pixel confidence mask)
     # against an input's 1, decaying linearly to ``generated_weight_end`` x at ``generated_stop``.
-    input_share: float = 0.5
-    generated_weight: float = 0.5
-    generated_weight_end: float = 0.5
+    # Defaults measured on the cpu preset (docs/experiments/fit.md, "Making fill safe"): the photos
+    # keep 60 % of the steps while generated views are in and the fit's second half alone (so it
+    # ends on what the photos show), and a generated view weighs by its mean confidence.
+    input_share: float = 0.6
+    generated_weight: float = 1.0
+    generated_weight_end: float = 1.0
     generated_start: float = 0.0
-    generated_stop: float = 1.0
+    generated_stop: float = 0.5
     # How a generated view's per-pixel confidence normalises its loss. "confidence": the
     # confidence-weighted mean error (sum c * err / sum c), so every generated view counts alike
     # however little of it the warp saw or however far it is from the photos; "pixels": sum c * err
     # over the pixel count, so a view counts by its mean confidence (a view that is mostly filled
     # holes, or far from every input, weighs less). The photos' loss is the same either way.
-    generated_norm: str = "confidence"
+    generated_norm: str = "pixels"
     # Joint refinement of the input cameras' poses (estimated poses; :mod:`fvgen.fit.poses`):
     # from ``pose_refine_start`` x iterations (the Gaussians settle first), Adam at ``pose_lr`` per
     # step on a 6-D rotation offset and a translation in scene-scale units, decaying 10x by the

@@ -41,12 +41,12 @@ class GenerateConf:
     # confidence of the generated views' pixels in the fit: 1 where the point cloud saw the pixel,
     # ``hole_confidence`` where the generator made it up; times exp(-d / distance_falloff), d the
     # camera's distance from the nearest input camera over the inputs' mean spacing (0: no falloff)
-    hole_confidence: float = 0.3
+    hole_confidence: float = 0.1
     distance_falloff: float = 2.0
     # a view whose warp covers less than this fraction of its pixels gets confidence 0 everywhere
     # and the fit leaves it out: a clip's frames that look past the scene are one invented colour
-    # (dtu_scan24: 0-4 % covered frames beside an input camera)
-    min_coverage: float = 0.0
+    # (dtu_scan24: 0-4 % covered frames beside an input camera); 0 keeps every view
+    min_coverage: float = 0.2
     # video models only
     steps: int = 50
     cfg: float = 3.0  # classifier-free guidance scale (1: off)

@@ -136,8 +136,8 @@ def test_pixel_norm_lets_a_faint_wrong_view_pull_less(one_thread):
     init = PointCloud(xyz + np.random.default_rng(1).normal(0, 0.02, xyz.shape), rgb)
 
     def photo_psnr(norm: str) -> float:
-        conf = FitConf(iterations=120, sh_degree=0, strategy="none", generated_weight=1.0,
-                       generated_weight_end=1.0, generated_norm=norm)
+        conf = FitConf(iterations=120, sh_degree=0, strategy="none", input_share=0.5, generated_weight=1.0,
+                       generated_weight_end=1.0, generated_stop=1.0, generated_norm=norm)
         splats, _, _ = fit_gaussians(FitViews(images, cams, None, masks, inputs=3), init, conf)
         with torch.no_grad():
             renders = render_splats(splats, cams[:3])[0].clamp(0, 1)

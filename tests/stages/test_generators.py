@@ -60,8 +60,8 @@ def test_views_the_warp_barely_covers_get_no_confidence():
     c_sparse, c_half = view_confidence([sparse, half], [pri.cameras[0]] * 2, pri.cameras, conf)
     assert c_sparse.max() == 0.0
     assert c_half[0, 0] == pytest.approx(1.0) and c_half[0, -1] == pytest.approx(0.3)
-    kept = view_confidence([sparse], [pri.cameras[0]], pri.cameras, GenerateConf(distance_falloff=0.0))[0]
-    assert kept.min() > 0.0  # the default (0) keeps every view
+    kept = view_confidence([sparse], [pri.cameras[0]], pri.cameras, GenerateConf(distance_falloff=0.0, min_coverage=0.0))[0]
+    assert kept.min() > 0.0  # 0 keeps every view
 
 
 def test_fill_generator_keeps_seen_pixels_and_fills_holes():
