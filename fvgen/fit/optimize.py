@@ -54,11 +54,20 @@ class FitConf:
     # input view with probability ``input_share`` (so the photos are never starved of steps), else a
     # generated one, whose loss counts ``generated_weight`` x (times its per-pixel confidence mask)
     # against an input's 1, decaying linearly to ``generated_weight_end`` x at ``generated_stop``.
-    input_share: float = 0.5
-    generated_weight: float = 0.5
-    generated_weight_end: float = 0.5
+    # Defaults measured on the cpu preset (docs/experiments/fit.md, "Making fill safe"): the photos
+    # keep 60 % of the steps while generated views are in and the fit's second half alone (so it
+    # ends on what the photos show), and a generated view weighs by its mean confidence.
+    input_share: float = 0.6
+    generated_weight: float = 1.0
+    generated_weight_end: float = 1.0
     generated_start: float = 0.0
-    generated_stop: float = 1.0
+    generated_stop: float = 0.5
+    # How a generated view's per-pixel confidence normalises its loss. "confidence": the
+    # confidence-weighted mean error (sum c * err / sum c), so every generated view counts alike
+    # however little of it the warp saw or however far it is from the photos; "pixels": sum c * err
+    # over the pixel count, so a view counts by its mean confidence (a view that is mostly filled
+    # holes, or far from every input, weighs less). The photos' loss is the same either way.
+    generated_norm: str = "pixels"
     # Joint refinement of the input cameras' poses (estimated poses; :mod:`fvgen.fit.poses`):
     # from ``pose_refine_start`` x iterations (the Gaussians settle first), Adam at ``pose_lr`` per
     # step on a 6-D rotation offset and a translation in scene-scale units, decaying 10x by the
@@ -86,6 +95,8 @@ class FitConf:
             raise FvgenError("fit.generated_start must not be after fit.generated_stop")
         if self.generated_weight < 0 or self.generated_weight_end < 0:
             raise FvgenError("fit.generated_weight and generated_weight_end must be >= 0")
+        if self.generated_norm not in ("confidence", "pixels"):
+            raise FvgenError(f"fit.generated_norm must be confidence or pixels, got {self.generated_norm!r}")
 
     def generated_weight_at(self, step: int) -> float:
         """The weight of a generated view's loss at ``step`` (0 outside its window)."""
@@ -125,9 +136,10 @@ def _subsample(points: PointCloud, n: int, seed: int) -> PointCloud:
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
-                weights: torch.Tensor | None, ssim_lambda: float) -> torch.Tensor:
+                weights: torch.Tensor | None, ssim_lambda: float, norm: str = "confidence") -> torch.Tensor:
     """L1 + lambda (1 - SSIM) per pixel, weighted by ``mask`` [B, H, W] in [0, 1] and averaged over
-    each image's mask; each image's loss times its weight (``weights`` [B], 1 when None), averaged
+    each image's mask (``norm`` "confidence") or over all its pixels ("pixels": an image counts by
+    its mask's mean); each image's loss times its weight (``weights`` [B], 1 when None), averaged
     over the batch. The weights are not renormalised: a view of weight 0.3 pushes the splats 0.3x
     as hard as one of weight 1, even alone in its batch."""
     from ..core.metrics import ssim_map
@@ -139,7 +151,10 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     s = ssim_map(pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)).mean(1)  # [B, H, W]
     per_pixel = (1 - ssim_lambda) * l1 + ssim_lambda * (1 - s)
     num = (per_pixel * m).flatten(1).sum(1)
-    den = m.flatten(1).sum(1).clamp_min(1.0)
+    if norm == "pixels":
+        den = torch.full_like(num, float(m[0].numel()))
+    else:
+        den = m.flatten(1).sum(1).clamp_min(1.0)
     return (w * num / den).mean()
 
 
@@ -290,7 +305,8 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         w = None if weights is None else weights[b]
         if scale_w is not None:
             w = torch.tensor(scale_w, device=device) * (1.0 if w is None else w)
-        loss = masked_loss(colors, images[b], None if masks is None else masks[b], w, conf.ssim_lambda)
+        loss = masked_loss(colors, images[b], None if masks is None else masks[b], w, conf.ssim_lambda,
+                           conf.generated_norm)
         loss.backward()
         # Reading the loss forces a GPU sync: only every so often (and at the end).
         report = (step + 1) % 25 == 0 or step + 1 == conf.iterations

@@ -43,7 +43,8 @@ class ExtraViews:
     weight: float = 1.0
 
 
-GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop")
+GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop",
+                    "generated_norm")
 POSE_FIELDS = ("pose_refine", "pose_lr", "pose_refine_start")
 
 
@@ -77,8 +78,12 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
         images = torch.from_numpy(imgs)
         weights = torch.ones(len(cams))
         masks = torch.ones(images.shape[:3])
+        dropped = 0
         for e in extra:
             ecams, eimgs, emasks = _load_extra(e, (cams[0].width, cams[0].height))
+            keep = [i for i, m in enumerate(emasks) if m.max() > 0]  # confidence 0 everywhere: nothing to learn
+            dropped += len(ecams) - len(keep)
+            ecams, eimgs, emasks = [ecams[i] for i in keep], eimgs[keep], emasks[keep]
             cams += ecams
             images = torch.cat([images, torch.from_numpy(eimgs)])
             weights = torch.cat([weights, torch.full((len(ecams),), e.weight)])
@@ -95,6 +100,8 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
         figures["train_psnr"] = float(np.mean([psnr(r, images[i]) for i, r in enumerate(renders)]))
         figures["input_views"] = n_in
         figures["extra_views"] = len(cams) - n_in
+        if extra:
+            figures["extra_views_dropped"] = dropped
         return figures
 
     return run_stage(root, NAME, k, compute, force)

@@ -36,6 +36,30 @@ def test_soft_masks_weigh_pixels():
     assert float(masked_loss(pred, target, soft, None, 0.0)) == pytest.approx(0.5)
 
 
+def test_pixel_norm_weighs_a_view_by_its_mean_confidence():
+    g = torch.Generator().manual_seed(1)
+    pred = torch.rand(2, 8, 8, 3, generator=g)
+    target = torch.rand(2, 8, 8, 3, generator=g)
+    ones = torch.ones(2, 8, 8)
+    # the photos (mask of ones, or none) score the same under both norms
+    for mask in (None, ones):
+        assert float(masked_loss(pred, target, mask, None, 0.2, "pixels")) == \
+            float(masked_loss(pred, target, mask, None, 0.2, "confidence"))
+    # a view seen over a quarter of its pixels: "confidence" averages over that quarter,
+    # "pixels" counts it a quarter as much
+    quarter = torch.zeros(2, 8, 8)
+    quarter[:, :4, :4] = 1.0
+    by_conf = masked_loss(pred, target, quarter, None, 0.2, "confidence")
+    by_pixels = masked_loss(pred, target, quarter, None, 0.2, "pixels")
+    assert float(by_pixels) == pytest.approx(0.25 * float(by_conf), rel=1e-5)
+    # a uniformly low confidence (a view far from the photos) no longer cancels out
+    far = torch.full((2, 8, 8), 0.2)
+    assert float(masked_loss(pred, target, far, None, 0.2, "confidence")) == \
+        pytest.approx(float(masked_loss(pred, target, None, None, 0.2)), rel=1e-5)
+    assert float(masked_loss(pred, target, far, None, 0.2, "pixels")) == \
+        pytest.approx(0.2 * float(masked_loss(pred, target, None, None, 0.2)), rel=1e-5)
+
+
 def test_photos_alone_draw_views_as_before():
     conf = FitConf(iterations=30, seed=3)
     a = ViewSampler(3, 3, conf, np.random.default_rng(3))
@@ -67,7 +91,7 @@ def test_inputs_keep_their_share_and_generated_views_their_window():
 
 def test_bad_generated_settings_are_one_line_errors():
     for bad in ({"input_share": 1.5}, {"generated_start": -0.1}, {"generated_weight": -1.0},
-                {"generated_start": 0.8, "generated_stop": 0.2}):
+                {"generated_start": 0.8, "generated_stop": 0.2}, {"generated_norm": "mean"}):
         with pytest.raises(FvgenError, match="fit."):
             FitConf(**bad)
 
@@ -77,7 +101,46 @@ def test_photo_only_fit_key_ignores_generated_settings(tmp_path):
     from fvgen.stages.fit import ExtraViews, key
 
     pri = StageResult("priors", "k", tmp_path, "cached", 0.0, {}, "r")
-    a, b = FitConf(), dataclasses.replace(FitConf(), generated_weight=0.9, input_share=0.2)
+    a, b = FitConf(), dataclasses.replace(FitConf(), generated_weight=0.9, input_share=0.2, generated_norm="pixels")
     assert key(a, pri, [], "cpu") == key(b, pri, [], "cpu")
     extra = [ExtraViews(tmp_path, "gen.1")]
     assert key(a, pri, extra, "cpu") != key(b, pri, extra, "cpu")
+
+
+def test_pixel_norm_lets_a_faint_wrong_view_pull_less(one_thread):
+    """A fit of 3 photos of a textured sheet plus 3 generated views that are flat grey with a faint
+    confidence (0.05 everywhere): under "confidence" the faintness cancels and the grey views pull
+    the photos' PSNR down; under "pixels" they weigh 0.05x and the photos keep more of theirs."""
+    import math
+
+    from fvgen.core.cameras import Camera, look_at
+    from fvgen.core.metrics import psnr
+    from fvgen.core.pointcloud import PointCloud
+    from fvgen.fit import FitViews, fit_gaussians
+    from fvgen.render.gaussians import render_splats
+    from fvgen.render.splats import init_splats
+
+    W, H = 40, 30
+    K = np.array([[38.0, 0, (W - 1) / 2], [0, 38.0, (H - 1) / 2], [0, 0, 1]])
+    cams = [Camera(K, look_at(np.array([3 * math.sin(a), 0.1 * i, -3 * math.cos(a)]), np.zeros(3),
+                              np.array([0, -1.0, 0])), W, H, f"v{i}.png")
+            for i, a in enumerate(np.linspace(-0.6, 0.6, 6))]
+    u = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    xyz = np.c_[u, 0.3 * np.sin(3 * u[:, 0])]
+    rgb = (0.5 + 0.5 * np.c_[np.sin(7 * u[:, 0]), np.cos(9 * u[:, 1]), np.sin(5 * u.sum(1))]).clip(0, 1)
+    with torch.no_grad():
+        truth = render_splats(init_splats(xyz, rgb, 0, 0.9, 1.0, "cpu"), cams[::2])[0].clamp(0, 1)
+    images = torch.cat([truth, torch.full((3, H, W, 3), 0.5)])
+    masks = torch.cat([torch.ones(3, H, W), torch.full((3, H, W), 0.05)])
+    cams = cams[::2] + cams[1::2]
+    init = PointCloud(xyz + np.random.default_rng(1).normal(0, 0.02, xyz.shape), rgb)
+
+    def photo_psnr(norm: str) -> float:
+        conf = FitConf(iterations=120, sh_degree=0, strategy="none", input_share=0.5, generated_weight=1.0,
+                       generated_weight_end=1.0, generated_stop=1.0, generated_norm=norm)
+        splats, _, _ = fit_gaussians(FitViews(images, cams, None, masks, inputs=3), init, conf)
+        with torch.no_grad():
+            renders = render_splats(splats, cams[:3])[0].clamp(0, 1)
+        return float(np.mean([psnr(r, t) for r, t in zip(renders, truth)]))
+
+    assert photo_psnr("pixels") > photo_psnr("confidence") + 1.0

@@ -65,3 +65,23 @@ def test_input_cameras_of_an_older_fit_folder_are_the_priors(tmp_path):
     res = StageResult("fit", "k", folder, "cached", 0.0, {}, "r")
     cams = _cameras()
     assert [c.c2w.tolist() for c in fit_stage.input_cameras(res, cams)] == [c.c2w.tolist() for c in cams]
+
+
+def test_fit_stage_leaves_out_generated_views_of_zero_confidence(tmp_path, one_thread):
+    """A generated view whose confidence is 0 everywhere (generate.min_coverage) is not fitted: the
+    fit counts it as dropped, and fits the same as without it."""
+    from fvgen.core.cameras import write_cameras_opencv_json
+    from fvgen.core.video import write_pngs
+
+    gt = _cameras()
+    pri = _priors_folder(tmp_path, gt)
+    folder = tmp_path / "generate"
+    extra_cams = [dataclasses.replace(c, name=f"g{i}") for i, c in enumerate(_cameras(5)[1:4])]
+    frames = [np.full((c.height, c.width, 3), 0.5, np.float32) for c in extra_cams]
+    conf_maps = [np.full((c.height, c.width), v, np.float32) for c, v in zip(extra_cams, (0.8, 0.0, 0.6))]
+    write_pngs(folder / "rgb", frames, [c.name for c in extra_cams])
+    write_pngs(folder / "mask", conf_maps, [c.name for c in extra_cams])
+    write_cameras_opencv_json(extra_cams, folder / "cameras.json")
+    conf = FitConf(iterations=10, sh_degree=0, strategy="none")
+    res = fit_stage.main(conf, pri, tmp_path / "out", "cpu", extra=[fit_stage.ExtraViews(folder, "gen.1")])
+    assert res.figures["extra_views"] == 2 and res.figures["extra_views_dropped"] == 1

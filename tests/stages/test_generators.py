@@ -51,6 +51,19 @@ def test_confidence_trusts_seen_pixels_and_views_near_the_photos():
     assert flat.max() == 1.0
 
 
+def test_views_the_warp_barely_covers_get_no_confidence():
+    pri = scene()
+    conf = GenerateConf(hole_confidence=0.3, distance_falloff=0.0, min_coverage=0.2)
+    sparse, half = np.zeros((96, 128), np.float32), np.zeros((96, 128), np.float32)
+    sparse[:10] = 1.0  # about 10 % covered
+    half[:, :64] = 1.0
+    c_sparse, c_half = view_confidence([sparse, half], [pri.cameras[0]] * 2, pri.cameras, conf)
+    assert c_sparse.max() == 0.0
+    assert c_half[0, 0] == pytest.approx(1.0) and c_half[0, -1] == pytest.approx(0.3)
+    kept = view_confidence([sparse], [pri.cameras[0]], pri.cameras, GenerateConf(distance_falloff=0.0, min_coverage=0.0))[0]
+    assert kept.min() > 0.0  # 0 keeps every view
+
+
 def test_fill_generator_keeps_seen_pixels_and_fills_holes():
     frame = np.zeros((32, 32, 3), np.float32)
     frame[:, :16] = [0.2, 0.4, 0.6]
@@ -73,6 +86,7 @@ def test_generator_names_are_checked_before_any_work(tmp_path):
     ckpt = tmp_path / "ViewCrafter_16.ckpt"
     ckpt.write_bytes(b"x")
     assert make_generator(GenerateConf(generator="viewcrafter", checkpoint=str(ckpt))).key.startswith("viewcrafter-")
-    for bad in ({"views": 0}, {"hole_confidence": 2.0}, {"strength": 0.0}, {"steps": 0}):
+    for bad in ({"views": 0}, {"hole_confidence": 2.0}, {"strength": 0.0}, {"steps": 0}, {"min_coverage": -0.1},
+                {"min_coverage": 1.5}):
         with pytest.raises(FvgenError):
             GenerateConf(**bad)
