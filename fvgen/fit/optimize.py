@@ -55,13 +55,14 @@ class FitConf:
     # generated one, whose loss counts ``generated_weight`` x (times its per-pixel confidence mask)
     # against an input's 1, decaying linearly to ``generated_weight_end`` x at ``generated_stop``.
     # Defaults measured on the cpu preset (docs/experiments/fit.md, "Making fill safe"): the photos
-    # keep 60 % of the steps while generated views are in and the fit's second half alone (so it
-    # ends on what the photos show), and a generated view weighs by its mean confidence.
-    input_share: float = 0.6
+    # keep 75 % of the steps while generated views are in and the fit's last 60 % alone (so it ends
+    # on what the photos show: fern's input-view PSNR within 0.01 dB of the photos-alone fit), and a
+    # generated view weighs by its mean confidence (generated_norm).
+    input_share: float = 0.75
     generated_weight: float = 1.0
     generated_weight_end: float = 1.0
     generated_start: float = 0.0
-    generated_stop: float = 0.5
+    generated_stop: float = 0.4
     # How a generated view's per-pixel confidence normalises its loss. "confidence": the
     # confidence-weighted mean error (sum c * err / sum c), so every generated view counts alike
     # however little of it the warp saw or however far it is from the photos; "pixels": sum c * err
