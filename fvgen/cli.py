@@ -479,9 +479,6 @@ def data_pack(
 
 
 def main() -> None:
-    # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU, spinning threads
-    # made our CPU rasterizer 10-30x slower. Must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()
 
 
