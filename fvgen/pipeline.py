@@ -69,8 +69,8 @@ def run_priors(conf: PipelineConf, images_dir: Path, views: int | None, out: Pat
 def export(out: Path, priors: StageResult, fit: StageResult, generated: StageResult | None = None) -> None:
     """The user-facing files at the top of ``OUT`` (rewritten on each run, atomically):
     ``scene.ply``, ``cameras/`` (transforms.json, cameras.json and a COLMAP text model, beside
-    the images they describe in ``cameras/images/``; with generated views, those too, their
-    frames in ``cameras/generated/``) and ``renders/``."""
+    the images they describe in ``cameras/images/``; with generated views, those the fit learned
+    from too, their frames in ``cameras/generated/``) and ``renders/``."""
     from .core.cameras import read_cameras_opencv_json
 
     pri = Priors.load(priors.path)
@@ -84,8 +84,14 @@ def export(out: Path, priors: StageResult, fit: StageResult, generated: StageRes
     cams = [replace(c, name=f"{Path(c.name).stem}.png") for c in fit_stage.input_cameras(fit, pri.cameras)]
     prefix = "images/"
     if generated is not None:  # every generated frame with its camera, beside the photos
-        shutil.copytree(generated.path / "rgb", cams_tmp / "generated")
         gen = read_cameras_opencv_json(generated.path / "cameras.json")
+        used = fit_stage.generated_views_used(fit)  # views of zero confidence taught the fit nothing
+        if used is not None:
+            gen = [c for c in gen if c.name in used]
+        (cams_tmp / "generated").mkdir()
+        for c in gen:
+            shutil.copyfile(generated.path / "rgb" / f"{Path(c.name).stem}.png",
+                            cams_tmp / "generated" / f"{Path(c.name).stem}.png")
         cams = [replace(c, name=f"images/{c.name}") for c in cams] + \
                [replace(c, name=f"generated/{Path(c.name).stem}.png") for c in gen]
         prefix = ""

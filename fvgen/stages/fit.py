@@ -78,12 +78,13 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
         images = torch.from_numpy(imgs)
         weights = torch.ones(len(cams))
         masks = torch.ones(images.shape[:3])
-        dropped = 0
+        dropped, used = 0, []
         for e in extra:
             ecams, eimgs, emasks = _load_extra(e, (cams[0].width, cams[0].height))
             keep = [i for i, m in enumerate(emasks) if m.max() > 0]  # confidence 0 everywhere: nothing to learn
             dropped += len(ecams) - len(keep)
             ecams, eimgs, emasks = [ecams[i] for i in keep], eimgs[keep], emasks[keep]
+            used += [c.name for c in ecams]
             cams += ecams
             images = torch.cat([images, torch.from_numpy(eimgs)])
             weights = torch.cat([weights, torch.full((len(ecams),), e.weight)])
@@ -102,9 +103,17 @@ def main(conf: FitConf, priors_result: StageResult, root: Path, device: str = "c
         figures["extra_views"] = len(cams) - n_in
         if extra:
             figures["extra_views_dropped"] = dropped
+            figures["extra_views_used"] = used  # names, so the export lists only what the splats saw
         return figures
 
     return run_stage(root, NAME, k, compute, force)
+
+
+def generated_views_used(fit_result: StageResult) -> set[str] | None:
+    """Names of the generated views the fit learned from (views of zero confidence are left out);
+    None for a fit folder written before the fit recorded them (all were used then)."""
+    used = fit_result.figures.get("extra_views_used")
+    return None if used is None else set(used)
 
 
 def input_cameras(fit_result: StageResult, priors_cameras: Sequence[Camera]) -> list[Camera]:

@@ -247,3 +247,16 @@ def test_photos_alone_write_no_generated_stages(run_dir):
     assert not (run_dir / "generate").exists() and not (run_dir / "warp" / "coverage").exists()
     stages = [st["stage"] for st in json.loads((run_dir / "run.json").read_text())["stages"]]
     assert "priors" in stages and not any(st.startswith("generate") for st in stages)
+
+
+def test_generated_views_the_fit_left_out_are_not_exported(tmp_path):
+    """A generated view under generate.min_coverage taught the fit nothing: cameras/ must not list it."""
+    conf = small_conf(**{"generate.generator": "fill", "generate.views": 4, "fit.iterations": 6,
+                         "generate.min_coverage": 1.0})  # no warp covers every pixel: all four left out
+    out = tmp_path / "run"
+    res = reconstruct(DEMO, 3, out, conf, device="cpu")
+    fit = res["results"][-1].figures
+    assert fit["extra_views"] == 0 and fit["extra_views_dropped"] == 4 and fit["extra_views_used"] == []
+    paths = [f["file_path"] for f in json.loads((out / "cameras" / "transforms.json").read_text())["frames"]]
+    assert len(paths) == 3 and not any(p.startswith("generated/") for p in paths)
+    assert not list((out / "cameras" / "generated").glob("*.png"))
