@@ -408,7 +408,7 @@ def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path):
     data = (str(tmp_path),)
     cases = [dict(stage="both"), dict(ablation="half"), dict(config="huge"), dict(teacher=tmp_path / "none"),
              dict(fake_updates=0), dict(t_min=500, t_max=400), dict(gan_steps=0, dmd_steps=0),
-             dict(data=()), dict(student_steps=0), dict(bogus=1)]
+             dict(data=()), dict(student_steps=0), dict(bogus=1), dict(teacher="viewcrafter:/x/ViewCrafter_25.ckpt")]
     for case in cases:
         kw = {"teacher": teacher_dir, "out_dir": tmp_path / "o", "config": "tiny-pixel", "data": data, **case}
         with pytest.raises(FvgenError) as e:
@@ -467,3 +467,9 @@ def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(teacher_dir, tmp_
     masks = [np.ones((32, 64), np.float32)] * 4
     out = make_generator(GenerateConf(generator=str(student)), "cpu")(frames, masks, [None] * 4, lambda i: frames[0])
     assert len(out) == 4 and out[0].shape == (32, 64, 3)
+
+
+def test_a_viewcrafter_teacher_is_refused_by_name(tmp_path):
+    """`--teacher viewcrafter:PATH` says what is not supported, not that a folder is missing."""
+    with pytest.raises(FvgenError, match="distilling ViewCrafter .* not supported yet"):
+        train_distill("viewcrafter:/x/ViewCrafter_25.ckpt", tmp_path / "o", config="tiny-pixel", data=(str(tmp_path),))

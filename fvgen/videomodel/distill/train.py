@@ -515,6 +515,11 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     Returns ``{"status": "done" | "paused", "stage", "step", "model": out/model}``."""
     if stage not in STAGES:
         raise FvgenError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    if str(teacher).startswith("viewcrafter:"):
+        # the distiller's networks, conditioning and losses are written for our pixel-space teacher;
+        # ViewCrafter's latent v-prediction UNet with CLIP conditioning needs its own adapter
+        raise FvgenError("distilling ViewCrafter (--teacher viewcrafter:PATH) is not supported yet: pass a model "
+                         "folder of `fvgen train teacher`; ViewCrafter runs as a generator (--generator viewcrafter)")
     if overrides.get("data"):
         overrides["data"] = tuple(str(Path(d).resolve()) for d in overrides["data"])
     conf = load_distill_config(config, ablation, teacher=str(Path(teacher).resolve()) if str(teacher) else "",
