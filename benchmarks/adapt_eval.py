@@ -31,28 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split_files  # noqa: E402
-from teacher_eval import load_clip, u8  # noqa: E402
+from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES  # noqa: E402
+from teacher_eval import load_clip, scene_priors, u8  # noqa: E402
 
 
 def scene_inputs(name: str, max_size: int, device: str, datasets: Path = DATASETS):
     """(images [3, H, W, 3] in [0, 1], cameras, priors, priors conf): what ``prepare`` builds."""
-    import tempfile
-
-    from fvgen.presets import load_preset
-    from fvgen.evaluation.heldout import scene_image_files
-    from fvgen.core.images import load_images
-    from fvgen.priors.backends import compute_priors
-
-    root = datasets / name
-    files = scene_image_files(root)
-    train_names, _ = split_files(name, datasets)
-    by_name = {f.name: f for f in files}
-    train_files = [by_name[n] for n in train_names]
-    conf = load_preset("cpu").priors
-    imgs = load_images(train_files, max_size)
-    with tempfile.TemporaryDirectory() as td:
-        priors, imgs = compute_priors(imgs, conf, Path(td), root, device)
+    _, _, priors, imgs, conf = scene_priors(name, max_size, device, datasets)
     return np.asarray(imgs.images, np.float32), priors.cameras, priors, conf
 
 

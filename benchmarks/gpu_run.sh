@@ -90,8 +90,8 @@ run_job() {  # run_job NAME LIMIT_S
       # one eval_scenes.py run per variant of $VARIANTS (variants separated by ";", each a space-separated
       # list of preset overrides, "-" for none): eval_variant_N.json, N counting from 0
       n=0
-      local IFS_SAVE=$IFS variant
-      IFS=';'; local variants=($VARIANTS); IFS=$IFS_SAVE
+      local variant variants
+      IFS=";" read -ra variants <<< "$VARIANTS"
       for variant in "${variants[@]}"; do
         variant=$(echo $variant)
         [ "$variant" = "-" ] && variant=""

@@ -67,33 +67,42 @@ def nearest_view(cams, target) -> int:
     return int(np.argmin(d))
 
 
-def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
+def scene_priors(name: str, max_size: int, device: str, datasets: Path = DATASETS):
+    """The scene's 3-view split as files, and the priors of its train views as every clip here is
+    built (the ``cpu`` preset's priors, ground-truth cameras, long side ``max_size``):
+    (train files, test files, priors, the images they refer to, the priors conf)."""
     import tempfile
 
+    from fvgen.core.images import load_images
+    from fvgen.evaluation.heldout import scene_image_files
+    from fvgen.presets import load_preset
+    from fvgen.priors.backends import compute_priors
+
+    root = datasets / name
+    by_name = {f.name: f for f in scene_image_files(root)}
+    train_names, test_names = split_files(name, datasets)
+    train_files, test_files = [by_name[n] for n in train_names], [by_name[n] for n in test_names]
+    conf = load_preset("cpu").priors
+    imgs = load_images(train_files, max_size)
+    with tempfile.TemporaryDirectory() as td:
+        priors, imgs = compute_priors(imgs, conf, Path(td), root, device)
+    return train_files, test_files, priors, imgs, conf
+
+
+def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
     from fvgen.core.cameras import load_poses
     from fvgen.render.warp import WarpConf
-    from fvgen.presets import load_preset
-    from fvgen.evaluation.heldout import scene_image_files
-    from fvgen.core.images import load_images, read_image, resize_image
-    from fvgen.priors.backends import compute_priors
+    from fvgen.core.images import read_image, resize_image
     from fvgen.render.warp import render_warp
     from fvgen.videomodel.data.shards import encode_frames
     from fvgen.core.trajectories import interp
     from fvgen.core.undistort import undistort_image
 
     out.mkdir(parents=True, exist_ok=True)
-    conf = load_preset("cpu").priors
     for name in scenes:
         root = DATASETS / name
-        files = scene_image_files(root)
-        train_names, test_names = split_files(name, DATASETS)
-        by_name = {f.name: f for f in files}
-        train_files = [by_name[n] for n in train_names]
-        test_files = [by_name[n] for n in test_names]
         t0 = time.time()
-        imgs = load_images(train_files, max_size)
-        with tempfile.TemporaryDirectory() as td:
-            priors, imgs = compute_priors(imgs, conf, Path(td), root, device)
+        train_files, test_files, priors, imgs, _ = scene_priors(name, max_size, device)
         t_priors = time.time() - t0
         size = imgs.size
         test_cams = load_poses(root, [f.name for f in test_files], size)
