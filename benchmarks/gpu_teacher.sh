@@ -25,7 +25,9 @@
 #                                 PER_SCENE x 3 examples of every scene, default 8, PROCEDURAL rooms x 3, default 60)
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
 #   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
-#   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 36 MB
+#   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 44 MB
+#           .gpu/datasets/        the evaluation scenes' split images and poses (eval_scenes.py copy_scene), 13 MB:
+#                                 adapt_eval.py at ADAPT_STEPS (default "0 50") on them
 #   (files stay on the machine while it is warm, so each call carries only what it adds)
 # A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
 #   MAX_MINUTES=25 start 300 (examples built in 3-4 min first) -> watch 470-550 (what the budget leaves
@@ -108,6 +110,7 @@ case "$1" in
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
     tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
+    mkdir -p "$ROOT/results"
     if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
       for cfg in ${EVAL_CFGS:-3.0 1.5}; do
         for strength in ${EVAL_STRENGTHS:-1.0}; do  # one output folder per (guidance, SDEdit strength)
@@ -119,12 +122,22 @@ case "$1" in
         --out "$ROOT/teacher_gen/one_step" 2>&1 | tail -n 1  # the mean prediction at t = T, for reference
       # scored here, so that only the figures need come back (PSNR / SSIM, all and hole pixels, per scene;
       # the baselines, the same for every model, are scored once on the CPU machine: score without --generated)
+      # test-time adaptation to the 3 input views (issue 18 item 3), when the evaluation scenes are carried
+      # (.gpu/datasets: eval_scenes.py --copy-data): ADAPT_STEPS 0 is the unadapted baseline of the same sampler
+      if [ -d .gpu/datasets ]; then
+        for steps in ${ADAPT_STEPS:-0 50}; do
+          $PY benchmarks/adapt_eval.py --clips .gpu/teacher_eval --model "$RUN/model" --data .gpu/datasets \
+            --out "$ROOT/teacher_gen/adapt_s$steps" --steps "$steps" --device cuda 2>&1 | tail -n 2
+          cp "$ROOT/teacher_gen/adapt_s$steps/adapt.json" "$ROOT/results/adapt_s$steps.json" 2>/dev/null
+        done
+      fi
       for gen in "$ROOT"/teacher_gen/*/; do  # one process each (about 80 s of one core)
         $PY benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated "$gen" --baselines "" \
-          --json "$OUT/teacher_eval_$(basename "$gen").json" > "$ROOT/score_$(basename "$gen").log" 2>&1 &
+          --json "$ROOT/results/teacher_eval_$(basename "$gen").json" > "$ROOT/score_$(basename "$gen").log" 2>&1 &
       done
       wait
       tail -n 2 "$ROOT"/score_*.log
+      tar -C "$ROOT" -cf "$OUT/results.tar" results  # one file: at most 8 come back
       if [ -n "${KEEP_GENERATED:-}" ]; then  # the frames themselves (at most 8 files come back)
         tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"
       fi
