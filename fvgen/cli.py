@@ -384,13 +384,15 @@ def train_teacher(
 @train_app.command("distill")
 @handle_errors
 def train_distill(
-    teacher: Path = typer.Option(..., "--teacher", help="the teacher's model folder (the model/ of `fvgen train teacher`)"),
+    teacher: str = typer.Option(..., "--teacher", help="the teacher's model folder (the model/ of `fvgen train teacher`), "
+                                "or viewcrafter:PATH/ViewCrafter_25.ckpt (the official ViewCrafter weights)"),
     out: Path = typer.Option(..., "--out", "-o", help="distillation folder (checkpoints, log.jsonl, samples, model/)"),
     data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`), the teacher's"),
     stage: str = typer.Option("all", "--stage", help="gan (stage 1), dmd (stage 2; stage 1 finished) or all"),
     ablation: Optional[str] = typer.Option(None, "--ablation", help="full (default), no-gan-init, gan-only, "
                                            "gan-softkl or plain-dmd"),
-    config: str = typer.Option("embedded", "--config", help="distillation config: embedded or tiny-pixel"),
+    config: str = typer.Option("embedded", "--config", help="distillation config: embedded, tiny-pixel or "
+                               "tiny-viewcrafter"),
     gan_steps: Optional[int] = typer.Option(None, "--gan-steps", help="stage-1 steps"),
     dmd_steps: Optional[int] = typer.Option(None, "--dmd-steps", help="stage-2 student updates"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="clips per process and step"),
@@ -399,9 +401,16 @@ def train_distill(
                                              "this file exists"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start over instead of resuming from OUT/ckpt"),
     workers: Optional[int] = typer.Option(None, "--workers", help="threads that decode the example shards at start"),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="viewcrafter:PATH.ckpt only: OpenCLIP's "
+                                              "bpe_simple_vocab_16e6.txt.gz (the prompt's text tokens)"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="viewcrafter:PATH only: 512 or 1024 (default: from "
+                                          "the file)"),
+    real_cfg: Optional[float] = typer.Option(None, "--real-cfg", help="guidance of the teacher's score in the DMD "
+                                             "stage (default: its sampler's: 1 for ours, 7.5 for ViewCrafter)"),
 ):
     """Distil the teacher into a 4-step student: a GAN stage on the teacher's features, then
-    distribution matching with the softened reverse KL (FVGen). Several GPUs:
+    distribution matching with the softened reverse KL (FVGen). With --teacher viewcrafter:PATH the
+    student is a ViewCrafter model folder (--generator OUT/model). Several GPUs:
     torchrun --nproc_per_node=N -m fvgen train distill ..."""
 
     from .pipeline import command_line
@@ -410,7 +419,8 @@ def train_distill(
     res = run(teacher, out, stage, ablation, config, resume=not no_resume, max_minutes=max_minutes,
               num_workers=workers, stop_file=stop_file, command=command_line(),
               data=tuple(str(d) for d in data) or None, gan_steps=gan_steps, dmd_steps=dmd_steps,
-              batch_size=batch_size)
+              batch_size=batch_size, clip_vocab=str(clip_vocab) if clip_vocab else None, variant=variant,
+              real_cfg=real_cfg)
     _finish_training(res)
 
 

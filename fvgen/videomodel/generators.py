@@ -7,7 +7,9 @@ into novel views, behind one interface, and the per-pixel confidence the fit giv
 - ``teacher`` / ``student``: our shipped video models (none ships yet: refused with one line);
   or a model folder (``--generator PATH``, a folder written by ``fvgen train teacher``).
 - ``viewcrafter``: the paper's teacher, our ViewCrafter-compatible model with the user's official
-  checkpoint (``generate.checkpoint``; ``generate.clip_vocab``, OpenCLIP's BPE vocabulary file).
+  checkpoint (``generate.checkpoint``; ``generate.clip_vocab``, OpenCLIP's BPE vocabulary file), or
+  a ViewCrafter model folder (a distilled student: ``--generator viewcrafter --checkpoint DIR`` or
+  ``--generator DIR``).
 
 :func:`view_confidence` weighs each generated pixel: pixels the point cloud saw get 1, filled or
 generated pixels ``hole_confidence``, both times a falloff with the camera's distance from the
@@ -163,22 +165,42 @@ class ModelGenerator(Generator):
 
 
 class ViewCrafterGenerator(Generator):
-    """ViewCrafter (official weights) through :func:`.viewcrafter.viewcrafter_fill`."""
+    """ViewCrafter through :func:`.viewcrafter.viewcrafter_fill`: the official weights
+    (``conf.checkpoint`` a ``.ckpt``; official sampling: guidance 7.5, eta 1) or a ViewCrafter model
+    folder (a student of ``fvgen train distill --teacher viewcrafter:PATH``: its own steps, CFG 1 and
+    eta 0 unless other steps / CFG are set)."""
 
     name = "viewcrafter"
 
     def __init__(self, conf: GenerateConf, device: str = "cpu"):
+        from .viewcrafter import is_viewcrafter_folder, read_viewcrafter_config
         from .viewcrafter.checkpoint import CHECKPOINT_HINT
 
         if not conf.checkpoint:
             raise FvgenError(f"--generator viewcrafter needs the official checkpoint: {CHECKPOINT_HINT}")
         path = Path(conf.checkpoint)
-        if not path.is_file():
+        self.guidance, self.eta = 7.5, 1.0  # the official inference's
+        if path.is_dir():
+            if not is_viewcrafter_folder(path):
+                raise FvgenError(f"{path} is not a ViewCrafter model folder (nor a checkpoint file): {CHECKPOINT_HINT}")
+            from .model import weights_hash
+
+            _, _, provenance = read_viewcrafter_config(path)
+            if provenance.get("trained") is False and not provenance.get("allow_untrained"):
+                raise FvgenError(f"{path} holds untrained (random) ViewCrafter weights; refusing to output noise as views")
+            student = provenance.get("student")
+            if isinstance(student, dict):
+                if (conf.steps, conf.cfg) == (GenerateConf.steps, GenerateConf.cfg):
+                    conf = replace(conf, steps=int(student["steps"]), cfg=float(student["cfg"]))
+                self.guidance, self.eta = conf.cfg, float(student.get("eta", 0.0))
+            weights = weights_hash(path)
+        elif path.is_file():
+            st = path.stat()
+            weights = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        else:
             raise FvgenError(f"ViewCrafter checkpoint not found: {path}")
-        st = path.stat()
         self.conf, self.device = conf, device
-        self._key = (f"viewcrafter-{path.resolve()}:{st.st_size}:{st.st_mtime_ns}-{conf.variant}-{conf.steps}-"
-                     f"{conf.seed}")
+        self._key = f"viewcrafter-{weights}-{conf.variant}-{conf.steps}-{self.guidance}-{self.eta}-{conf.seed}"
 
     @property
     def key(self) -> str:
@@ -194,6 +216,7 @@ class ViewCrafterGenerator(Generator):
         dtype = torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32
         pipe, variant = load_viewcrafter(c.checkpoint, c.variant or None, c.clip_vocab or None, self.device, dtype)
         out = viewcrafter_fill(pipe, variant, references, np.stack(frames), np.stack(masks), steps=c.steps, seed=c.seed,
+                               guidance_scale=self.guidance, eta=self.eta,
                                progress=(lambda i, n: progress(i, {})) if progress else None)
         return list(out)
 
@@ -217,6 +240,10 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
     if name == "viewcrafter":
         return ViewCrafterGenerator(conf, device)
     if Path(name).exists():
+        from .viewcrafter import is_viewcrafter_folder
+
+        if is_viewcrafter_folder(name):  # a distilled ViewCrafter student
+            return ViewCrafterGenerator(replace(conf, checkpoint=name), device)
         return ModelGenerator(Path(name), conf, device)
     raise FvgenError(f"unknown generator {name!r}: use {', '.join(BUILTIN)} or a model folder")
 

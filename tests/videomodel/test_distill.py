@@ -18,7 +18,7 @@ from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.videomodel import data as tdata  # noqa: E402
 from fvgen.videomodel.configs import PRESETS  # noqa: E402
 from fvgen.videomodel.model import TeacherModel, read_model_config  # noqa: E402
-from fvgen.videomodel.train.steps import Denoiser, encode_batch  # noqa: E402
+from fvgen.videomodel.train.steps import Denoiser  # noqa: E402
 from fvgen.videomodel.distill import losses  # noqa: E402
 from fvgen.videomodel.distill.networks import (disc_logits, student_sample, student_timesteps,  # noqa: E402
                                                unet_features)
@@ -168,7 +168,7 @@ def dd(teacher_dir):
 
 @pytest.fixture
 def lat(dd):
-    return encode_batch(dd.teacher, _batch(dd.teacher.preset))
+    return dd.teacher.encode_batch(_batch(dd.teacher.model.preset))
 
 
 def gen(seed):
@@ -177,7 +177,7 @@ def gen(seed):
 
 def test_unet_features_are_the_down_and_mid_block_outputs(dd, lat):
     """Our encoder-half forward equals what forward hooks see in the full diffusers forward."""
-    t = dd.teacher
+    t = dd.teacher.model
     unet = t.unet
     seen = []
     hooks = [b.register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
@@ -213,11 +213,13 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
 
     folder = teacher_dir if space == "pixel-x0" else v_teacher_dir
     dd = Distiller(load_distill_config("tiny-pixel", teacher=str(folder)), load_teacher(folder, "cpu"))
-    lat = encode_batch(dd.teacher, _batch(dd.teacher.preset))
-    c = dd.teacher.preset.latent_channels
+    preset = dd.teacher.model.preset
+    lat = dd.teacher.encode_batch(_batch(preset))
+    c = preset.latent_channels
 
     assert student_timesteps(4) == [999, 749, 499, 249]
-    assert [int(x) for x in make_scheduler(dd.teacher, 4).timesteps] == [999, 749, 499, 249]
+    assert [int(x) for x in make_scheduler(dd.teacher.model, 4).timesteps] == [999, 749, 499, 249]
+    assert dd.teacher.chain(4) == [999, 749, 499, 249]
     student = dd.student_view(ema=False)
     calls = []
 
@@ -232,13 +234,13 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
 
     rec = Record(student.unet)
     student.unet = rec
-    b = _batch(dd.teacher.preset)
+    b = _batch(preset)
     sample_latents(student, b["ref"], b["warp"], b["mask"], steps=4, cfg=1.0, generator=gen(5))
     from_sampler, calls[:] = list(calls), []
     noise = torch.randn(lat["x0"].shape, generator=gen(5))
     from fvgen.videomodel.distill.train import ToX0
 
-    net = ToX0(Denoiser(dd.teacher, rec, student.ref), dd.teacher.preset.prediction, dd.sched.alphas_cumprod)
+    net = ToX0(Denoiser(dd.teacher.model, rec, student.ref), preset.prediction, dd.sched.alphas_cumprod)
     x0, t = student_sample(net, dd.teacher, lat, 4, 3, noise, grad=False)
     assert t == 249 and x0.shape == lat["x0"].shape
     assert [c[0] for c in calls] == [c[0] for c in from_sampler] == [999, 749, 499, 249]
@@ -252,7 +254,7 @@ def test_to_x0_converts_v_predictions(v_teacher_dir):
     from fvgen.videomodel.train.steps import make_train_scheduler
     from fvgen.videomodel.distill.train import ToX0
 
-    teacher = load_teacher(v_teacher_dir, "cpu")
+    teacher = load_teacher(v_teacher_dir, "cpu").model
     sched = make_train_scheduler(teacher)
     x0, noise = torch.randn(2, 4, 4, 4, 8, generator=gen(0)), torch.randn(2, 4, 4, 4, 8, generator=gen(1))
     t = torch.tensor([10, 900])
@@ -295,9 +297,7 @@ def test_dmd_updates_lower_their_losses_on_a_fixed_batch(dd, lat):
     t = dd.timesteps(2, gen(4))
     xt = dd.noised(x0.detach(), t, gen(5))
     with torch.no_grad():
-        from fvgen.videomodel.distill.networks import teacher_x0
-
-        real = teacher_x0(dd.teacher_x0net, xt, t, lat, dd.conf.real_cfg, dd.conf.guidance_rescale)
+        real = dd.teacher.real_x0(xt, t, lat, dd.real_cfg, dd.conf.guidance_rescale)
         fake = dd.fake_x0(xt, t, lat["cat"], lat["ref"], torch.ones(2))
         weight = losses.softened_kl_weight(dd.logits(xt, t, lat))
     loss, direction = losses.dmd_loss(x0, fake, real, weight)
@@ -314,6 +314,7 @@ def test_stage_steps_train_the_student_and_leave_the_teacher_alone(teacher_dir, 
     conf = load_distill_config("tiny-pixel", ablation, teacher=str(teacher_dir))
     teacher = load_teacher(teacher_dir, "cpu")
     dd = Distiller(conf, teacher)
+    teacher = teacher.model
     frozen = {k: v.clone() for k, v in teacher.unet.state_dict().items()}
     s0 = {k: v.clone() for k, v in dd.student_den.state_dict().items()}
     from contextlib import nullcontext
@@ -333,7 +334,7 @@ def test_discriminator_gradient_reaches_the_student_through_the_frozen_teacher(d
     t = dd.timesteps(2, gen(1))
     disc_logits(dd.teacher, dd.heads, dd.noised(x0, t, gen(2)), t, lat).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dd.student_den.parameters())
-    assert all(p.grad is None for p in dd.teacher.unet.parameters())
+    assert all(p.grad is None for p in dd.teacher.model.unet.parameters())
 
 
 # ----------------------------------------------------------------------------- the run
@@ -467,9 +468,3 @@ def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(teacher_dir, tmp_
     masks = [np.ones((32, 64), np.float32)] * 4
     out = make_generator(GenerateConf(generator=str(student)), "cpu")(frames, masks, [None] * 4, lambda i: frames[0])
     assert len(out) == 4 and out[0].shape == (32, 64, 3)
-
-
-def test_a_viewcrafter_teacher_is_refused_by_name(tmp_path):
-    """`--teacher viewcrafter:PATH` says what is not supported, not that a folder is missing."""
-    with pytest.raises(FvgenError, match="distilling ViewCrafter .* not supported yet"):
-        train_distill("viewcrafter:/x/ViewCrafter_25.ckpt", tmp_path / "o", config="tiny-pixel", data=(str(tmp_path),))

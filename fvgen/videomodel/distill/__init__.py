@@ -4,8 +4,12 @@
   of the softened reverse KL, ``2 / (1 + r)`` (derived in that module's docstring).
 - :mod:`.networks`: the student's 4-step chain with backward simulation, the frozen teacher's
   encoder features and the discriminator's 3D heads.
+- :mod:`.teachers`: the teachers behind one adapter interface: our own (``fvgen train teacher``)
+  and ViewCrafter (``viewcrafter:PATH``, issue 21).
 - :mod:`.train`: ``train_distill`` (GAN stage, then DMD stage; ablations; resumable, DDP).
 
-The saved student is a teacher-format model folder: ``TeacherModel.from_pretrained`` and the teacher's
-sampler run it with ``steps=4, cfg=1`` (its config's provenance says so under ``student``).
+The saved student is a model folder of the teacher's kind: ours, which ``TeacherModel.from_pretrained``
+and the teacher's sampler run with ``steps=4, cfg=1``; ViewCrafter's, a ViewCrafter model folder
+that the ViewCrafter generator runs with 4 steps, guidance 1, eta 0 (its provenance says so under
+``student``).
 """

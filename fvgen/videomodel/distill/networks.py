@@ -1,19 +1,22 @@
-"""The networks of the distillation, all started from the teacher (a pixel- or latent-space
-x0-predicting UNet, :class:`fvgen.videomodel.model.TeacherModel`):
+"""The networks of the distillation, all started from the teacher (see :mod:`.teachers`: our
+x0- or v-predicting UNet of :class:`fvgen.videomodel.model.TeacherModel`, or ViewCrafter's latent
+v-predicting UNet):
 
-- the *student*: a copy of the teacher's UNet + reference encoder, run on 4 explicit timesteps
-  of the teacher's schedule (999, 749, 499, 249: diffusers' "trailing" spacing, so the teacher's
-  own DDIM sampler runs a saved student unchanged with ``steps=4, cfg=1``); trained at a random
-  step of its own chain (DMD2's backward simulation, :func:`student_sample`);
+- the *student*: a copy of the teacher's trained parts (UNet + reference encoder, or ViewCrafter's
+  UNet + image resampler), run on 4 explicit timesteps of the teacher's schedule (999, 749, 499,
+  249: the "trailing" spacing of both teachers' samplers, so a saved student runs in the teacher's
+  own sampler unchanged with ``steps=4, cfg=1`` and eta 0); trained at a random step of its own
+  chain (DMD2's backward simulation, :func:`student_sample`);
 - the *fake-score network*: another copy, trained with the teacher's diffusion loss on detached
   student samples (the score of p_fake);
-- the *discriminator*: the frozen teacher's encoder half (down blocks + mid block, :func:`unet_features`)
-  on noised clips, with trainable 3D-CNN heads (:class:`DiscriminatorHeads`) on its features.
+- the *discriminator*: the frozen teacher's encoder half (down blocks + mid block:
+  :func:`unet_features` for ours, ``ViewCrafterUNet.encoder_features``) on noised clips, with
+  trainable 3D-CNN heads (:class:`DiscriminatorHeads`) on its features.
 
-Everything is in the teacher's denoising space: folded pixels (or latents), and for residual
-models the clip *minus* the warp's fill. The teacher predicts x0 there, and so do the student
-and the fake-score network; no conversion is needed except the DDIM step (diffusers'
-``prediction_type="sample"``).
+Everything is in the teacher's denoising space, laid out [B, F, c, h, w]: folded pixels or
+latents, and for residual models the clip *minus* the warp's fill. Every network's output is read
+as an x0 prediction (:class:`~fvgen.videomodel.distill.teachers.ToX0`: the identity for x0
+models, ``(√ᾱ x_t - √(1-ᾱ) v) / s(t)`` for v models, ``s`` ViewCrafter's dynamic rescale).
 """
 
 from __future__ import annotations
@@ -96,18 +99,17 @@ def feature_channels(unet) -> tuple[int, ...]:
     return ch + (ch[-1],)
 
 
-def disc_logits(teacher: TeacherModel, heads: nn.Module, noisy: torch.Tensor, t: torch.Tensor,
-                lat: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
+def disc_logits(teacher, heads: nn.Module, noisy: torch.Tensor, t: torch.Tensor, lat: dict) -> torch.Tensor:
     """Discriminator logits [B] of noisy clips [B, F, c, h, w] at timesteps t [B] under their
-    conditioning ``lat`` (:func:`fvgen.videomodel.train.steps.encode_batch`: ``cat`` without the reference,
-    ``ref``). The teacher is frozen (no parameter gradients) but gradients flow to ``noisy``."""
-    cat, tokens = full_condition(teacher, lat, noisy.shape[1])
-    feats = unet_features(teacher.unet, torch.cat([noisy, cat.to(noisy.dtype)], 2), t, tokens)
-    return heads(feats, noisy.shape[0])
+    conditioning ``lat`` (``teacher.encode_batch``); ``teacher`` a
+    :class:`~fvgen.videomodel.distill.teachers.DistillTeacher`, frozen (no parameter gradients),
+    but gradients flow to ``noisy``."""
+    return heads(teacher.features(noisy, t, lat), noisy.shape[0])
 
 
 def full_condition(teacher: TeacherModel, lat: dict, frames: int, ref_encoder: nn.Module | None = None):
-    """``encode_batch``'s split conditioning -> (concat channels [B, F, cond, h, w], tokens [B, S, D])."""
+    """Our teacher's ``encode_batch`` split conditioning -> (concat channels [B, F, cond, h, w],
+    tokens [B, S, D])."""
     ref = lat["ref"]
     cat = torch.cat([lat["cat"], ref[:, None].expand(-1, frames, -1, -1, -1)], 2)
     return cat, (ref_encoder or teacher.ref)(ref)
@@ -143,23 +145,23 @@ def x0_scheduler(teacher: TeacherModel, steps: int):
     return s
 
 
-def student_sample(student_net: nn.Module, teacher: TeacherModel, lat: dict, steps: int, k: int,
+def student_sample(student_net: nn.Module, teacher, lat: dict, steps: int, k: int,
                    noise: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, int]:
     """Backward simulation (DMD2): run the student's own chain from pure noise ``noise``
     [B, F, c, h, w] for ``k`` of its ``steps`` DDIM steps (eta 0, no grad: the teacher sampler's
-    chain), then its x0 prediction at timestep ``k`` (with grad when ``grad``).
+    chain, ``teacher.chain`` / ``teacher.chain_step``), then its x0 prediction at timestep ``k``
+    (with grad when ``grad``). ``student_net``: an x0 network, ``net(noisy, t, cat, ref, keep)``.
 
     Returns (x0 [B, F, c, h, w], the timestep it was predicted at)."""
     if not 0 <= k < steps:
         raise FvgenError(f"student step {k} outside 0..{steps - 1}")
-    sched = x0_scheduler(teacher, steps)
-    ts = [int(t) for t in sched.timesteps]
+    ts = teacher.chain(steps)
     keep = ones(lat)
-    x = noise * sched.init_noise_sigma
+    x = noise  # DDIM's initial noise sigma is 1
     with torch.no_grad():
-        for t in ts[:k]:
+        for i, t in enumerate(ts[:k]):
             x0 = student_net(x, torch.full((x.shape[0],), t, device=x.device), lat["cat"], lat["ref"], keep)
-            x = sched.step(x0.float(), t, x.float(), eta=0.0).prev_sample.to(noise.dtype)
+            x = teacher.chain_step(x0.float(), t, ts[i + 1] if i + 1 < len(ts) else -1, x.float()).to(noise.dtype)
     t = ts[k]
     with torch.set_grad_enabled(grad):
         x0 = student_net(x, torch.full((x.shape[0],), t, device=x.device), lat["cat"], lat["ref"], keep)

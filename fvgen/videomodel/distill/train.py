@@ -1,5 +1,10 @@
 """Distilling the teacher into a 4-step student (issue 19; FVGen, arXiv 2508.06392, sec. 3.3):
-``train_distill(teacher_dir, out_dir, ...)`` / ``fvgen train distill --teacher DIR --out DIR --data ...``.
+``train_distill(teacher, out_dir, ...)`` / ``fvgen train distill --teacher DIR --out DIR --data ...``.
+
+The teacher (:mod:`.teachers`): a model folder of ``fvgen train teacher``, or ``viewcrafter:PATH``,
+our ViewCrafter-compatible model with the official ``ViewCrafter_16.ckpt`` / ``ViewCrafter_25.ckpt``
+(``--clip-vocab`` for its prompt's text tokens) or a ViewCrafter model folder; the training clips
+are the same example shards, brought to the ViewCrafter model's size as its generator does.
 
 Two stages in one resumable run (``--stage gan|dmd|all`` picks what this call runs):
 
@@ -21,17 +26,21 @@ DMD's KL(p_fake || p_real)).
 bf16 autocast on CUDA, AdamW, gradient clipping, EMA of the student, DDP with ``torchrun``
 (each rank its slice of every global batch, rank 0 writes), chunks bounded by ``max_minutes`` or a
 stop file, as the teacher's training (:mod:`fvgen.videomodel.train`, whose data loader this reuses:
-the same example shards).
+the same example shards; clips of the teacher's length, ``teacher.frames``).
 
 ``OUT`` layout::
 
     config.json      the DistillConf of the run (ablation applied)
     log.jsonl        one line per logged step (stage, step, losses, D(real), D(fake), weight, ...)
-    ckpt/            resume state: state.json (stage, step, data position), student/ (a model folder),
-                     fake_unet/ fake_ref/ disc/ ema_unet/ ema_ref/, optim_student/ optim_fake/ optim_disc/
-    model/           the student (EMA weights, bf16; its config says steps 4, cfg 1): what the
-                     teacher's loader and sampler run (``sample_latents(..., steps=4, cfg=1.0)``)
-    samples/         <stage>_XXXXXXX.mp4 / .png: warp | student (4 steps) | ground truth
+    ckpt/            resume state: state.json (stage, step, data position), student/ (a model folder
+                     of the teacher's kind), fake_<part>/ ema_<part>/ for each trained part (ours:
+                     unet, ref; ViewCrafter: unet, resampler), disc/, optim_student/ optim_fake/ optim_disc/
+    model/           the student (EMA weights, bf16; its config says steps 4, cfg 1, eta 0): ours, a
+                     teacher-format folder that the teacher's loader and sampler run
+                     (``sample_latents(..., steps=4, cfg=1.0)``); ViewCrafter's, a ViewCrafter model
+                     folder (:mod:`fvgen.videomodel.viewcrafter.folder`) that ``--generator OUT/model``
+                     (the ViewCrafter generator) runs with 4 steps, guidance 1, eta 0
+    samples/         <stage>_XXXXXXX.mp4 / .png: warp | student (4 steps) | ground truth (model size)
 """
 
 from __future__ import annotations
@@ -51,15 +60,14 @@ from torch import nn
 
 from ...core.cache import replace_dir
 from ...core.errors import FvgenError
-from ..model import MAX_SHARD, RefEncoder, TeacherModel
+from ..model import MAX_SHARD
 from ..train.distributed import Dist, start_process
 from ..train.run import Run
 from ..train.state import load_optimizer, save_optimizer
-from ..train.steps import Denoiser, diffusion_loss, encode_batch, make_train_scheduler
-
 from .losses import disc_loss, dmd_loss, gen_loss, softened_kl_weight
-from .networks import (DiscriminatorHeads, disc_logits, feature_channels, student_sample, student_timesteps,
-                       teacher_x0)
+from .networks import DiscriminatorHeads, disc_logits, student_sample
+from .teachers import (VIEWCRAFTER_PREFIX, DistillTeacher, ToX0, copy_parts, load_teacher,  # noqa: F401 (re-exported)
+                       viewcrafter_path)
 
 STAGES = ("gan", "dmd", "all")
 RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings a resumed run must keep
@@ -68,7 +76,9 @@ RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings 
 @dataclass(frozen=True)
 class DistillConf:
     name: str = "embedded"
-    teacher: str = ""  # the teacher model folder (fvgen_model.json, unet/, ref/, ...)
+    teacher: str = ""  # the teacher model folder (fvgen_model.json, unet/, ref/, ...) or viewcrafter:PATH
+    clip_vocab: str = ""  # viewcrafter:PATH.ckpt only: OpenCLIP's vocabulary (the prompt's text tokens)
+    variant: str = ""  # viewcrafter:PATH.ckpt only: 512 or 1024 ("" = from the file)
     data: tuple[str, ...] = ()  # example shard folders, the teacher's (fvgen data build)
     val_source: str = ""  # examples whose meta.source contains this are left out
     ablation: str = "full"
@@ -79,9 +89,10 @@ class DistillConf:
     fake_updates: int = 5  # fake-score (and discriminator) updates per student update in stage 2 (DMD2: 5)
     softened: bool = True  # weight 2 / (1 + r) (FVGen); False: plain DMD, weight 1
     dmd_gan_weight: float = 0.01  # the GAN generator loss on the student in stage 2 (0: none); not tuned
-    # guidance of the teacher's x0 (the "real score"; DMD distils a guided teacher with > 1): 1.0, as
-    # every evaluation of our teachers since run 4 samples (CFG 3.0, the sampler's default, was worse)
-    real_cfg: float = 1.0
+    # guidance of the teacher's x0 (the "real score"; DMD distils a guided teacher with > 1); None:
+    # the teacher sampler's own (``DistillTeacher.guidance``): 1.0 for ours, as every evaluation of our
+    # teachers since run 4 samples (CFG 3.0 was worse); 7.5 for ViewCrafter, as its official inference
+    real_cfg: float | None = None
     guidance_rescale: float = 0.7  # with real_cfg > 1, as the sampler
     t_min: int = 20  # DMD and discriminator timesteps: uniform in [t_min, t_max) (DMD: 0.02T to 0.98T)
     t_max: int = 980
@@ -139,10 +150,12 @@ DISTILL_CONFIGS = {
                               ckpt_every=2, sample_every=3, log_every=1, bf16=False, student_lr=1e-4,
                               fake_lr=1e-4, disc_lr=1e-3, disc_hidden=8),
 }
+# the same small run for a tiny ViewCrafter-format teacher (CPU tests)
+DISTILL_CONFIGS["tiny-viewcrafter"] = dataclasses.replace(DISTILL_CONFIGS["tiny-pixel"], name="tiny-viewcrafter")
 
 
 def load_distill_config(spec: str = "embedded", ablation: str | None = None, **overrides) -> DistillConf:
-    """A named config (``embedded``, ``tiny-pixel``), then ``overrides`` (None values ignored),
+    """A named config (``embedded``, ``tiny-pixel``, ``tiny-viewcrafter``), then ``overrides`` (None values ignored),
     then the ablation's changes."""
     if spec not in DISTILL_CONFIGS:
         raise FvgenError(f"unknown distillation config {spec!r}: use {', '.join(DISTILL_CONFIGS)}")
@@ -160,67 +173,37 @@ def load_distill_config(spec: str = "embedded", ablation: str | None = None, **o
     return conf
 
 
-def load_teacher(folder: str | Path, device, dtype=torch.float32) -> TeacherModel:
-    """The frozen teacher (eval mode, no parameter gradients)."""
-    if not str(folder):
-        raise FvgenError("no teacher model folder given (--teacher DIR: a model/ folder written by `fvgen train teacher`)")
-    t = TeacherModel.from_pretrained(Path(folder), device, dtype)
-    for m in t.modules().values():
-        m.requires_grad_(False)
-    return t.eval()
-
-
-class ToX0(nn.Module):
-    """A denoiser's output as an x0 prediction, whatever the teacher's parametrisation
-    (``prediction = "v"``: ``x0 = √ᾱ x_t - √(1-ᾱ) v``); the identity for x0-predicting models."""
-
-    def __init__(self, net: nn.Module, prediction: str, alphas_cumprod: torch.Tensor):
-        super().__init__()
-        self.net, self.prediction = net, prediction
-        self.register_buffer("alphas", alphas_cumprod.float(), persistent=False)
-
-    def forward(self, noisy, t, cat, ref, keep):
-        out = self.net(noisy, t, cat, ref, keep)
-        if self.prediction == "x0":
-            return out
-        a = self.alphas.to(noisy.device)[torch.as_tensor(t, device=noisy.device).reshape(-1)]
-        a = a.reshape(-1, *[1] * (noisy.ndim - 1))
-        return (a.sqrt() * noisy.float() - (1 - a).sqrt() * out.float()).to(out.dtype)
-
-
 # ----------------------------------------------------------------------------- the losses on a batch
 
 class Distiller:
-    """The three trained networks (student, fake score, discriminator heads), the frozen teacher,
-    their optimisers and one function per loss and per update. No data handling: :class:`DistillRun`
-    feeds it batches (``lat``: :func:`fvgen.videomodel.train.steps.encode_batch` of a pixel batch)."""
+    """The three trained networks (student, fake score, discriminator heads), the frozen teacher
+    (a :class:`~.teachers.DistillTeacher`), their optimisers and one function per loss and per
+    update. No data handling: :class:`DistillRun` feeds it batches (``lat``: ``teacher.encode_batch``
+    of a pixel batch). ``student`` / ``fake``: the trained parts (``teacher.parts``), copies of the
+    teacher's when None."""
 
-    def __init__(self, conf: DistillConf, teacher: TeacherModel, student: dict | None = None,
+    def __init__(self, conf: DistillConf, teacher: DistillTeacher, student: dict | None = None,
                  fake: dict | None = None, heads: nn.Module | None = None, wrap=lambda m: m):
         self.conf, self.teacher = conf, teacher
         dev = teacher.device
         self.dev = dev
-        if student is None:
-            student = {"unet": copy.deepcopy(teacher.unet), "ref": copy.deepcopy(teacher.ref)}
-        if fake is None:
-            fake = {"unet": copy.deepcopy(teacher.unet), "ref": copy.deepcopy(teacher.ref)}
+        student = student if student is not None else copy_parts(teacher)
+        fake = fake if fake is not None else copy_parts(teacher)
         for m in (*student.values(), *fake.values()):
             m.requires_grad_(True).train()
         self.student_parts, self.fake_parts = student, fake
         if heads is None:
-            heads = DiscriminatorHeads(feature_channels(teacher.unet), conf.disc_hidden, teacher.preset.frames)
+            heads = DiscriminatorHeads(teacher.feature_channels(), conf.disc_hidden, teacher.frames)
         self.heads = heads.to(dev).requires_grad_(True).train()
-        self.sched = make_train_scheduler(teacher)
-        self.sched.alphas_cumprod = self.sched.alphas_cumprod.to(dev)
-        pred, ac = teacher.preset.prediction, self.sched.alphas_cumprod
-        self.student_den = Denoiser(teacher, student["unet"], student["ref"])
-        self.fake_den = Denoiser(teacher, fake["unet"], fake["ref"])
+        self.sched = teacher.sched
+        self.student_den = teacher.denoiser(student)
+        self.fake_den = teacher.denoiser(fake)
         # the wrapped (DDP) networks take part in their own update; the plain ones elsewhere
         self.student_ddp, self.fake_ddp, self.heads_ddp = wrap(self.student_den), wrap(self.fake_den), wrap(self.heads)
-        self.student = ToX0(self.student_ddp, pred, ac)
-        self.student_plain = ToX0(self.student_den, pred, ac)
-        self.fake_x0 = ToX0(self.fake_den, pred, ac)
-        self.teacher_x0net = ToX0(Denoiser(teacher), pred, ac)
+        self.student = teacher.x0_net(self.student_ddp)
+        self.student_plain = teacher.x0_net(self.student_den)
+        self.fake_x0 = teacher.x0_net(self.fake_den)
+        self.teacher_x0net = teacher.x0_net(teacher.denoiser())
 
         def opt(params, lr):
             return torch.optim.AdamW(params, lr=lr, weight_decay=conf.weight_decay, betas=(0.9, 0.99))
@@ -230,6 +213,11 @@ class Distiller:
                     "disc": opt(self.heads.parameters(), conf.disc_lr)}
         self.ema = {k: copy.deepcopy(m).requires_grad_(False) for k, m in student.items()}
 
+    @property
+    def real_cfg(self) -> float:
+        """The real score's guidance: the config's, else the teacher sampler's own."""
+        return self.conf.real_cfg if self.conf.real_cfg is not None else self.teacher.guidance
+
     # -- random draws, all from one CPU generator (reproducible across devices) -------------
     def noise_like(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         return torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
@@ -238,7 +226,7 @@ class Distiller:
         return torch.randint(self.conf.t_min, self.conf.t_max, (n,), generator=gen).to(self.dev)
 
     def noised(self, x0: torch.Tensor, t: torch.Tensor, gen) -> torch.Tensor:
-        return self.sched.add_noise(x0, self.noise_like(x0, gen), t)
+        return self.teacher.add_noise(x0, self.noise_like(x0, gen), t)
 
     def sample(self, lat: dict, gen, grad: bool, net: nn.Module | None = None) -> torch.Tensor:
         """A student sample [B, F, c, h, w] at a random step of its chain (backward simulation)."""
@@ -272,7 +260,7 @@ class Distiller:
         t = self.timesteps(x0.shape[0], gen)
         xt = self.noised(x0.detach(), t, gen)
         with torch.no_grad():
-            real = teacher_x0(self.teacher_x0net, xt, t, lat, c.real_cfg, c.guidance_rescale)
+            real = self.teacher.real_x0(xt, t, lat, self.real_cfg, c.guidance_rescale)
             fake = self.fake_x0(xt, t, lat["cat"], lat["ref"], torch.ones_like(t, dtype=xt.dtype))
             weight = softened_kl_weight(self.logits(xt, t, lat)) if c.softened else None
         loss, _ = dmd_loss(x0, fake, real, weight)
@@ -283,8 +271,7 @@ class Distiller:
 
     def fake_loss(self, lat: dict, x0: torch.Tensor, gen) -> torch.Tensor:
         """The teacher's diffusion loss of the fake-score network on detached student samples."""
-        return diffusion_loss(self.teacher, self.fake_ddp, {**lat, "x0": x0.detach().to(lat["x0"].dtype)},
-                              self.sched, 0.0, gen)
+        return self.teacher.diffusion_loss(self.fake_ddp, {**lat, "x0": x0.detach().to(lat["x0"].dtype)}, gen)
 
     # -- updates ---------------------------------------------------------------------------
     def _update(self, name: str, loss: torch.Tensor, params) -> float:
@@ -343,12 +330,10 @@ class Distiller:
         out["gn_student"] = self._update("student", loss, self.student_den.parameters())
         return {**out, **figs}
 
-    def student_view(self, ema: bool = True) -> TeacherModel:
-        """The student as a TeacherModel (the teacher's preset and schedule; EMA or live weights)."""
-        parts = self.ema if ema else self.student_parts
-        m = TeacherModel(self.teacher.preset, unet=parts["unet"], vae=self.teacher.vae, ref=parts["ref"])
-        m.scheduler_config = dict(self.teacher.scheduler_config)
-        return m
+    def student_view(self, ema: bool = True):
+        """The student as the teacher's kind of model (a TeacherModel, or a ViewCrafter pipeline),
+        EMA or live weights."""
+        return self.teacher.assemble(self.ema if ema else self.student_parts)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -367,7 +352,7 @@ class DistillRun(Run):
         self.state = {"stage": "gan" if conf.gan_steps > 0 else "dmd", "step": 0, "updates": 0, "epoch": 0,
                       "pos": 0, "seconds": 0.0, "config": asdict(conf), "command": command}
         resumed = resume and (self.ckpt / "state.json").is_file()
-        self.model = load_teacher(conf.teacher, self.dev)  # Run._bank reads the preset from self.model
+        self.teacher = load_teacher(conf.teacher, self.dev, clip_vocab=conf.clip_vocab, variant=conf.variant)
         student = fake = heads = None
         if resumed:
             saved = json.loads((self.ckpt / "state.json").read_text())
@@ -378,24 +363,25 @@ class DistillRun(Run):
                 raise FvgenError(f"{self.out} holds a distillation run with another {', '.join(diff)} "
                                  f"({', '.join(str(saved['config'].get(k)) for k in diff)}); use another --out or --no-resume")
             self.state.update(saved, config=now, command=command or saved.get("command", ""))
-            from diffusers import UNetSpatioTemporalConditionModel as UNet
-
-            s = TeacherModel.from_pretrained(self.ckpt / "student", self.dev)
-            student = {"unet": s.unet, "ref": s.ref}
-            fake = {"unet": UNet.from_pretrained(self.ckpt / "fake_unet").to(self.dev),
-                    "ref": RefEncoder.from_pretrained(self.ckpt / "fake_ref").to(self.dev)}
+            student = self.teacher.load_student(self.ckpt / "student")
+            fake = self._load_parts("fake")
             heads = DiscriminatorHeads.from_pretrained(self.ckpt / "disc").to(self.dev)
-        self.dd = Distiller(conf, self.model, student, fake, heads, wrap=self._wrap)
+        self.dd = Distiller(conf, self.teacher, student, fake, heads, wrap=self._wrap)
         if resumed:
-            from diffusers import UNetSpatioTemporalConditionModel as UNet
-
-            self.dd.ema = {"unet": UNet.from_pretrained(self.ckpt / "ema_unet").to(self.dev).requires_grad_(False),
-                           "ref": RefEncoder.from_pretrained(self.ckpt / "ema_ref").to(self.dev).requires_grad_(False)}
+            self.dd.ema = {k: m.requires_grad_(False) for k, m in self._load_parts("ema").items()}
             for k, opt in self.dd.opt.items():
                 load_optimizer(opt, self.ckpt / f"optim_{k}")
         self.resumed = resumed
         self.num_workers = (8 if self.dev.type == "cuda" else 1) if num_workers is None else num_workers
         self.log_f = open(self.out / "log.jsonl", "a") if dist.main else None
+
+    def data_spec(self):
+        return self.teacher.frames, self.teacher.fill
+
+    def _load_parts(self, prefix: str) -> dict:
+        """ckpt/<prefix>_<part>/ of each trained part (fake score, EMA of the student)."""
+        return {k: self.teacher.part_class(k).from_pretrained(self.ckpt / f"{prefix}_{k}").to(self.dev)
+                for k in self.teacher.parts}
 
     # -- checkpoints and exports ------------------------------------------------------------
     def checkpoint(self, *_):
@@ -404,10 +390,10 @@ class DistillRun(Run):
         if self.dist.main:
             dd, tmp = self.dd, self.out / ".ckpt.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            dd.student_view(ema=False).save_pretrained(tmp / "student", dtype=None,
-                                                       info={"trained": False, "checkpoint": True})
-            for name, m in (("fake_unet", dd.fake_parts["unet"]), ("fake_ref", dd.fake_parts["ref"]),
-                            ("disc", dd.heads), ("ema_unet", dd.ema["unet"]), ("ema_ref", dd.ema["ref"])):
+            self.teacher.save_student(dd.student_parts, tmp / "student", None, {"trained": False, "checkpoint": True})
+            named = [("disc", dd.heads)] + [(f"fake_{k}", m) for k, m in dd.fake_parts.items()] + \
+                [(f"ema_{k}", m) for k, m in dd.ema.items()]
+            for name, m in named:
                 m.save_pretrained(tmp / name, safe_serialization=True, max_shard_size=MAX_SHARD)
             for k, opt in dd.opt.items():
                 save_optimizer(opt, tmp / f"optim_{k}")
@@ -416,18 +402,20 @@ class DistillRun(Run):
         self.dist.barrier()
 
     def export(self, *_):
-        """out/model: the student (EMA, bf16), a teacher-format folder that samples with 4 steps, no CFG."""
+        """out/model: the student (EMA, bf16), a folder of the teacher's kind that samples with 4 steps, no CFG."""
         if not self.dist.main:
             return
         c, tmp = self.conf, self.out / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         done = {"gan": self.state["step"] if self.state["stage"] == "gan" else c.gan_steps,
                 "dmd": self.state["step"] if self.state["stage"] == "dmd" else (c.dmd_steps if self.state["stage"] == "done" else 0)}
-        teacher_info = {k: self.model.info.get(k) for k in ("unet_steps", "train_config") if k in self.model.info}
-        self.dd.student_view(ema=True).save_pretrained(tmp, dtype=torch.bfloat16, info={
+        info = self.teacher.info
+        teacher_info = {k: info.get(k) for k in ("unet_steps", "train_config", "checkpoint") if k in info}
+        self.teacher.save_student(self.dd.ema, tmp, torch.bfloat16, {
             "trained": True, "ema": True,
-            "student": {"steps": c.student_steps, "cfg": 1.0, "timesteps": student_timesteps(c.student_steps),
+            "student": {"steps": c.student_steps, "cfg": 1.0, "eta": 0.0, "timesteps": self.teacher.chain(c.student_steps),
                         "ablation": c.ablation, "gan_steps": done["gan"], "dmd_steps": done["dmd"],
+                        "real_cfg": self.dd.real_cfg,
                         "teacher": str(c.teacher), "teacher_info": teacher_info, "distill_config": asdict(c),
                         "command": self.state.get("command", "")}})
         shutil.rmtree(self.out / "model", ignore_errors=True)
@@ -438,16 +426,14 @@ class DistillRun(Run):
         if not self.dist.main:
             return
         from ...core.video import write_mp4, write_pngs
-        from ..sample import sample_latents
-
-        view = self.dd.student_view(ema=True).eval()
-        out = sample_latents(view, batch["ref"][:1], batch["warp"][:1], batch["mask"][:1], self.conf.student_steps,
-                             cfg=1.0, generator=torch.Generator().manual_seed(0), autocast=self.conf.bf16)
+        with self._autocast():
+            warp, out, gt = self.teacher.preview(self.dd.ema, batch, self.conf.student_steps,
+                                                 torch.Generator().manual_seed(0))
 
         def img(x):
             return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
 
-        row = np.concatenate([img(batch["warp"][0]), img(out[0]), img(batch["gt"][0])], axis=2)
+        row = np.concatenate([img(warp), img(out), img(gt)], axis=2)
         d = self.out / "samples"
         write_pngs(d, [row[len(row) // 2]], [tag])
         try:  # a host without ffmpeg must not stop training (as the teacher's)
@@ -477,7 +463,7 @@ class DistillRun(Run):
                         batch[k] = torch.cat([batch[k][:, :1], batch[k][:, 1:].flip(1)], 1)
             self._lr_all(total)
             with self._autocast():
-                lat = encode_batch(self.model, batch)
+                lat = self.teacher.encode_batch(batch)
             figs = (dd.gan_step if stage == "gan" else dd.dmd_step)(lat, gen, self._autocast)
             self.state["updates"] += 1
             dd.update_ema(self.state["updates"])
@@ -508,22 +494,26 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
                   config: str = "embedded", resume: bool = True, max_minutes: float | None = None,
                   num_workers: int | None = None, stop_file: str | Path | None = None, command: str = "",
                   **overrides) -> dict:
-    """Distil the teacher in ``teacher`` (a model folder) into a 4-step student in ``out_dir``
+    """Distil ``teacher`` (a model folder of ``fvgen train teacher``, or ``viewcrafter:PATH``: the
+    official ViewCrafter ``.ckpt``, with ``clip_vocab``, or a ViewCrafter model folder) into a 4-step student in ``out_dir``
     (resumes from ``out_dir/ckpt``). ``stage``: ``gan`` runs (the rest of) stage 1 only, ``dmd``
     stage 2 only (stage 1 must be finished, or the ablation has none), ``all`` both.
 
     Returns ``{"status": "done" | "paused", "stage", "step", "model": out/model}``."""
     if stage not in STAGES:
         raise FvgenError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
-    if str(teacher).startswith("viewcrafter:"):
-        # the distiller's networks, conditioning and losses are written for our pixel-space teacher;
-        # ViewCrafter's latent v-prediction UNet with CLIP conditioning needs its own adapter
-        raise FvgenError("distilling ViewCrafter (--teacher viewcrafter:PATH) is not supported yet: pass a model "
-                         "folder of `fvgen train teacher`; ViewCrafter runs as a generator (--generator viewcrafter)")
     if overrides.get("data"):
         overrides["data"] = tuple(str(Path(d).resolve()) for d in overrides["data"])
-    conf = load_distill_config(config, ablation, teacher=str(Path(teacher).resolve()) if str(teacher) else "",
-                               **overrides)
+    spec = str(teacher)
+    if spec.startswith(VIEWCRAFTER_PREFIX):  # viewcrafter:PATH, its path made absolute as a folder's is
+        path = spec[len(VIEWCRAFTER_PREFIX):]
+        spec = VIEWCRAFTER_PREFIX + (str(Path(path).resolve()) if path else "")
+        viewcrafter_path(spec)  # a missing checkpoint fails here, before OUT is made
+        if overrides.get("clip_vocab"):
+            overrides["clip_vocab"] = str(Path(overrides["clip_vocab"]).resolve())
+    elif spec:
+        spec = str(Path(spec).resolve())
+    conf = load_distill_config(config, ablation, teacher=spec, **overrides)
     if not conf.data:
         raise FvgenError("no example shards given (--data DIR ...: the teacher's, `fvgen data build`)")
     out = Path(out_dir)

@@ -82,18 +82,23 @@ class Run:
         self.log_f = open(self.out / "log.jsonl", "a") if dist.main else None
 
     # -- data --------------------------------------------------------------------------
+    def data_spec(self) -> tuple[int, str | None]:
+        """(frames per clip, the fill the bank caches or None) of the model being trained."""
+        p = self.model.preset
+        return p.frames, (p.fill if p.residual else None)
+
     def _bank(self):
         from ..data import ExampleBank
 
         if not hasattr(self, "_examples"):
             t0 = time.time()
             held = self.conf.val_source
-            fill = self.model.preset.fill if self.model.preset.residual else None
-            self._examples = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
+            frames, fill = self.data_spec()
+            self._examples = ExampleBank(self.conf.data, frames, self.dev, self.num_workers or 1,
                                          (lambda src: held not in src) if held else None, fill)
             self._val = None
             if held:
-                self._val = ExampleBank(self.conf.data, self.model.preset.frames, self.dev, self.num_workers or 1,
+                self._val = ExampleBank(self.conf.data, frames, self.dev, self.num_workers or 1,
                                         lambda src: held in src, fill)
             self.log(event="data", examples=len(self._examples), held_out=len(self._val) if self._val else 0,
                      seconds=round(time.time() - t0, 1))

@@ -8,6 +8,7 @@ CFG with guidance rescale. Everything here is written from reading the official 
 
 - :mod:`.unet`, :mod:`.resampler`, :mod:`.clip`, :mod:`.vae`: the networks;
 - :mod:`.checkpoint`, :mod:`.load`: strict loading of ``ViewCrafter_16.ckpt`` / ``ViewCrafter_25.ckpt``;
+- :mod:`.folder`: a model as a folder of ``save_pretrained`` parts (a distilled student);
 - :mod:`.pipeline`: scheduler, DDIM, CFG, :class:`ViewCrafterPipeline`;
 - :mod:`.generate`: :func:`viewcrafter_fill`, scene-size warps in, scene-size frames out.
 """
@@ -19,6 +20,7 @@ from .checkpoint import (
     split_checkpoint,
 )
 from .clip import CLIPTokenizer, OpenCLIPTextTower, OpenCLIPVisionTower, find_vocab
+from .folder import is_viewcrafter_folder, load_viewcrafter_folder, read_viewcrafter_config, save_viewcrafter_folder
 from .generate import viewcrafter_fill
 from .load import (
     ViewCrafterConfig,
@@ -62,13 +64,17 @@ __all__ = [
     "dynamic_rescale_table",
     "find_vocab",
     "guided_v",
+    "is_viewcrafter_folder",
     "load_networks",
     "load_viewcrafter",
+    "load_viewcrafter_folder",
     "make_pipeline",
     "make_scheduler",
     "make_vae",
     "official_keys",
     "read_checkpoint",
+    "read_viewcrafter_config",
+    "save_viewcrafter_folder",
     "split_checkpoint",
     "viewcrafter_fill",
 ]

@@ -44,6 +44,17 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
 
 
+def fit_frames(x: torch.Tensor, height: int, width: int, fit: str = "crop") -> torch.Tensor:
+    """Frames [..., C, H, W] -> [..., C, height, width] as the generator brings warps to the model
+    size (:func:`crop_box`, then a bilinear, antialiased resize); the training clips of a
+    distillation take the same way."""
+    H, W = x.shape[-2:]
+    top, left, bh, bw = crop_box(H, W, height, width, fit)
+    flat = x.reshape(-1, *x.shape[-3:])[..., top:top + bh, left:left + bw]
+    out = _resize(flat, height, width)
+    return out.reshape(*x.shape[:-2], height, width)
+
+
 @torch.no_grad()
 def viewcrafter_fill(pipe: ViewCrafterPipeline, variant: ViewCrafterVariant,
                      reference: np.ndarray | Callable[[int], np.ndarray], warps: np.ndarray, masks: np.ndarray, *,
@@ -64,8 +75,8 @@ def viewcrafter_fill(pipe: ViewCrafterPipeline, variant: ViewCrafterVariant,
     g = torch.Generator(device="cpu").manual_seed(seed)
 
     def to_model(frames: np.ndarray) -> torch.Tensor:  # [K, H, W, 3] -> [K, 3, h, w] in [-1, 1]
-        x = torch.from_numpy(np.ascontiguousarray(frames[:, top:top + bh, left:left + bw])).permute(0, 3, 1, 2)
-        return _resize(x, variant.height, variant.width).clamp(0, 1) * 2 - 1
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        return fit_frames(x, variant.height, variant.width, fit).clamp(0, 1) * 2 - 1
 
     out = np.zeros((n, H, W, 3), np.float64)
     count = np.zeros(n)

@@ -82,7 +82,16 @@ def load_viewcrafter(checkpoint: str | Path | None, variant: str | None = None, 
                      device: str | torch.device = "cuda", dtype: torch.dtype = torch.bfloat16,
                      require_tokenizer: bool = True) -> tuple[ViewCrafterPipeline, ViewCrafterVariant]:
     """The pipeline with the official weights. ``variant`` '512' / '1024' (None: from the file's
-    dynamic-rescale table, else from the file name: '_16' -> 512, '_25' -> 1024)."""
+    dynamic-rescale table, else from the file name: '_16' -> 512, '_25' -> 1024). A folder is a
+    ViewCrafter model folder (:mod:`.folder`, e.g. a distilled student): its own variant and stored
+    prompt tokens, no vocabulary needed."""
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        from .folder import load_viewcrafter_folder
+
+        pipe, v, _ = load_viewcrafter_folder(checkpoint, device, dtype)
+        if variant not in (None, "", v.name):
+            raise FvgenError(f"{checkpoint} holds the {v.name} model, not {variant}; leave --variant out")
+        return pipe, v
     tokenizer = CLIPTokenizer(find_vocab(clip_vocab)) if (require_tokenizer or clip_vocab) else None  # fail fast
     sd = read_checkpoint(checkpoint)
     table = sd.get("scale_arr")

@@ -167,6 +167,9 @@ class ViewCrafterPipeline(DiffusionPipeline):
         self.tokenizer = tokenizer  # ours, not a diffusers component
         self.base_scale = float(base_scale)
         self._prompt_cache: dict[tuple, torch.Tensor] = {}
+        # prompt -> [1, 77, D] text tokens computed once (a ViewCrafter model folder stores those of
+        # its prompt and of ""), so such a pipeline runs without the text tower and its vocabulary
+        self.stored_prompts: dict[str, torch.Tensor] = {}
 
     @property
     def model_dtype(self) -> torch.dtype:
@@ -178,7 +181,8 @@ class ViewCrafterPipeline(DiffusionPipeline):
 
     # --- inputs ---------------------------------------------------------------------------------
     def check_inputs(self, renders: torch.Tensor, image: torch.Tensor, guidance_scale: float, eta: float,
-                     prompt_embeds: torch.Tensor | None, negative_prompt_embeds: torch.Tensor | None) -> None:
+                     prompt_embeds: torch.Tensor | None, negative_prompt_embeds: torch.Tensor | None,
+                     prompt: str = DEFAULT_PROMPT) -> None:
         """One-line errors for inputs the model cannot take."""
         if renders.ndim != 5 or renders.shape[1] != 3:
             raise FvgenError(f"renders must be [B, 3, T, H, W], got {list(renders.shape)}")
@@ -196,7 +200,8 @@ class ViewCrafterPipeline(DiffusionPipeline):
         for name, e in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if e is not None and (e.ndim != 3 or e.shape[0] not in (1, b) or e.shape[2] != ctx):
                 raise FvgenError(f"{name} must be [B, L, {ctx}], got {list(e.shape)}")
-        needs_text = prompt_embeds is None or (guidance_scale != 1 and negative_prompt_embeds is None)
+        needs_text = (prompt_embeds is None and prompt not in self.stored_prompts) or \
+            (guidance_scale != 1 and negative_prompt_embeds is None and "" not in self.stored_prompts)
         if needs_text and (self.text_encoder is None or self.tokenizer is None):
             raise FvgenError("the ViewCrafter text encoder needs the CLIP tokenizer vocabulary "
                                  "(pass --clip-vocab PATH/bpe_simple_vocab_16e6.txt.gz) or precomputed prompt embeddings")
@@ -204,6 +209,8 @@ class ViewCrafterPipeline(DiffusionPipeline):
     @torch.no_grad()
     def encode_prompt(self, prompt: str, batch: int) -> torch.Tensor:
         """[batch, 77, 1024] penultimate-layer OpenCLIP text tokens (cached per prompt)."""
+        if prompt in self.stored_prompts:
+            return self.stored_prompts[prompt].to(self.model_device, self.model_dtype).expand(batch, -1, -1)
         key = (prompt, self.model_device, self.model_dtype)
         if key not in self._prompt_cache:
             tokens = self.tokenizer([prompt]).to(self.model_device)
@@ -267,7 +274,7 @@ class ViewCrafterPipeline(DiffusionPipeline):
                  negative_prompt_embeds: torch.Tensor | None = None, latents: torch.Tensor | None = None,
                  output_type: str = "pt", batch_cfg: bool = True,
                  callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        self.check_inputs(renders, image, guidance_scale, eta, prompt_embeds, negative_prompt_embeds)
+        self.check_inputs(renders, image, guidance_scale, eta, prompt_embeds, negative_prompt_embeds, prompt)
         device = self.model_device
         b, _, t, h, w = renders.shape
         ts = check_timesteps(timesteps if timesteps is not None else self.timesteps_for(num_inference_steps),

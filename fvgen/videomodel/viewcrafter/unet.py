@@ -394,8 +394,9 @@ class ViewCrafterUNet(ModelMixin, ConfigMixin):
             return torch.cat([text, image], dim=1)
         return context.repeat_interleave(num_frames, dim=0)
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float,
-                encoder_hidden_states: torch.Tensor, fps: torch.Tensor | int | None = None) -> torch.Tensor:
+    def _encode(self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor,
+                fps: torch.Tensor | int | None) -> tuple:
+        """The input blocks: (x, skips, emb, context) with frames folded into the batch."""
         b, _, t, h, w = sample.shape
         f = self.downsampling_factor
         if h % f or w % f:
@@ -418,6 +419,30 @@ class ViewCrafterUNet(ModelMixin, ConfigMixin):
             if i == 0 and self.config.addition_attention:
                 x = self.init_attn(x, emb, context, t)
             skips.append(x)
+        return x, skips, emb, context
+
+    def encoder_features(self, sample: torch.Tensor, timestep: torch.Tensor | float,
+                         encoder_hidden_states: torch.Tensor, fps: torch.Tensor | int | None = None) -> list[torch.Tensor]:
+        """The encoder half (the up blocks are not run), for a discriminator on the frozen network:
+        the output of each resolution level's last input block (before its downsampling) and the
+        middle block's, each [B*T, C_i, h_i, w_i]; the inputs are :meth:`forward`'s."""
+        t = sample.shape[2]
+        x, skips, emb, context = self._encode(sample, timestep, encoder_hidden_states, fps)
+        last = len(self.input_blocks) - 1
+        feats = [h for i, h in enumerate(skips)
+                 if i == last or (i > 0 and isinstance(self.input_blocks[i + 1][0], Downsample))]
+        feats.append(self.middle_block(x, emb, context, t))
+        return feats
+
+    def feature_channels(self) -> tuple[int, ...]:
+        """Channels of :meth:`encoder_features`' outputs."""
+        ch = tuple(self.config.model_channels * m for m in self.config.channel_mult)
+        return ch + (ch[-1],)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float,
+                encoder_hidden_states: torch.Tensor, fps: torch.Tensor | int | None = None) -> torch.Tensor:
+        b, _, t, h, w = sample.shape
+        x, skips, emb, context = self._encode(sample, timestep, encoder_hidden_states, fps)
         x = self.middle_block(x, emb, context, t)
         for stage in self.output_blocks:
             x = stage(torch.cat([x, skips.pop()], dim=1), emb, context, t)
