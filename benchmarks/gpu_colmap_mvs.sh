@@ -5,12 +5,14 @@
 # fvgen/priors/colmap_mvs.py, with real PatchMatch) and colmap-mvs (benchmarks/colmap_mvs.py on fern,
 # dtu_scan24, fox at their 3-view splits, ground-truth cameras; COLMAP defaults, three variants, sweep).
 #
-# Carried (ignored, under .gpu/; made on the CPU machine, checked there against SHA256SUMS):
+# Carried (ignored, under .gpu/; made on the CPU machine by `bash benchmarks/pack_colmap_cuda.sh`,
+# as root, from PyPI and Debian bookworm; it checks them and writes SHA256SUMS):
 #   .gpu/whl-colmap/pycolmap_cuda12-4.2.1-cp312-manylinux_2_28.tar.xz  42 MiB: the files of PyPI's
 #       pycolmap_cuda12-4.2.1-cp312-cp312-manylinux_2_28_x86_64.whl (73 MB) repacked with xz -9e,
 #       checked file by file against the wheel's RECORD after unpacking
 #   .gpu/whl-colmap/split/<wheel>.part0 (55 MiB), .part1 (15 MiB): the wheel itself, split -b 55M
-#   .gpu/whl-colmap/deps/: libcudart.so.12 of nvidia-cuda-runtime-cu12 12.9.79 (with its RECORD),
+#   .gpu/whl-colmap/deps/: libcudart.so.12 of nvidia-cuda-runtime-cu12 12.9.79 with its dist-info
+#       (RECORD) as nvidia_cuda_runtime_cu12-12.9.79-libcudart.tar.xz, and the .deb files of
 #       Debian bookworm's libsm6 libice6 libx11-6 libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0
 #   .gpu/whl-colmap/SHA256SUMS
 #   .gpu/eval_scenes/: python benchmarks/colmap_mvs.py --pack .gpu/eval_scenes (12 MiB; DATA=... for

@@ -11,7 +11,8 @@ export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=$PWD
 O=${OUT:-/tmp/out}; mkdir -p "$O"
 DATA=${DATA:-.gpu/eval_scenes}
 nvidia-smi -L; date -u
-for size in "480 96" "320 64"; do
+for size in ${SIZES:-480:96 320:64}; do  # SIZES: PX:PLANES pairs
+  size=${size/:/ }
   set -- $size
   for mode in sweep prop; do
     extra=""; [ $mode = prop ] && extra="--mvs propagation_iters=2 ncc_threshold=0.55"
