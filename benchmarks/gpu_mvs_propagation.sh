@@ -7,7 +7,7 @@
 # another folder of the same layout). Writes $OUT/warp_*.json and prints one table per run.
 # Run from the repo root: bash benchmarks/gpu_mvs_propagation.sh
 set -u
-export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=$PWD
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=${SITE:-/tmp/site}:$PWD  # kornia (SSIM) as a carried wheel
 O=${OUT:-/tmp/out}; mkdir -p "$O"
 DATA=${DATA:-.gpu/eval_scenes}
 nvidia-smi -L; date -u
