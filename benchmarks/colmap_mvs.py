@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fvgen.core.cameras import read_cameras_opencv_json  # noqa: E402
 from fvgen.priors.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
 from fvgen.core.errors import FvgenError  # noqa: E402
-from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
+from fvgen.priors.mvs import MvsConf, clean_cloud, dense_point_cloud  # noqa: E402
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
 from warp_quality import evaluate_cloud, load_view, scene_image_size  # noqa: E402
 
@@ -75,14 +75,16 @@ def parse_variant(text: str) -> tuple[str, ColmapMvsConf]:
     return name, ColmapMvsConf(**kw)
 
 
-def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | None) -> list[dict]:
+def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | None,
+              unions: tuple[str, ...] = (), sweep_conf: MvsConf = MvsConf()) -> list[dict]:
+    """One row per backend, then one per ``A+B`` of ``unions``: the two clouds concatenated."""
     cams = read_cameras_opencv_json(root / name / "cameras_opencv.json")
     train, test = split(name, cams)
     size = scene_image_size(name)
     tr = [load_view(root / name, cams[i], size) for i in train]
     imgs = np.stack([t[0] for t in tr])
     train_cams = [t[1] for t in tr]
-    rows = []
+    rows, clouds = [], {}
     for label, conf in backends.items():
         row = {"scene": name, "backend": label, "train": train, "test": test}
         if device.startswith("cuda"):
@@ -102,6 +104,7 @@ def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | N
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         row["mvs_seconds"] = round(time.time() - t0, 2)
+        clouds[label] = (cloud, row["mvs_seconds"])
         row.update(evaluate_cloud(cloud, root / name, cams, test, size, device))
         row["mvs_info"] = {k: v for k, v in info.items() if k != "conf"}
         row["conf"] = asdict(conf)
@@ -109,6 +112,22 @@ def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | N
         print(f"{name} {label}: {len(cloud)} points, coverage {row['coverage_tight']:.3f}, "
               f"PSNR covered {row['psnr_covered_tight']:.2f}, filled {row['psnr_filled_tight']:.2f} / "
               f"{row['ssim_filled_tight']:.3f}, MVS {row['mvs_seconds']:.1f} s", flush=True)
+    for pair in unions:  # both clouds in one: the sweep's coverage with COLMAP's accurate points
+        a, b = pair.split("+")
+        if a not in clouds or b not in clouds:
+            continue
+        (ca, ta), (cb, tb) = clouds[a], clouds[b]
+        # cleaned as one backend's fused points (outliers, one voxel grid), so that points both clouds
+        # hold count once and the splat size follows the merged cloud's spacing, not twice its density
+        ones = [np.ones(len(c), np.float32) if c.conf is None else c.conf for c in (ca, cb)]
+        both, _ = clean_cloud(np.concatenate([ca.xyz, cb.xyz]), np.concatenate([ca.rgb, cb.rgb]),
+                              np.concatenate(ones), sweep_conf)
+        row = {"scene": name, "backend": pair, "train": train, "test": test, "mvs_seconds": round(ta + tb, 2)}
+        row.update(evaluate_cloud(both, root / name, cams, test, size, device))
+        rows.append(row)
+        print(f"{name} {pair}: {len(both)} points, coverage {row['coverage_tight']:.3f}, "
+              f"PSNR covered {row['psnr_covered_tight']:.2f}, filled {row['psnr_filled_tight']:.2f} / "
+              f"{row['ssim_filled_tight']:.3f}", flush=True)
     return rows
 
 
@@ -140,6 +159,11 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[],
                     help="extra COLMAP settings: NAME=field=value,field=value (repeatable)")
     ap.add_argument("--keep", type=Path, default=None, help="keep COLMAP workspaces under this folder")
+    ap.add_argument("--sweep", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="MvsConf settings of the sweep row (TOML values), e.g. the default preset's: "
+                         "max_image_size=480 num_planes=96 propagation_iters=2 ncc_threshold=0.55")
+    ap.add_argument("--union", action="append", default=[], metavar="A+B",
+                    help="also score the union of two backends' clouds, e.g. sweep+colmap (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "colmap_mvs.json")
     args = ap.parse_args()
     if args.pack:
@@ -150,7 +174,10 @@ def main() -> None:
         raise SystemExit(f"datasets not found at {args.datasets}")
     ok, reason = colmap_available()
     print(f"COLMAP backend: {'available' if ok else 'not available'}: {reason}", flush=True)
-    backends: dict = {} if args.no_sweep else {"sweep": MvsConf()}
+    import tomllib
+
+    sweep = MvsConf(**{k: tomllib.loads(f"v = {v}")["v"] for k, v in (kv.split("=", 1) for kv in args.sweep)})
+    backends: dict = {} if args.no_sweep else {"sweep": sweep}
     backends["colmap"] = ColmapMvsConf()
     for v in args.variant:
         name, conf = parse_variant(v)
@@ -171,7 +198,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for s in args.scenes:  # written after each scene: a run cut short keeps what it measured
-        out["rows"] += run_scene(s, args.datasets, backends, args.device, args.keep)
+        out["rows"] += run_scene(s, args.datasets, backends, args.device, args.keep, tuple(args.union), sweep)
         args.out.write_text(json.dumps(out, indent=1))
     rows = out["rows"]
     print("| scene | backend | points | coverage (tight) | PSNR covered (tight) | coverage (adaptive) "

@@ -33,6 +33,7 @@
 #   colmap-test (120)     tests/priors/test_colmap_mvs.py (its GPU test runs real PatchMatch): colmap_test.log
 #   colmap-mvs (420)      colmap_mvs.py on $DATA: COLMAP PatchMatch (defaults and $COLMAP_VARIANTS) against
 #                         the plane sweep at the 3-view splits, GT cameras: colmap_mvs.json, colmap_mvs.log
+#                         ($COLMAP_MVS_ARGS: more colmap_mvs.py options, e.g. --sweep ... --union sweep+colmap)
 #   Both need pycolmap-cuda12: COLMAP_CUDA=DIR installs it first (benchmarks/gpu_colmap_mvs.sh).
 #   sampling (470)        sampling.py: teacher (50 steps + CFG) against the 4-step student, embedded and paper
 #                         presets, random weights, the student's FLOP floor, torch.compile $COMPILE (default
@@ -138,7 +139,7 @@ run_job() {  # run_job NAME LIMIT_S
       local variants=() v
       for v in ${COLMAP_VARIANTS:-}; do variants+=(--variant "$v"); done
       step "$limit" $PY benchmarks/colmap_mvs.py --datasets "$DATA" --device cuda --keep /tmp/colmap_keep \
-        --out "$OUT/colmap_mvs.json" "${variants[@]}" > "$OUT/colmap_mvs.log" 2>&1
+        --out "$OUT/colmap_mvs.json" "${variants[@]}" ${COLMAP_MVS_ARGS:-} > "$OUT/colmap_mvs.log" 2>&1
       tail -n 25 "$OUT/colmap_mvs.log"
       n=$(grep -l -E "fvgen-colmap-error|Check failed|terminate called" /tmp/colmap_keep/*/*/colmap.log 2>/dev/null | head -1)
       if [ -n "$n" ]; then cp "$n" "$OUT/colmap_failed.log"; tail -n 20 "$n"; fi ;;

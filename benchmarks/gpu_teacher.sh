@@ -17,7 +17,8 @@
 #   (back here: cat model.tar.part-* | tar -x; the same for generated.tar.part-*)
 #
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call):
-#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB;
+#   start:  .gpu/wtrain/*.whl     diffusers + importlib_metadata (shared/tools/gpu-wheels), 6 MB, and
+#                                 kornia + kornia_rs (7 MB: finish's scoring computes SSIM with kornia);
 #                                 another folder with WHEELS=DIR (benchmarks/gpu_common.sh)
 #           .gpu/train_scenes/    `fvgen data pack --out .gpu/train_scenes --max-size 320`, 31 scenes, 31 MB
 #           .gpu/photos/          `fvgen data pack --photos --out .gpu/photos --max-size 400`, 309 photos,
@@ -124,7 +125,10 @@ case "$1" in
       # the baselines, the same for every model, are scored once on the CPU machine: score without --generated)
       # test-time adaptation to the 3 input views (issue 18 item 3), when the evaluation scenes are carried
       # (.gpu/datasets: eval_scenes.py --copy-data): ADAPT_STEPS 0 is the unadapted baseline of the same sampler
-      if [ -d .gpu/datasets ]; then
+      # (the leave-one-out priors go through fvgen's SfM backend: pycolmap must be importable there)
+      if [ -d .gpu/datasets ] && ! $PY -c "import pycolmap" 2>/dev/null; then
+        echo "adaptation skipped: no pycolmap on this host (carry its cp312 wheel, or run adapt_eval.py on the CPU)"
+      elif [ -d .gpu/datasets ]; then
         for steps in ${ADAPT_STEPS:-0 50}; do
           $PY benchmarks/adapt_eval.py --clips .gpu/teacher_eval --model "$RUN/model" --data .gpu/datasets \
             --out "$ROOT/teacher_gen/adapt_s$steps" --steps "$steps" --device cuda 2>&1 | tail -n 2
