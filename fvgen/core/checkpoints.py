@@ -8,6 +8,7 @@ unless the user trusts it (``FVGEN_TRUST_CHECKPOINT=1``). Zip-format files are m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import zipfile
@@ -102,3 +103,16 @@ def shape_problems(found: dict, expected: dict) -> list[str]:
         out.append(f"{len(shapes)} shape mismatch{'es' if len(shapes) > 1 else ''} ({'; '.join(shapes[:2])}"
                    + (", ..." if len(shapes) > 2 else "") + ")")
     return out
+
+
+def read_format_json(path: Path, key: str, expected: str) -> dict:
+    """The JSON object in ``path`` whose field ``key`` must be ``expected`` (a model folder's
+    format version), with one-line errors for bad JSON and other formats."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise FvgenError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get(key) != expected:
+        found = meta.get(key) if isinstance(meta, dict) else None
+        raise FvgenError(f"{path}: unsupported format {found!r} (expected {expected})")
+    return meta

@@ -39,7 +39,6 @@ import copy
 import dataclasses
 import hashlib
 import inspect
-import json
 import math
 from pathlib import Path
 
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checkpoints import read_format_json
 from ..core.errors import FvgenError
 from .configs import ModelPreset, get_preset
 from .fill import fill_holes
@@ -363,13 +363,7 @@ def _legacy_init(path: Path) -> dict:
     """The constructor's config arguments from an old ``teacher.json`` (format ``fvgen-teacher-1``:
     ``{"format", "preset": {...}, "params": {...}, **provenance}``), read as that format's own
     loader did."""
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise FvgenError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != LEGACY_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise FvgenError(f"{path}: unsupported format {found!r} (expected {LEGACY_FORMAT})")
+    meta = read_format_json(path, "format", LEGACY_FORMAT)
     return {"preset": meta.get("preset"),
             "provenance": {k: v for k, v in meta.items() if k not in ("format", "preset", "params")}}
 

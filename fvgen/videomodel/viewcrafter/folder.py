@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
+from ...core.checkpoints import read_format_json
 from ...core.errors import FvgenError
 from .clip import OpenCLIPVisionTower
 from .pipeline import DEFAULT_PROMPT, ViewCrafterPipeline, ViewCrafterVariant, make_scheduler
@@ -70,13 +71,7 @@ def read_viewcrafter_config(folder: str | Path) -> tuple[ViewCrafterVariant, str
     path = folder / CONFIG
     if not path.is_file():
         raise FvgenError(f"{folder} is not a ViewCrafter model folder (no {CONFIG})")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise FvgenError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT:
-        found = meta.get("format_version") if isinstance(meta, dict) else None
-        raise FvgenError(f"{path}: unsupported format {found!r} (expected {FORMAT})")
+    meta = read_format_json(path, "format_version", FORMAT)
     try:
         variant = ViewCrafterVariant(**meta["variant"])
     except (KeyError, TypeError) as e:
