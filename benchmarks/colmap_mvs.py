@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fvgen.core.cameras import read_cameras_opencv_json  # noqa: E402
 from fvgen.priors.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
 from fvgen.core.errors import FvgenError  # noqa: E402
-from fvgen.priors.mvs import MvsConf, clean_cloud, dense_point_cloud  # noqa: E402
+from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
+from fvgen.priors.mvs_backend import union_cloud  # noqa: E402
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split  # noqa: E402
 from warp_quality import evaluate_cloud, load_view, scene_image_size  # noqa: E402
 
@@ -77,7 +78,9 @@ def parse_variant(text: str) -> tuple[str, ColmapMvsConf]:
 
 def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | None,
               unions: tuple[str, ...] = (), sweep_conf: MvsConf = MvsConf()) -> list[dict]:
-    """One row per backend, then one per ``A+B`` of ``unions``: the two clouds concatenated."""
+    """One row per backend, then one per ``A+B`` of ``unions``: the two clouds concatenated and
+    cleaned once more with ``sweep_conf`` (:func:`fvgen.priors.mvs_backend.union_cloud`, what
+    ``priors.mvs.backend = "sweep+colmap"`` runs)."""
     cams = read_cameras_opencv_json(root / name / "cameras_opencv.json")
     train, test = split(name, cams)
     size = scene_image_size(name)
@@ -117,13 +120,12 @@ def run_scene(name: str, root: Path, backends: dict, device: str, keep: Path | N
         if a not in clouds or b not in clouds:
             continue
         (ca, ta), (cb, tb) = clouds[a], clouds[b]
-        # cleaned as one backend's fused points (outliers, one voxel grid), so that points both clouds
-        # hold count once and the splat size follows the merged cloud's spacing, not twice its density
-        ones = [np.ones(len(c), np.float32) if c.conf is None else c.conf for c in (ca, cb)]
-        both, _ = clean_cloud(np.concatenate([ca.xyz, cb.xyz]), np.concatenate([ca.rgb, cb.rgb]),
-                              np.concatenate(ones), sweep_conf)
-        row = {"scene": name, "backend": pair, "train": train, "test": test, "mvs_seconds": round(ta + tb, 2)}
+        t0 = time.time()
+        both, info = union_cloud([ca, cb], sweep_conf)  # as priors.mvs.backend = "sweep+colmap" does
+        row = {"scene": name, "backend": pair, "train": train, "test": test,
+               "mvs_seconds": round(ta + tb + time.time() - t0, 2)}
         row.update(evaluate_cloud(both, root / name, cams, test, size, device))
+        row["mvs_info"] = {**info, f"points_{a}": len(ca), f"points_{b}": len(cb)}
         rows.append(row)
         print(f"{name} {pair}: {len(both)} points, coverage {row['coverage_tight']:.3f}, "
               f"PSNR covered {row['psnr_covered_tight']:.2f}, filled {row['psnr_filled_tight']:.2f} / "

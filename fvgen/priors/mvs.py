@@ -74,8 +74,9 @@ class MvsConf:
     outlier_neighbors: int = 16  # statistical outlier removal (0: off)
     outlier_std_ratio: float = 2.5
     # where the dense cloud comes from: "sweep" (this module, CPU or GPU), "colmap" (COLMAP's
-    # PatchMatch stereo, needs pycolmap built with CUDA and a GPU), "auto" (colmap when it can run,
-    # else sweep); see fvgen.priors.mvs_backend
+    # PatchMatch stereo, needs pycolmap built with CUDA and a GPU), "sweep+colmap" (both, their clouds'
+    # union cleaned once more; needs what colmap needs), "auto" (colmap when it can run, else sweep);
+    # see fvgen.priors.mvs_backend
     backend: str = "auto"
     # slanted-plane PatchMatch propagation on top of the sweep (fvgen.priors.patchmatch): red-black
     # iterations per pyramid level; 0 = the plain sweep
