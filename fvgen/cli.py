@@ -66,6 +66,9 @@ ClipVocab = Annotated[Optional[Path], typer.Option(
     "--clip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz, for --generator viewcrafter")]
 GeneratedViews = Annotated[Optional[int], typer.Option(
     "--generated-views", help="how many novel views to generate (default: the preset's)")]
+AdaptSteps = Annotated[Optional[int], typer.Option(
+    "--adapt-steps", help="model generators: fine-tune a copy of the model on the input views (leave one out) for "
+    "N steps before generating; 0 = off (default: the preset's generate.adapt.steps, 0 in every preset)")]
 
 
 def force_option(stages: str):
@@ -162,6 +165,7 @@ def reconstruct(
     pose_refine: PoseRefine = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    adapt_steps: AdaptSteps = None,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show the SfM library's own log lines"),
     force: List[str] = force_option("priors, warp, generate or fit"),
 ):
@@ -172,7 +176,7 @@ def reconstruct(
 
     conf = resolve_conf(preset, device, **{"priors.backend": priors, "priors.sfm.matcher": matcher,
                                            "fit.iterations": iterations, "fit.pose_refine": pose_refine,
-                                           "generate.generator": generator,
+                                           "generate.generator": generator, "generate.adapt.steps": adapt_steps,
                                            "generate.views": generated_views, "priors.sfm.verbose": verbose or None,
                                            **checkpoint_overrides(priors, generator, checkpoint, clip_vocab)})
     res = run(images_dir, views, out, conf, device, poses, force)
@@ -218,6 +222,7 @@ def generate(
     strength: Optional[float] = typer.Option(None, "--strength", help="in (0, 1]: start from the warp's fill "
                                              "noised this far (SDEdit; runs round(steps x strength) steps); "
                                              "default 1, from pure noise"),
+    adapt_steps: AdaptSteps = None,
     preset: Preset = None,
     device: Device = "auto",
     force: List[str] = force_option("warp or generate"),
@@ -230,6 +235,7 @@ def generate(
     conf = resolve_conf(preset, device, **{"generate.generator": str(model) if model else generator,
                                            "generate.trajectory": traj, "generate.views": frames,
                                            "generate.steps": steps, "generate.cfg": cfg, "generate.strength": strength,
+                                           "generate.adapt.steps": adapt_steps,
                                            **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})
     res = run(out, conf, device, force)
     _echo_results([res], out, conf.name)
@@ -273,6 +279,7 @@ def eval_(
     matcher: Matcher = None,
     generator: GeneratorOpt = None,
     generated_views: GeneratedViews = None,
+    adapt_steps: AdaptSteps = None,
     align_test_poses: Optional[bool] = typer.Option(
         None, "--align-test-poses/--no-align-test-poses", help="also score each test view after aligning its camera's "
         "pose (6-DoF, nothing else) on the frozen fitted scene, and make that the headline (metrics.json keeps both); "
@@ -294,6 +301,7 @@ def eval_(
     conf = resolve_conf(preset, device, **{"fit.iterations": iterations, "fit.pose_refine": pose_refine,
                                            "priors.sfm.matcher": matcher,
                                            "generate.generator": generator, "generate.views": generated_views,
+                                           "generate.adapt.steps": adapt_steps,
                                            "eval.align_test_poses": align_test_poses, "eval.align_steps": align_steps,
                                            "priors.sfm.verbose": verbose or None,
                                            **checkpoint_overrides(None, generator, checkpoint, clip_vocab)})

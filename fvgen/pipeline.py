@@ -120,7 +120,8 @@ def run_generation(conf: PipelineConf, generator, pri: StageResult, out: Path, d
     with progress_bar(f"warp {trajectory_name(g.trajectory)}", g.views) as update:
         w = warp_stage.main(wconf, pri, out, device, force="warp" in force, progress=update)
     with progress_bar(f"generate ({generator.name})", generator.steps(w.figures["frames"])) as update:
-        gen = generate_stage.main(g, generator, w, pri, out, device, force="generate" in force, progress=update)
+        gen = generate_stage.main(g, generator, w, pri, out, device, force="generate" in force, progress=update,
+                                  priors_conf=conf.priors)
     return [w, gen]
 
 

@@ -6,6 +6,14 @@ writes ``OUT/generate/<traj>/``: ``rgb/*.png`` per frame, ``mask/*.png`` (the co
 ``rgb.mp4``, ``compare.mp4`` (warp | generated), ``cameras.json`` and ``transforms.json`` (the warp's
 cameras). The cache key is the warp's and priors' tokens + the generator's key (name, settings,
 model weights hash) + the confidence settings.
+
+Before generating, the generator gets the input views (:meth:`Generator.prepare`): a model folder
+with ``generate.adapt.steps > 0`` fine-tunes a copy of itself on them (test-time adaptation,
+:mod:`fvgen.videomodel.adapt`), and the figures record its ``adapt`` report (seconds, leave-one-out
+loss before and after). The adaptation settings enter the key through the generator's key, and
+only where they change the output: a generator that does not adapt (``fill``, or a model with
+``steps = 0``) keeps the key it had before adaptation existed; one that adapts also keys on the
+dense-stereo settings its leave-one-out priors are made with.
 """
 
 from __future__ import annotations
@@ -17,16 +25,31 @@ import numpy as np
 
 from ..core.cache import StageResult, cache_key, run_stage
 from ..core.cameras import write_cameras_opencv_json, write_transforms_json
-from ..videomodel.generators import GenerateConf, Generator, nearest_view, view_confidence
+from ..priors.backends import PriorsConf
+from ..videomodel.generators import GenerateConf, GenerationInputs, Generator, nearest_view, view_confidence
 
 VERSION = "2"
 
 
+def key(conf: GenerateConf, generator: Generator, warp_result: StageResult, priors_result: StageResult,
+        priors_conf: PriorsConf | None = None) -> str:
+    """The stage's cache key (see the module docstring for what enters it)."""
+    # the generator's key carries the adaptation settings where they matter; in ``settings`` they would
+    # change the key of every generator, fill's too
+    settings = {k: v for k, v in asdict(conf).items() if k not in ("generator", "views", "trajectory", "adapt")}
+    extra = {}
+    if generator.adapts:
+        extra["adapt_mvs"] = asdict((priors_conf or PriorsConf()).mvs)
+    return cache_key("generate", VERSION, settings, warp_result.token, priors_result.token, generator=generator.key,
+                     **extra)
+
+
 def main(conf: GenerateConf, generator: Generator, warp_result: StageResult, priors_result: StageResult,
-         root: Path, device: str = "cpu", force: bool = False, progress=None) -> StageResult:
+         root: Path, device: str = "cpu", force: bool = False, progress=None,
+         priors_conf: PriorsConf | None = None) -> StageResult:
+    """``priors_conf``: the priors settings (the dense stereo of an adapting generator's leave-one-out priors)."""
     name = Path(warp_result.path).name
-    settings = {k: v for k, v in asdict(conf).items() if k not in ("generator", "views", "trajectory")}
-    k = cache_key("generate", VERSION, settings, warp_result.token, priors_result.token, generator=generator.key)
+    k = key(conf, generator, warp_result, priors_result, priors_conf)
 
     def compute(tmp: Path) -> dict:
         from ..core.images import resize_image
@@ -43,6 +66,7 @@ def main(conf: GenerateConf, generator: Generator, warp_result: StageResult, pri
             img = images[nearest_view(cams[i], inputs)]
             return img if img.shape[:2] == (H, W) else resize_image(img, W, H)
 
+        adapted = generator.prepare(GenerationInputs(images, pri.cameras, pri, priors_conf), progress)
         out = generator(frames, masks, cams, reference, progress)
         confidence = view_confidence(masks, cams, inputs, conf)
         names = [Path(c.name).stem for c in cams]
@@ -55,6 +79,7 @@ def main(conf: GenerateConf, generator: Generator, warp_result: StageResult, pri
                               extra={"mask_prefix": "mask/"})
         return {"trajectory": name, "generator": generator.name, "frames": len(out),
                 "coverage_mean": float(np.mean([np.mean(m > 0.5) for m in masks])),
-                "confidence_mean": float(np.mean([c.mean() for c in confidence]))}
+                "confidence_mean": float(np.mean([c.mean() for c in confidence])),
+                **({"adapt": adapted} if adapted is not None else {})}
 
     return run_stage(root, f"generate/{name}", k, compute, force)
