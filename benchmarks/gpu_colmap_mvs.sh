@@ -18,6 +18,10 @@
 #   .gpu/eval_scenes/: python benchmarks/colmap_mvs.py --pack .gpu/eval_scenes (12 MiB; DATA=... for
 #       another folder of the same layout, e.g. eval_scenes.py --copy-data's .gpu/datasets)
 #
+#   The scores need kornia (SSIM), which the host lacks: WHEELS=.gpu/wk (kornia + kornia_rs, 7 MB) with the
+#   call that runs colmap-mvs. With it the one call below is over 64 MiB, so (2026-12-07, as run):
+#               call 1: true   carry the three .gpu/whl-colmap paths below (they stay on the warm machine)
+#               call 2: WHEELS=.gpu/wk bash benchmarks/gpu_colmap_mvs.sh run   carry .gpu/eval_scenes .gpu/wk
 #   one call:   bash benchmarks/gpu_colmap_mvs.sh run
 #               carry .gpu/whl-colmap/pycolmap_cuda12-4.2.1-cp312-manylinux_2_28.tar.xz
 #                     .gpu/whl-colmap/deps .gpu/whl-colmap/SHA256SUMS .gpu/eval_scenes   (~56 MiB)
