@@ -1,5 +1,5 @@
 # Shared helpers of the device-machine scripts (benchmarks/gpu_run.sh, benchmarks/gpu_teacher.sh,
-# benchmarks/gpu_colmap_mvs.sh).
+# benchmarks/gpu_distill.sh, benchmarks/gpu_colmap_mvs.sh).
 # Sourced from the repository root, never run. The device machine has no network: packages it lacks
 # come as wheels carried from the CPU machine (../shared/tools/gpu-wheels NAME... copies them).
 #
@@ -125,4 +125,93 @@ for path, digest, _ in csv.reader((root / dist / "RECORD").read_text().splitline
 print(f"RECORD {dist}: {n} files checked, {len(bad)} differ {bad[:3]}")
 sys.exit(1 if bad or n == 0 else 0)
 PYEOF
+}
+
+# ----------------------------------------------------------------------------- training across calls
+# gpu_teacher.sh and gpu_distill.sh: examples built on the host, a setsid loop of resumable chunks
+# (it outlives the call that starts it while the machine stays warm), watched and stopped by later calls.
+# They read ROOT, DEVICE, PRESET and OUT (the device tool's folder of files that come back).
+
+# build_examples DATA: the training examples into DATA/built from the carried scenes (.gpu/train_scenes)
+# and, when carried, photo sets (.gpu/photos; PHOTO_SHARE of the examples, default 0.3, are warp-back
+# photo examples). Real scenes (PER_SCENE dense priors each, default 8) and procedural rooms
+# (PROCEDURAL, default 60: teacher run 2 memorised its 709 clips; procedural warps are the trustworthy
+# ones), 3 clips per prior; MIN_WARP_PSNR drops clips whose warp fits the real frames worse (real-scene
+# warps: 14 dB on average, see docs/experiments/teacher.md). WORKERS processes (default 12), SEED.
+build_examples() {
+  local data=$1 t0 photos=()
+  t0=$(date +%s)
+  if [ -d .gpu/photos ] && [ "${PHOTO_SHARE:-0.3}" != 0 ]; then
+    photos=(--photo-share "${PHOTO_SHARE:-0.3}" $(printf -- '--photo-sets %s ' .gpu/photos/*/))
+  fi
+  OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$data/built" $(printf -- '--scenes %s ' .gpu/train_scenes/*/) \
+    --per-scene "${PER_SCENE:-8}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
+    --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
+    --min-warp-psnr "${MIN_WARP_PSNR:-0}" "${photos[@]}" \
+    2>&1 | grep -v "^W2" | tail -n 3
+  echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$data"/built/*.npz | wc -l)"
+}
+
+# start_loop NAME SCRIPT LOG: `bash SCRIPT loop` as a setsid daemon whose process is named NAME
+# (what watch_loop and stop_loop look for), its output in LOG
+start_loop() {
+  setsid nohup bash -c "exec -a $1 bash $2 loop" > "$3" 2>&1 < /dev/null &
+}
+
+# chunk_loop STOP CHUNKS_LOG CMD...: CMD (one resumable training chunk, `fvgen train ...`, whose last
+# line is its JSON summary) again and again until a summary says "done" or the file STOP exists; each
+# summary appended to CHUNKS_LOG. A crash resumes from the last checkpoint.
+chunk_loop() {
+  local stop=$1 chunks=$2
+  shift 2
+  while [ ! -f "$stop" ]; do
+    "$@" | tail -n 1 | tee -a "$chunks"
+    grep -q '"status": "done"' "$chunks" && break
+    sleep 1
+  done
+  echo "loop ended"
+}
+
+# watch_loop WAIT_S RUN NAME LOOP_LOG: every 30 s for WAIT_S s, the last line of RUN/log.jsonl; stops
+# early, with the loop's log, when the loop NAME no longer runs
+watch_loop() {
+  local end=$(( $(date +%s) + $1 ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    sleep 30
+    echo "--- $(date +%T) $(tail -n 1 "$2"/log.jsonl 2>/dev/null | cut -c1-220)"
+    pgrep -f "$3" > /dev/null || { echo "loop not running"; tail -n 20 "$4"; break; }
+  done
+}
+
+# stop_loop STOP NAME LOOP_LOG: ask the loop NAME to stop (the chunk checkpoints and exports at its
+# next step), wait until it has, show the end of its log
+stop_loop() {
+  touch "$1"
+  while pgrep -f "$2" > /dev/null; do sleep 2; done
+  tail -n 3 "$3"
+}
+
+# snapshot_model RUN: a copy of RUN/model (the latest export) to $OUT as model.tar.part-* (15 MiB
+# parts; back here: cat model.tar.part-* | tar -x), when $OUT is set and the model exists
+snapshot_model() {
+  if [ -n "${OUT:-}" ] && [ -d "$1/model" ]; then
+    tar -C "$1" -cf - model | split -b 15M - "$OUT/model.tar.part-"; ls -la "$OUT"
+  fi
+}
+
+# score_generated CLIPS GEN_ROOT RESULTS LOG_DIR: every GEN_ROOT/*/ (teacher_eval.py run outputs)
+# scored against CLIPS here, one process each (about 80 s of one core), into
+# RESULTS/teacher_eval_<name>.json, so that only the figures need come back (PSNR / SSIM, all and
+# hole pixels, per scene; the baselines, the same for every model, are scored once on the CPU
+# machine: score without --generated)
+score_generated() {
+  local clips=$1 results=$3 logs=() gen name
+  for gen in "$2"/*/; do
+    name=$(basename "$gen")
+    logs+=("$4/score_$name.log")
+    $PY benchmarks/teacher_eval.py score --clips "$clips" --generated "$gen" --baselines "" \
+      --json "$results/teacher_eval_$name.json" > "$4/score_$name.log" 2>&1 &
+  done
+  wait
+  [ ${#logs[@]} -gt 0 ] && tail -n 2 "${logs[@]}"
 }

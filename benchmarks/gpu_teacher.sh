@@ -46,20 +46,8 @@ source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
 
-watch() {
-  local end=$(( $(date +%s) + $1 ))
-  while [ "$(date +%s)" -lt "$end" ]; do
-    sleep 30
-    echo "--- $(date +%T) $(tail -n 1 $RUN/log.jsonl 2>/dev/null | cut -c1-220)"
-    pgrep -f "fvgen_teacher_loop" > /dev/null || { echo "loop not running"; tail -n 20 $ROOT/teacher_loop.log; break; }
-  done
-}
-
-snapshot() {
-  if [ -n "${OUT:-}" ] && [ -d "$RUN/model" ]; then
-    tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"; ls -la "$OUT"
-  fi
-}
+LOOP=fvgen_teacher_loop  # the training loop's process name
+watch() { watch_loop "$1" "$RUN" $LOOP $ROOT/teacher_loop.log; }
 
 case "$1" in
   start)
@@ -67,47 +55,26 @@ case "$1" in
       install_wheels ${WHEELS:-.gpu/wtrain} || exit 1
       machine_info
     fi
-    t0=$(date +%s)
-    # real scenes (PER_SCENE dense priors each) and procedural rooms (run 2 had 60: the UNet memorised
-    # its 709 clips; procedural warps are the trustworthy ones), 3 clips per prior; MIN_WARP_PSNR
-    # drops clips whose warp fits the real frames worse (real-scene warps: 14 dB on average, see docs/experiments/teacher.md)
-    # warp-back photo examples (PHOTO_SHARE of all examples) from the carried photo sets, when carried
-    photos=()
-    if [ -d .gpu/photos ] && [ "${PHOTO_SHARE:-0.3}" != 0 ]; then
-      photos=(--photo-share "${PHOTO_SHARE:-0.3}" $(printf -- '--photo-sets %s ' .gpu/photos/*/))
-    fi
-    OMP_NUM_THREADS=1 $PY -m fvgen data build --out "$DATA/built" $(printf -- '--scenes %s ' .gpu/train_scenes/*/) \
-      --per-scene "${PER_SCENE:-8}" --procedural "${PROCEDURAL:-60}" --clips-per-prior 3 --no-triangulate \
-      --device "$DEVICE" --workers "${WORKERS:-12}" --max-size 320 --seed "${SEED:-1}" --preset "$PRESET" \
-      --min-warp-psnr "${MIN_WARP_PSNR:-0}" "${photos[@]}" \
-      2>&1 | grep -v "^W2" | tail -n 3
-    echo "examples built in $(( $(date +%s) - t0 )) s: $(ls "$DATA"/built/*.npz | wc -l)"
+    build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
     rm -f "$STOP"
-    setsid nohup bash -c 'exec -a fvgen_teacher_loop bash benchmarks/gpu_teacher.sh loop' > $ROOT/teacher_loop.log 2>&1 < /dev/null &
+    start_loop $LOOP benchmarks/gpu_teacher.sh $ROOT/teacher_loop.log
     watch "$2"
-    snapshot
+    snapshot_model "$RUN"
     ;;
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
-    while [ ! -f "$STOP" ]; do
+    chunk_loop "$STOP" $ROOT/teacher_chunks.log \
       $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen train teacher \
-        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"} \
-        | tail -n 1 | tee -a $ROOT/teacher_chunks.log
-      grep -q '"status": "done"' $ROOT/teacher_chunks.log && break
-      sleep 1
-    done
-    echo "loop ended"
+        --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"}
     ;;
   watch)
     watch "$2"
     # a copy of the latest export (every ckpt_every steps) comes back with every call, so a machine
     # lost between calls costs only the steps since it
-    snapshot
+    snapshot_model "$RUN"
     ;;
   finish)
-    touch "$STOP"
-    while pgrep -f "fvgen_teacher_loop" > /dev/null; do sleep 2; done
-    tail -n 3 $ROOT/teacher_loop.log
+    stop_loop "$STOP" $LOOP $ROOT/teacher_loop.log
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
     tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
@@ -121,8 +88,6 @@ case "$1" in
       done
       $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --steps 1 --cfg 1.0 \
         --out "$ROOT/teacher_gen/one_step" 2>&1 | tail -n 1  # the mean prediction at t = T, for reference
-      # scored here, so that only the figures need come back (PSNR / SSIM, all and hole pixels, per scene;
-      # the baselines, the same for every model, are scored once on the CPU machine: score without --generated)
       # test-time adaptation to the 3 input views (issue 18 item 3), when the evaluation scenes are carried
       # (.gpu/datasets: eval_scenes.py --copy-data): ADAPT_STEPS 0 is the unadapted baseline of the same sampler
       # (the leave-one-out priors go through fvgen's SfM backend: pycolmap must be importable there)
@@ -135,12 +100,7 @@ case "$1" in
           cp "$ROOT/teacher_gen/adapt_s$steps/adapt.json" "$ROOT/results/adapt_s$steps.json" 2>/dev/null
         done
       fi
-      for gen in "$ROOT"/teacher_gen/*/; do  # one process each (about 80 s of one core)
-        $PY benchmarks/teacher_eval.py score --clips .gpu/teacher_eval --generated "$gen" --baselines "" \
-          --json "$ROOT/results/teacher_eval_$(basename "$gen").json" > "$ROOT/score_$(basename "$gen").log" 2>&1 &
-      done
-      wait
-      tail -n 2 "$ROOT"/score_*.log
+      score_generated .gpu/teacher_eval "$ROOT"/teacher_gen "$ROOT/results" "$ROOT"  # benchmarks/gpu_common.sh
       tar -C "$ROOT" -cf "$OUT/results.tar" results  # one file: at most 8 come back
       if [ -n "${KEEP_GENERATED:-}" ]; then  # the frames themselves (at most 8 files come back)
         tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"
