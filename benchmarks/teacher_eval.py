@@ -38,6 +38,7 @@ import numpy as np
 
 
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, EVAL_SCENES as SCENES, split_files  # noqa: E402
+from fvgen.core.images import resize_image  # noqa: E402
 
 FRAMES = 16
 
@@ -128,9 +129,11 @@ def prepare(out: Path, scenes: list[str], max_size: int, device: str) -> None:
 
 
 def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device: str, seed: int,
-        strength: float = 1.0, invert: bool = False) -> None:
+        strength: float = 1.0, invert: bool = False, swap_ref: bool = False) -> None:
     """``invert``: the teacher sees every clip colour-inverted (x -> 1 - x) and its frames are inverted
-    back, a probe of whether it tells inverted clips (as in training, ``colour_invert``) from natural ones."""
+    back, a probe of whether it tells inverted clips (as in training, ``colour_invert``) from natural ones.
+    ``swap_ref``: each clip gets the reference photo of another scene's clip (the next scene's first),
+    a probe of how much the teacher draws from its reference view."""
     import torch
 
     from fvgen.core.devices import resolve_device
@@ -142,9 +145,18 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
     dev = torch.device(resolve_device(device))
     model = TeacherModel.from_pretrained(model_dir, dev, torch.float32).eval()
     files = sorted(clips.glob("*.npz"))
+    other_ref = {}
+    if swap_ref:
+        firsts = {}
+        for f in files:
+            firsts.setdefault(load_clip(f)[0]["scene"], f)
+        names = list(firsts)
+        other_ref = {s: load_clip(firsts[names[(i + 1) % len(names)]])[1] for i, s in enumerate(names)}
     times, seen = [], set()
     for f in files:
         meta, ref, warp, masks, _ = load_clip(f)
+        if swap_ref:
+            ref = resize_image(other_ref[meta["scene"]], warp.shape[2], warp.shape[1])
         if invert:
             ref, warp = 1 - ref, 1 - warp
         if dev.type == "cuda":
@@ -167,6 +179,7 @@ def run(clips: Path, model_dir: Path, out: Path, steps: int, cfg: float, device:
         print(f"{f.stem}: {times[-1]:.2f}s", flush=True)
     (out / "run.json").write_text(json.dumps({
         "model": str(model_dir), "steps": steps, "cfg": cfg, "strength": strength, "inverted": invert,
+        "swapped_reference": swap_ref,
         "device": str(dev), "seed": seed,
         "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
         "seconds_per_clip_median": float(np.median(times)), "clips": len(files),
@@ -288,6 +301,7 @@ def main() -> None:
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--invert", action="store_true", help="feed the clips colour-inverted, invert the frames back")
+    r.add_argument("--swap-ref", action="store_true", help="give each clip another scene's reference photo")
     s = sub.add_parser("score")
     s.add_argument("--clips", type=Path, required=True)
     s.add_argument("--generated", type=Path, default=None, help="the run's output (left out: baselines only)")
@@ -308,7 +322,7 @@ def main() -> None:
     if a.cmd == "prepare":
         prepare(a.out, a.scenes, a.max_size, a.device)
     elif a.cmd == "run":
-        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength, a.invert)
+        run(a.clips, a.model, a.out, a.steps, a.cfg, a.device, a.seed, a.strength, a.invert, a.swap_ref)
     elif a.cmd == "scale":
         scale(a.clips, a.generated, a.out, a.alpha, a.unshift)
     elif a.cmd == "average":
