@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fvgen.core.cameras import read_cameras_opencv_json  # noqa: E402
 from fvgen.priors.colmap_mvs import ColmapMvsConf, colmap_available, colmap_dense  # noqa: E402
+from fvgen.core.config import parse_assignments  # noqa: E402
 from fvgen.core.errors import FvgenError  # noqa: E402
 from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
 from fvgen.priors.mvs_backend import union_cloud  # noqa: E402
@@ -176,9 +177,7 @@ def main() -> None:
         raise SystemExit(f"datasets not found at {args.datasets}")
     ok, reason = colmap_available()
     print(f"COLMAP backend: {'available' if ok else 'not available'}: {reason}", flush=True)
-    import tomllib
-
-    sweep = MvsConf(**{k: tomllib.loads(f"v = {v}")["v"] for k, v in (kv.split("=", 1) for kv in args.sweep)})
+    sweep = MvsConf(**parse_assignments(args.sweep))
     backends: dict = {} if args.no_sweep else {"sweep": sweep}
     backends["colmap"] = ColmapMvsConf()
     for v in args.variant:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 from fvgen.presets import load_preset  # noqa: E402
-from fvgen.core.config import with_overrides  # noqa: E402
+from fvgen.core.config import parse_assignments, with_overrides  # noqa: E402
 from fvgen.evaluation.heldout import scene_image_files  # noqa: E402
 from fvgen.pipeline import evaluate  # noqa: E402
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, split_files  # noqa: E402
@@ -64,9 +64,7 @@ def main() -> None:
         conf = with_overrides(conf, **{"fit.iterations": args.iterations})
     if args.init:
         conf = with_overrides(conf, **{"fit.init": args.init})
-    import tomllib
-
-    sets = {k: tomllib.loads(f"v = {v}")["v"] for k, v in (kv.split("=", 1) for kv in args.set)}
+    sets = parse_assignments(args.set)
     conf = with_overrides(conf, **sets)
     rows = []
     for scene in args.scenes:

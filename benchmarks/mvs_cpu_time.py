@@ -16,14 +16,13 @@ import argparse
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fvgen.core.cameras import read_cameras_opencv_json
-from fvgen.core.config import from_dict
+from fvgen.core.config import from_dict, parse_assignments
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, split
 from fvgen.priors.mvs import MvsConf, dense_point_cloud
 from warp_quality import load_view, scene_image_size
@@ -41,10 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     base = {"max_image_size": args.max_image_size, "num_planes": args.planes}
-    prop = dict(base)
-    for item in args.mvs:
-        key, _, value = item.partition("=")
-        prop.update(tomllib.loads(f"{key} = {value}"))
+    prop = {**base, **parse_assignments(args.mvs)}
     rows = []
     for name in args.scenes:
         root = DATASETS / name

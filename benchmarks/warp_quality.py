@@ -32,7 +32,6 @@ import json
 import platform
 import sys
 import time
-import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from fvgen.core.cameras import Camera, read_cameras_opencv_json  # noqa: E402
 from fvgen.core.datasets import EVAL_ROOT as DATASETS, split  # noqa: E402
 from fvgen.core.images import read_image, resize_image  # noqa: E402
 from fvgen.priors.mvs import MvsConf, dense_point_cloud  # noqa: E402
-from fvgen.core.config import from_dict  # noqa: E402
+from fvgen.core.config import from_dict, parse_assignments  # noqa: E402
 from fvgen.videomodel.fill import biharmonic_fill, harmonic_fill_np  # noqa: E402
 from fvgen.core.metrics import psnr, ssim  # noqa: E402
 from fvgen.core.undistort import undistort_image  # noqa: E402
@@ -166,9 +165,7 @@ def main() -> None:
         kw["max_image_size"] = args.max_image_size
     if args.planes:
         kw["num_planes"] = args.planes
-    for item in args.mvs:
-        key, _, value = item.partition("=")
-        kw.update(tomllib.loads(f"{key} = {value}"))
+    kw.update(parse_assignments(args.mvs))
     conf = from_dict(MvsConf, kw)
     results = []
     for s in args.scenes:

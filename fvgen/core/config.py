@@ -4,7 +4,8 @@ Every configurable component (a pipeline stage's settings, a model preset, a tra
 is a frozen dataclass beside its component. :func:`from_dict` builds one from nested dicts,
 refusing unknown keys, wrong types and missing required fields with a one-line
 :class:`FvgenError` (a typo in a preset must not silently fall back to a default); :func:`load_toml`
-reads a file into one; :func:`with_overrides` changes nested fields written as ``"fit.iterations"``.
+reads a file into one; :func:`with_overrides` changes nested fields written as ``"fit.iterations"``, and
+:func:`parse_assignments` reads them from ``KEY=VALUE`` strings.
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def _coerce(value, typ, name):
         if value not in typing.get_args(typ):
             raise FvgenError(f"setting {name} must be one of {typing.get_args(typ)}, got {value!r}")
     return value
+
+
+def parse_assignments(items) -> dict:
+    """``["KEY=VALUE", ...]`` (command-line settings) -> ``{KEY: value}``, each VALUE read as a TOML
+    value (``2``, ``0.55``, ``true``, ``"x"``); a dotted KEY stays one key (for :func:`with_overrides`)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise FvgenError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise FvgenError(f"{item!r}: the value is not a TOML value ({e})") from None
+    return out
 
 
 def read_toml(path: Path) -> dict:

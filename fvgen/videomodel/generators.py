@@ -88,6 +88,15 @@ class GenerateConf:
             raise FvgenError(f"--strength must be in (0, 1], got {self.strength}")
 
 
+def with_student_sampling(conf: GenerateConf, student: dict | None) -> GenerateConf:
+    """``conf`` with a distilled student's own steps and CFG (``student``: ``{"steps", "cfg"}`` of its
+    folder, None for a teacher), unless other values than the defaults (the teacher's: 50 steps,
+    CFG 3.0) were set."""
+    if student is None or (conf.steps, conf.cfg) != (GenerateConf.steps, GenerateConf.cfg):
+        return conf
+    return replace(conf, steps=int(student["steps"]), cfg=float(student["cfg"]))
+
+
 @dataclass(frozen=True)
 class GenerationInputs:
     """What the input views give a generator before it generates: the priors stage's images
@@ -162,11 +171,7 @@ class ModelGenerator(Generator):
         from .model import resolve_model, weights_hash
 
         self.folder = resolve_model(folder)
-        wanted = student_sampling(self.folder)
-        if wanted is not None and (conf.steps, conf.cfg) == (GenerateConf.steps, GenerateConf.cfg):
-            # a distilled student samples with its own steps and no CFG unless other values were set
-            # (the defaults are the teacher's: 50 steps, CFG 3.0)
-            conf = replace(conf, steps=wanted["steps"], cfg=wanted["cfg"])
+        conf = with_student_sampling(conf, student_sampling(self.folder))
         self.conf, self.device = conf, device
         self.name = f"model:{self.folder}"
         self.adapts = conf.adapt.steps > 0
@@ -252,8 +257,7 @@ class ViewCrafterGenerator(Generator):
                 raise FvgenError(f"{path} holds untrained (random) ViewCrafter weights; refusing to output noise as views")
             student = provenance.get("student")
             if isinstance(student, dict):
-                if (conf.steps, conf.cfg) == (GenerateConf.steps, GenerateConf.cfg):
-                    conf = replace(conf, steps=int(student["steps"]), cfg=float(student["cfg"]))
+                conf = with_student_sampling(conf, student)
                 self.guidance, self.eta = conf.cfg, float(student.get("eta", 0.0))
             weights = weights_hash(path)
         elif path.is_file():

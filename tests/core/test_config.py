@@ -98,3 +98,14 @@ def test_missing_required_fields_are_one_line_errors_naming_the_dotted_key():
         with pytest.raises(FvgenError) as e:
             from_dict(Outer, data, where="f.toml: ")
         assert str(e.value) == message
+
+
+def test_parse_assignments_reads_toml_values_and_keeps_dotted_keys():
+    from fvgen.core.config import parse_assignments
+
+    got = parse_assignments(["fit.input_share=0.7", "propagation_iters=2", "verbose=true", 'matcher="sift"'])
+    assert got == {"fit.input_share": 0.7, "propagation_iters": 2, "verbose": True, "matcher": "sift"}
+    assert with_overrides(load_preset("cpu"), **parse_assignments(["fit.iterations=7"])).fit.iterations == 7
+    for bad in ("iterations", "=3", "fit.iterations=seven"):
+        with pytest.raises(FvgenError):
+            parse_assignments([bad])

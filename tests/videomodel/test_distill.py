@@ -20,8 +20,7 @@ from fvgen.videomodel.configs import PRESETS  # noqa: E402
 from fvgen.videomodel.model import TeacherModel, read_model_config  # noqa: E402
 from fvgen.videomodel.train.steps import Denoiser  # noqa: E402
 from fvgen.videomodel.distill import losses  # noqa: E402
-from fvgen.videomodel.distill.networks import (disc_logits, student_sample, student_timesteps,  # noqa: E402
-                                               unet_features)
+from fvgen.videomodel.distill.networks import disc_logits, student_sample, unet_features  # noqa: E402
 from fvgen.videomodel.distill.train import (ABLATIONS, Distiller, load_distill_config,  # noqa: E402
                                             load_teacher, train_distill)
 
@@ -209,7 +208,7 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
     """The student's timesteps are 999, 749, 499, 249, and its backward simulation feeds the UNet
     exactly what the teacher's sampler feeds it with steps=4, cfg=1 (same noise), for an
     x0-predicting pixel-space teacher and a v-predicting latent one (whose outputs ToX0 converts)."""
-    from fvgen.videomodel.sample import make_scheduler, sample_latents
+    from fvgen.videomodel.sample import make_scheduler, sample_latents, trailing_timesteps
 
     folder = teacher_dir if space == "pixel-x0" else v_teacher_dir
     dd = Distiller(load_distill_config("tiny-pixel", teacher=str(folder)), load_teacher(folder, "cpu"))
@@ -217,7 +216,7 @@ def test_student_chain_is_the_teacher_samplers_4_step_chain(teacher_dir, v_teach
     lat = dd.teacher.encode_batch(_batch(preset))
     c = preset.latent_channels
 
-    assert student_timesteps(4) == [999, 749, 499, 249]
+    assert trailing_timesteps(4) == [999, 749, 499, 249]
     assert [int(x) for x in make_scheduler(dd.teacher.model, 4).timesteps] == [999, 749, 499, 249]
     assert dd.teacher.chain(4) == [999, 749, 499, 249]
     student = dd.student_view(ema=False)

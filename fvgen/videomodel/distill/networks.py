@@ -26,12 +26,7 @@ from torch import nn
 
 from ...core.errors import FvgenError
 from ..model import ConfigMixin, ModelMixin, TeacherModel, register_to_config
-from ..sample import rescale_cfg, trailing_timesteps
-
-
-def student_timesteps(steps: int = 4) -> list[int]:
-    """The student's timesteps: the teacher sampler's trailing spacing (4 steps: 999, 749, 499, 249)."""
-    return trailing_timesteps(steps)
+from ..sample import rescale_cfg
 
 
 # ----------------------------------------------------------------------------- teacher features
