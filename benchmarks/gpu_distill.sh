@@ -10,21 +10,29 @@
 #   bash benchmarks/gpu_distill.sh start WAIT_S   install the carried wheels, build the training examples
 #                                                 there as gpu_teacher.sh does (unless $DATA/built exists:
 #                                                 the teacher's, when it trained on this machine), start the
-#                                                 distillation loop, watch
-#   bash benchmarks/gpu_distill.sh watch WAIT_S   print the log for WAIT_S s, then copy the latest exported
-#                                                 student to $OUT (model.tar.part-*)
-#   bash benchmarks/gpu_distill.sh finish         stop at the next step, export the student (EMA), run
-#                                                 benchmarks/teacher_eval.py on the carried clips for the
-#                                                 student (4 steps, no guidance) and, with TEACHER_EVAL=1,
+#                                                 distillation loop of run NAME, watch
+#   bash benchmarks/gpu_distill.sh ablation WAIT_S  the paper's ablation from one GAN stage: stop run `gan`
+#                                                 (started with NAME=gan STAGE=gan), end its stage 1 at the step
+#                                                 it reached, keep its student as `gan-only`, then run side by
+#                                                 side on the one GPU: full, gan-softkl and plain-dmd branched
+#                                                 from that stage 1 (--from-stage1), and no-gan-init from the
+#                                                 teacher; watch. Each stage-2 run goes on until finish
+#   bash benchmarks/gpu_distill.sh watch WAIT_S   print the logs for WAIT_S s, then copy run NAME's latest
+#                                                 exported student to $OUT (model.tar.part-*)
+#   bash benchmarks/gpu_distill.sh finish         stop every run at its next step (each exports its student,
+#                                                 EMA), run benchmarks/teacher_eval.py on the carried clips for
+#                                                 each student (4 steps, no guidance) and, with TEACHER_EVAL=1,
 #                                                 for the teacher (1 step and 50 steps) as references, score
 #                                                 them there, copy to $OUT: model.tar.part-* (15 MiB parts,
-#                                                 the student), log_samples.tar, results.tar (5 files; at
-#                                                 most 8 come back)
-#   (back here: cat model.tar.part-* | tar -x; tar -xf results.tar: distill_results/teacher_eval_<name>.json,
-#   chunks.jsonl)
+#                                                 run NAME's student: KEEP=NAME, default full after an
+#                                                 ablation, else NAME), log_samples.tar (every run's log.jsonl
+#                                                 and config.json, KEEP's samples), results.tar (at most 8
+#                                                 files come back)
+#   (back here: cat model.tar.part-* | tar -x; tar -xf results.tar: distill_results/teacher_eval_<run>.json,
+#   chunks_<run>.jsonl)
 #
-# Settings (environment): TEACHER the teacher's model folder (default .gpu/teacher-run8); STAGE gan, dmd
-# or all (default all); DISTILL_CONFIG (default embedded), ABLATION, GAN_STEPS, DMD_STEPS, BATCH_SIZE,
+# Settings (environment): NAME the run (default run; its folder $ROOT/distill_NAME); TEACHER the teacher's
+# model folder (default .gpu/teacher-run8); STAGE gan, dmd or all (default all); FROM_STAGE1 --from-stage1; DISTILL_CONFIG (default embedded), ABLATION, GAN_STEPS, DMD_STEPS, BATCH_SIZE,
 # REAL_CFG: `fvgen train distill`'s --config, --ablation, --gan-steps, --dmd-steps, --batch-size,
 # --real-cfg (unset: the config's); MAX_MINUTES: length of one chunk (default 9; a restart reloads the
 # teacher, the student, the fake score and the examples); NPROC (default: every GPU). The examples:
@@ -45,20 +53,20 @@
 #   finish:  .gpu/teacher_eval/   `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 44 MB
 #   (files stay on the machine while it is warm, so each call carries only what it adds; watch carries nothing)
 # A session's plan (30 device minutes; the machine's start itself took up to 6 of them, 2026-12-05):
-#   prepare (about 6 min with the start) -> MAX_MINUTES=16 start 300 (examples built in 3-4 min first) ->
-#   watch 420-480 (what the budget leaves after about 5 minutes for finish) -> TEACHER_EVAL=1 finish
-#   (2-4 min: the student's 4 steps and the teacher's 1 step take seconds on 36 clips, the teacher's
-#   50 steps about 70 s on an H200, scoring about 80 s of one core per model, in parallel).
-#   About 12 minutes of distillation: far fewer than the config's 4000 + 4000 steps, so set GAN_STEPS /
-#   DMD_STEPS to what fits (the first watch's log lines give clips_per_s; the loop reads them when it
-#   starts: to change them, finish, then start again, which resumes $RUN/ckpt with the new counts). The
-#   run's checkpoint (student, fake score, EMA, optimizers) stays on the machine: a session lost before
-#   finish keeps only the last snapshot of the student.
+#   one run: prepare -> MAX_MINUTES=16 GAN_STEPS=.. DMD_STEPS=.. start 300 (examples built in 3-4 min
+#   first) -> watch 420-480 -> TEACHER_EVAL=1 finish (2-4 min: the students' 4 steps and the teacher's
+#   1 step take seconds on 36 clips, the teacher's 50 steps about 70 s on an H200, scoring about 80 s of
+#   one core per model, in parallel). The loop reads the step counts when it starts: to change them,
+#   finish, then start again, which resumes the run's ckpt/ with the new counts.
+#   the ablation: prepare -> NAME=gan STAGE=gan GAN_STEPS=100000 start 420 (stage 1 for what the call
+#   leaves after the examples) -> DMD_STEPS=100000 ablation 480 (four stage-2 runs sharing the GPU for
+#   the same time) -> TEACHER_EVAL=1 finish. Each run's checkpoint (student, fake score, EMA, optimizers)
+#   stays on the machine: a session lost before finish keeps only the last snapshot of the student.
 set -u
 ROOT=${ROOT:-/tmp}
-RUN=$ROOT/distill_run
+NAME=${NAME:-run}
+RUN=$ROOT/distill_$NAME
 DATA=${DATA:-$ROOT/teacher_data}  # gpu_teacher.sh's examples when it ran on this machine
-STOP=$ROOT/distill_stop
 TEACHER=${TEACHER:-.gpu/teacher-run8}
 STAGE=${STAGE:-all}
 # overridable for a dry run on a CPU machine, e.g. PY=.venv/bin/python DEVICE=cpu NPROC=1 PRESET=tiny
@@ -66,8 +74,43 @@ STAGE=${STAGE:-all}
 source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
-LOOP=fvgen_distill_loop  # the distillation loop's process name
-watch() { watch_loop "$1" "$RUN" $LOOP $ROOT/distill_loop.log; }
+LOOPS=fvgen_distill_  # the loops' process names: $LOOPS$NAME
+ABLATION_RUNS="full gan-softkl plain-dmd no-gan-init"
+
+# stop_file NAME, chunks NAME, loop_log NAME
+stop_file() { echo "$ROOT/distill_stop_$1"; }
+chunks() { echo "$ROOT/distill_chunks_$1.log"; }
+loop_log() { echo "$ROOT/distill_loop_$1.log"; }
+
+# start_run NAME: the loop of run NAME (its settings from the environment) as a setsid daemon
+start_run() {
+  rm -f "$(stop_file "$1")" "$(chunks "$1")"  # a new start (e.g. STAGE=dmd after gan) must not see the last "done"
+  NAME=$1 start_loop "$LOOPS$1" benchmarks/gpu_distill.sh "$(loop_log "$1")"
+}
+
+# watch_runs WAIT_S: every 30 s the last log line of each run folder, until WAIT_S or no loop is left
+watch_runs() {
+  local end=$(( $(date +%s) + $1 )) run
+  while [ "$(date +%s)" -lt "$end" ]; do
+    sleep 30
+    echo "--- $(date +%T)"
+    for run in "$ROOT"/distill_*/; do
+      [ -f "$run/log.jsonl" ] && echo "$(basename "$run"): $(tail -n 1 "$run/log.jsonl" | cut -c1-200)"
+    done
+    pgrep -f "$LOOPS" > /dev/null || { echo "no loop running"; tail -n 5 "$ROOT"/distill_loop_*.log; break; }
+  done
+}
+
+# stop_runs: ask every loop to stop (each checkpoints and exports at its next step) and wait
+stop_runs() {
+  local log name
+  for log in "$ROOT"/distill_loop_*.log; do
+    [ -f "$log" ] || continue
+    name=$(basename "$log" .log); name=${name#distill_loop_}
+    touch "$(stop_file "$name")"
+  done
+  while pgrep -f "$LOOPS" > /dev/null; do sleep 2; done
+}
 
 # teacher_eval NAME MODEL STEPS CFG: teacher_eval.py run of MODEL into $ROOT/distill_gen/NAME
 teacher_eval() {
@@ -98,38 +141,72 @@ case "$1" in
     else
       build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
     fi
-    rm -f "$STOP" $ROOT/distill_chunks.log  # a new start (e.g. STAGE=dmd after gan) must not see the last "done"
-    start_loop $LOOP benchmarks/gpu_distill.sh $ROOT/distill_loop.log
-    watch "$2"
+    start_run "$NAME"
+    watch_runs "$2"
     snapshot_model "$RUN"
+    ;;
+  ablation)
+    src=$ROOT/distill_gan
+    [ -f "$src/ckpt/state.json" ] || { echo "no run gan in $src: start it first (NAME=gan STAGE=gan ... start)"; exit 1; }
+    touch "$(stop_file gan)"
+    while pgrep -f "${LOOPS}gan" > /dev/null; do sleep 2; done
+    step=$($PY -c "import json, sys; s = json.load(open(sys.argv[1])); print(s['step'] if s['stage'] == 'gan' else s.get('gan_done', 0))" "$src/ckpt/state.json")
+    echo "stage 1 ends at step $step"
+    # resuming with --gan-steps at the step reached ends stage 1 without another step (and exports)
+    rm -f "$(stop_file gan)" "$(chunks gan)"
+    NAME=gan STAGE=gan GAN_STEPS=$step bash benchmarks/gpu_distill.sh loop > "$(loop_log gan)" 2>&1
+    tail -n 2 "$(loop_log gan)"
+    rm -rf "$ROOT/distill_gan-only"; mkdir -p "$ROOT/distill_gan-only"
+    cp -r "$src/model" "$src/log.jsonl" "$ROOT/distill_gan-only/"  # the gan-only row: the student after stage 1
+    for abl in $ABLATION_RUNS; do
+      if [ "$abl" = no-gan-init ]; then
+        (export ABLATION=$abl STAGE=all; unset GAN_STEPS FROM_STAGE1; start_run "$abl")
+      else
+        (export ABLATION=$abl STAGE=dmd GAN_STEPS=$step FROM_STAGE1=$src; start_run "$abl")
+      fi
+    done
+    watch_runs "$2"
     ;;
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps). A chunk
-    # reports "done" when STAGE is: --stage gan stops after stage 1
-    chunk_loop "$STOP" $ROOT/distill_chunks.log \
-      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen train distill \
+    # reports "done" when STAGE is: --stage gan stops after stage 1. One GPU: no torchrun, so that runs
+    # side by side (ablation) need no ports
+    n=${NPROC:-$(nvidia-smi -L | wc -l)}
+    launch=(-m torch.distributed.run --standalone --nproc_per_node="$n")
+    [ "$n" = 1 ] && launch=()
+    chunk_loop "$(stop_file "$NAME")" "$(chunks "$NAME")" \
+      $PY "${launch[@]}" -m fvgen train distill \
         --teacher "$TEACHER" --out "$RUN" --data "$DATA"/*/ --stage "$STAGE" --config "${DISTILL_CONFIG:-embedded}" \
-        --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${ABLATION:+--ablation "$ABLATION"} \
+        --max-minutes "${MAX_MINUTES:-9}" --stop-file "$(stop_file "$NAME")" --workers 12 \
+        ${ABLATION:+--ablation "$ABLATION"} ${FROM_STAGE1:+--from-stage1 "$FROM_STAGE1"} \
         ${GAN_STEPS:+--gan-steps "$GAN_STEPS"} ${DMD_STEPS:+--dmd-steps "$DMD_STEPS"} \
         ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} ${REAL_CFG:+--real-cfg "$REAL_CFG"}
     ;;
   watch)
-    watch "$2"
+    watch_runs "$2"
     # a copy of the latest export (every ckpt_every steps) comes back with every call, so a machine
     # lost between calls costs only the steps since it
-    snapshot_model "$RUN"
+    snapshot_model "$ROOT/distill_${KEEP:-$NAME}"
     ;;
   finish)
     t0=$(date +%s)
-    stop_loop "$STOP" $LOOP $ROOT/distill_loop.log
-    [ -d "$RUN/model" ] || { echo "no student exported in $RUN/model"; tail -n 20 $ROOT/distill_loop.log; exit 1; }
-    tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
-    tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl config.json $(cd "$RUN" && ls -d samples 2>/dev/null)
-    mkdir -p "$ROOT/distill_results"  # not gpu_teacher.sh's results/: both may run on one machine
-    cp $ROOT/distill_chunks.log "$ROOT/distill_results/chunks.jsonl"  # each chunk's summary (status, stage, step)
+    stop_runs
+    keep=${KEEP:-$NAME}
+    [ -d "$ROOT/distill_full" ] && keep=${KEEP:-full}
+    [ -d "$ROOT/distill_$keep/model" ] || { echo "no student exported in $ROOT/distill_$keep/model"; tail -n 20 "$(loop_log "$keep")"; exit 1; }
+    tar -C "$ROOT/distill_$keep" -cf - model | split -b 15M - "$OUT/model.tar.part-"
+    runs=(); for run in "$ROOT"/distill_*/; do [ -d "$run/model" ] && runs+=("$(basename "$run")"); done
+    tar -C "$ROOT" -cf "$OUT/log_samples.tar" \
+      $(cd "$ROOT" && ls -d "${runs[@]/%//log.jsonl}" "${runs[@]/%//config.json}" "distill_$keep/samples" 2>/dev/null)
+    rm -rf "$ROOT/distill_results"; mkdir -p "$ROOT/distill_results"  # not gpu_teacher.sh's results/
+    for c in "$ROOT"/distill_chunks_*.log; do  # each chunk's summary (status, stage, step)
+      [ -f "$c" ] && cp "$c" "$ROOT/distill_results/chunks_$(basename "$c" .log | sed 's/^distill_chunks_//').jsonl"
+    done
     if [ -d .gpu/teacher_eval ]; then
       rm -rf "$ROOT/distill_gen"
-      teacher_eval student "$RUN/model" 4 1.0  # the student's own sampler: 4 steps, no guidance, eta 0
+      for r in "${runs[@]}"; do  # each student's own sampler: 4 steps, no guidance, eta 0
+        teacher_eval "student_${r#distill_}" "$ROOT/$r/model" 4 1.0
+      done
       if [ -n "${TEACHER_EVAL:-}" ]; then  # the teacher at its one-step and 50-step modes, for reference
         for mode in "teacher_one_step 1 1.0" "teacher_50 50 ${TEACHER_CFG:-1.0}"; do
           set -- $mode
@@ -146,7 +223,7 @@ case "$1" in
         tar -C "$ROOT" -cf - distill_gen | split -b 15M - "$OUT/generated.tar.part-"
       fi
     else
-      echo "no .gpu/teacher_eval: the student is not evaluated here"
+      echo "no .gpu/teacher_eval: the students are not evaluated here"
     fi
     tar -C "$ROOT" -cf "$OUT/results.tar" distill_results  # one file: at most 8 come back
     n=$(ls "$OUT" | wc -l)
@@ -155,7 +232,7 @@ case "$1" in
     echo "finish took $(( $(date +%s) - t0 )) s"
     ;;
   *)
-    echo "usage: bash benchmarks/gpu_distill.sh prepare | start WAIT_S | watch WAIT_S | finish" >&2
+    echo "usage: bash benchmarks/gpu_distill.sh prepare | start WAIT_S | ablation WAIT_S | watch WAIT_S | finish" >&2
     exit 2
     ;;
 esac

@@ -467,3 +467,30 @@ def test_generate_runs_a_student_with_its_own_steps_and_no_cfg(teacher_dir, tmp_
     masks = [np.ones((32, 64), np.float32)] * 4
     out = make_generator(GenerateConf(generator=str(student)), "cpu")(frames, masks, [None] * 4, lambda i: frames[0])
     assert len(out) == 4 and out[0].shape == (32, 64, 3)
+
+
+def test_stage2_ablations_branch_from_one_finished_gan_stage(teacher_dir, tmp_path):
+    _fake_shards(tmp_path / "shards", 4, PRESETS["tiny-pixel"])
+    kw = dict(config="tiny-pixel", data=(str(tmp_path / "shards"),), gan_steps=2, dmd_steps=2)
+    stage1, branch = tmp_path / "stage1", tmp_path / "plain"
+    r = train_distill(teacher_dir, stage1, "gan", max_minutes=1e-6, **kw)  # paused after its first step
+    assert r["status"] == "paused" and r["stage"] == "gan"
+    with pytest.raises(FvgenError, match="not at the end of stage 1"):
+        train_distill(teacher_dir, stage1 / "x", "dmd", from_stage1=stage1, **kw)
+    train_distill(teacher_dir, stage1, "gan", **kw)
+    with pytest.raises(FvgenError, match="branches only"):
+        train_distill(teacher_dir, tmp_path / "o", "dmd", "no-gan-init", from_stage1=stage1, **kw)
+    # without --from-stage1 another ablation is still refused in the same folder
+    with pytest.raises(FvgenError, match="another ablation"):
+        train_distill(teacher_dir, stage1, "dmd", "plain-dmd", **kw)
+    r = train_distill(teacher_dir, branch, "dmd", "plain-dmd", from_stage1=stage1, **kw)
+    assert r["status"] == "done" and r["stage"] == "done"
+    log = _log(branch)
+    assert [x["step"] for x in log if x.get("stage") == "gan" and "event" not in x] == [1, 2]  # stage 1's log kept
+    assert [x["step"] for x in log if x.get("stage") == "dmd" and "event" not in x] == [1, 2]
+    assert not any("weight" in x for x in log if x.get("stage") == "dmd")  # plain DMD: no density-ratio weight
+    _, meta = read_model_config(branch / "model")
+    assert meta["student"]["ablation"] == "plain-dmd" and meta["student"]["gan_steps"] == 2
+    assert meta["student"]["dmd_steps"] == 2
+    state = json.loads((stage1 / "ckpt" / "state.json").read_text())
+    assert state["stage"] == "dmd" and state["step"] == 0  # the source is left as it was

@@ -71,6 +71,9 @@ from .teachers import (VIEWCRAFTER_PREFIX, DistillTeacher, ToX0, copy_parts, loa
 
 STAGES = ("gan", "dmd", "all")
 RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings a resumed run must keep
+# ablations that share stage 1 (they differ in stage 2 only): one finished GAN stage can start each
+# (``--from-stage1``), so that their comparison is not also one of GAN stages
+SHARED_STAGE1 = ("full", "gan-softkl", "plain-dmd")
 
 
 @dataclass(frozen=True)
@@ -407,7 +410,7 @@ class DistillRun(Run):
             return
         c, tmp = self.conf, self.out / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        done = {"gan": self.state["step"] if self.state["stage"] == "gan" else c.gan_steps,
+        done = {"gan": self.state["step"] if self.state["stage"] == "gan" else self.state.get("gan_done", c.gan_steps),
                 "dmd": self.state["step"] if self.state["stage"] == "dmd" else (c.dmd_steps if self.state["stage"] == "done" else 0)}
         info = self.teacher.info
         teacher_info = {k: info.get(k) for k in ("unet_steps", "train_config", "checkpoint") if k in info}
@@ -484,6 +487,8 @@ class DistillRun(Run):
                 status = "paused"
                 break
         if status == "done":
+            if stage == "gan":
+                self.state["gan_done"] = self.state["step"]
             self.state.update(stage="dmd" if stage == "gan" and c.dmd_steps > 0 else "done", step=0)
         self.checkpoint()
         self.export()
@@ -493,11 +498,14 @@ class DistillRun(Run):
 def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", ablation: str | None = None,
                   config: str = "embedded", resume: bool = True, max_minutes: float | None = None,
                   num_workers: int | None = None, stop_file: str | Path | None = None, command: str = "",
-                  **overrides) -> dict:
+                  from_stage1: str | Path | None = None, **overrides) -> dict:
     """Distil ``teacher`` (a model folder of ``fvgen train teacher``, or ``viewcrafter:PATH``: the
     official ViewCrafter ``.ckpt``, with ``clip_vocab``, or a ViewCrafter model folder) into a 4-step student in ``out_dir``
     (resumes from ``out_dir/ckpt``). ``stage``: ``gan`` runs (the rest of) stage 1 only, ``dmd``
     stage 2 only (stage 1 must be finished, or the ablation has none), ``all`` both.
+    ``from_stage1``: a distillation folder whose stage 1 is finished and stage 2 not begun; a new
+    ``out_dir`` starts from its checkpoint (and log), so that the stage-2 ablations (``full``,
+    ``gan-softkl``, ``plain-dmd``) can branch from one GAN stage.
 
     Returns ``{"status": "done" | "paused", "stage", "step", "model": out/model}``."""
     if stage not in STAGES:
@@ -517,6 +525,8 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     if not conf.data:
         raise FvgenError("no example shards given (--data DIR ...: the teacher's, `fvgen data build`)")
     out = Path(out_dir)
+    if from_stage1 is not None:
+        _branch(Path(from_stage1), out, conf, resume)
     out.mkdir(parents=True, exist_ok=True)
     dist = start_process(conf.seed)
     run = DistillRun(conf, out, resume, max_minutes, dist, num_workers, stop_file, command)
@@ -536,3 +546,34 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     if dist.main:
         run.log(event="exit", **res)
     return res
+
+
+def _branch(src: Path, out: Path, conf: DistillConf, resume: bool) -> None:
+    """Start ``out`` from ``src``'s checkpoint at the end of stage 1 (``train_distill(from_stage1=)``);
+    an ``out`` that already holds a checkpoint resumes its own instead (a later chunk of the branch)."""
+    if resume and (out / "ckpt" / "state.json").is_file():
+        return
+    state_file = src / "ckpt" / "state.json"
+    if not state_file.is_file():
+        raise FvgenError(f"--from-stage1 {src}: no distillation checkpoint there (ckpt/state.json)")
+    state = json.loads(state_file.read_text())
+    if not (state.get("stage") == "dmd" and state.get("step") == 0):
+        raise FvgenError(f"--from-stage1 {src}: its run is at stage {state.get('stage')} step {state.get('step')}, "
+                         "not at the end of stage 1 (run it with --stage gan)")
+    if conf.ablation not in SHARED_STAGE1 or state["config"].get("ablation") not in SHARED_STAGE1:
+        raise FvgenError(f"--from-stage1 branches only {', '.join(SHARED_STAGE1)} from one of them, not "
+                         f"{conf.ablation} from {state['config'].get('ablation')}")
+    if out.resolve() == src.resolve():
+        raise FvgenError("--from-stage1 must name another folder than --out")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "ckpt", ignore_errors=True)
+    tmp = out / ".ckpt.branch"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src / "ckpt", tmp)
+    # the branch's own stage-2 settings, so that its chunks resume it as that ablation
+    state["config"].update(ablation=conf.ablation, softened=conf.softened, dmd_gan_weight=conf.dmd_gan_weight)
+    state["branched_from"] = str(src.resolve())
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    os.replace(tmp, out / "ckpt")
+    if (src / "log.jsonl").is_file():
+        shutil.copyfile(src / "log.jsonl", out / "log.jsonl")
