@@ -40,7 +40,9 @@
 # PRESET must be the teacher's, default embedded). finish: TEACHER_CFG (guidance of the teacher's
 # 50-step reference, default 1.0: every evaluation since teacher run 4 samples with 1.0),
 # EVAL_BUDGET_S (default 240: the teacher's references are skipped once finish has run this long, so
-# that the call ends inside its 600 s), KEEP_GENERATED=1 (the generated frames, generated.tar.part-*).
+# that the call ends inside its 600 s), KEEP_GENERATED=1 (the generated frames, generated.tar.part-*),
+# SAMPLING=1 (benchmarks/sampling.py on the GPU while the CPU scores, optional parts skipped after
+# SAMPLING_BUDGET_S, default 150: sampling_gpu.json and .log; one file each of the 8 that come back).
 #
 # Carried (prepared on the CPU machine, all ignored by git; 64 MiB at most per call, the 4 MB of tracked
 # files included: prepare 61 MB, start 53 MB, finish 50 MB):
@@ -204,9 +206,10 @@ case "$1" in
     done
     if [ -d .gpu/teacher_eval ]; then
       rm -rf "$ROOT/distill_gen"
-      for r in "${runs[@]}"; do  # each student's own sampler: 4 steps, no guidance, eta 0
-        teacher_eval "student_${r#distill_}" "$ROOT/$r/model" 4 1.0
+      for r in "${runs[@]}"; do  # each student's own sampler: 4 steps, no guidance, eta 0; side by side
+        teacher_eval "student_${r#distill_}" "$ROOT/$r/model" 4 1.0 &
       done
+      wait
       if [ -n "${TEACHER_EVAL:-}" ]; then  # the teacher at its one-step and 50-step modes, for reference
         for mode in "teacher_one_step 1 1.0" "teacher_50 50 ${TEACHER_CFG:-1.0}"; do
           set -- $mode
@@ -218,7 +221,13 @@ case "$1" in
         done
       fi
       mkdir -p "$ROOT/distill_scores"
+      if [ -n "${SAMPLING:-}" ]; then  # the GPU is free while the scores take the CPU: sampling.py's timings
+        $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile reduce-overhead --budget-s "${SAMPLING_BUDGET_S:-150}" \
+          > "$OUT/sampling_gpu.log" 2>&1 &
+      fi
       score_generated .gpu/teacher_eval "$ROOT"/distill_gen "$ROOT/distill_results" "$ROOT/distill_scores"  # gpu_common.sh
+      wait  # sampling.py
+      [ -f "$OUT/sampling_gpu.log" ] && grep -v "^W[0-9]" "$OUT/sampling_gpu.log" | tail -n 14
       if [ -n "${KEEP_GENERATED:-}" ]; then
         tar -C "$ROOT" -cf - distill_gen | split -b 15M - "$OUT/generated.tar.part-"
       fi
