@@ -6,8 +6,9 @@ held-out camera*: each of ``--planes`` fronto-parallel planes (uniform in invers
 cloud's depth range seen from that camera) is textured by projecting every input photo onto it, and a
 pixel takes the mean colour of the plane where the inputs agree best (variance across the inputs,
 averaged over a ``--window`` box). Where all inputs see the pixel and agree below a threshold, that
-colour replaces the hole; the remaining holes get the harmonic fill. PSNR on the hole pixels and on the
-whole frame, against the harmonic fill of the same warp, per threshold.
+colour replaces the hole; the remaining holes get the harmonic fill (seeded by those colours; and, as
+``_unseeded``, the fill of the warp alone with only those pixels replaced, also scored on them alone).
+PSNR on the hole pixels and on the whole frame, against the harmonic fill of the same warp, per threshold.
 
 This measures whether a generator could take what the fill lacks from the scene itself (photo
 consistency of the inputs), rather than from what it learned: the teacher's x0 prediction barely
@@ -123,13 +124,19 @@ def main() -> None:
                 out = harmonic(img, seen | use)
                 row[f"sweep_{t:g}"] = {"hole": psnr(out, gt, hole), "all": psnr(out, gt),
                                        "used": float(use.sum() / max(hole.sum(), 1))}
+                # the same pixels over the fill of the warp alone: do they seed the fill with wrong colours?
+                only = fill.copy()
+                only[use] = colour[use]
+                row[f"sweep_{t:g}_unseeded"] = {"hole": psnr(only, gt, hole), "all": psnr(only, gt),
+                                                "used_pixels_sweep": psnr(colour, gt, use) if use.any() else None,
+                                                "used_pixels_fill": psnr(fill, gt, use) if use.any() else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary = {}
     for group in [*a.scenes, "all"]:
         rs = [r for r in rows if group in ("all", r["scene"])]
-        summary[group] = {k: {m: round(float(np.mean([r[k][m] for r in rs])), 3) for m in rs[0][k]}
-                          for k in rs[0] if isinstance(rs[0][k], dict)}
+        summary[group] = {k: {m: round(float(np.mean([r[k][m] for r in rs if r[k][m] is not None])), 3)
+                              for m in rs[0][k]} for k in rs[0] if isinstance(rs[0][k], dict)}
         for k in summary[group]:
             if k != "fill":
                 summary[group][k]["views_worse"] = sum(r[k]["all"] < r["fill"]["all"] for r in rs)
