@@ -50,7 +50,8 @@ def knn_mean_distance(xyz: torch.Tensor, k: int = 3) -> torch.Tensor:
 def init_splats(xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, init_opacity: float = 0.1,
                 init_scale: float = 1.0, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Isotropic Gaussians at the points, sized by their 3 nearest neighbours (as 3DGS does)."""
-    means = torch.as_tensor(xyz, dtype=torch.float32, device=device)
+    # a copy: the fit optimises these tensors in place, and as_tensor would share the caller's arrays
+    means = torch.tensor(np.asarray(xyz), dtype=torch.float32, device=device)
     colors = torch.as_tensor(rgb, dtype=torch.float32, device=device).clamp(0, 1)
     n = len(means)
     dist = knn_mean_distance(means).clamp_min(1e-7)
