@@ -69,10 +69,6 @@ class FitConf:
     # over the pixel count, so a view counts by its mean confidence (a view that is mostly filled
     # holes, or far from every input, weighs less). The photos' loss is the same either way.
     generated_norm: str = "pixels"
-    # Once the generated views have left (``generated_stop``, when there are any), train only the
-    # colours (sh0, shN): the geometry the generated views shaped (positions, scales, rotations,
-    # opacities) stays, no densification, and the photos can only pull the colours back.
-    freeze_geometry: bool = False
     # Joint refinement of the input cameras' poses (estimated poses; :mod:`fvgen.fit.poses`):
     # from ``pose_refine_start`` x iterations (the Gaussians settle first), Adam at ``pose_lr`` per
     # step on a 6-D rotation offset and a translation in scene-scale units, decaying 10x by the
@@ -100,8 +96,6 @@ class FitConf:
             raise FvgenError("fit.generated_start must not be after fit.generated_stop")
         if self.generated_weight < 0 or self.generated_weight_end < 0:
             raise FvgenError("fit.generated_weight and generated_weight_end must be >= 0")
-        if not isinstance(self.freeze_geometry, bool):
-            raise FvgenError(f"fit.freeze_geometry must be true or false, got {self.freeze_geometry!r}")
         if self.generated_norm not in ("confidence", "pixels"):
             raise FvgenError(f"fit.generated_norm must be confidence or pixels, got {self.generated_norm!r}")
 
@@ -297,14 +291,7 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     start = time.perf_counter()
     loss_val = float("nan")
     sampler = ViewSampler(n_inputs, V, conf, rng)
-    # the step from which only the colours train (fit.freeze_geometry; only with generated views)
-    freeze_at = int(conf.generated_stop * conf.iterations) if conf.freeze_geometry and V > n_inputs \
-        else conf.iterations
     for step in range(conf.iterations):
-        frozen = step >= freeze_at
-        if step == freeze_at:
-            for k in ("means", "scales", "quats", "opacities"):
-                splats[k].requires_grad_(False)
         batch, scale_w = sampler.draw(step, bs)
         sh_degree = min(step // max(conf.sh_degree_interval, 1), conf.sh_degree)
         b = torch.tensor(batch)
@@ -314,7 +301,7 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         else:
             viewmats = viewmats_all[b]
         colors, alphas, info = rasterize_at(splats, viewmats, Ks_all[b], W, H, sh_degree)
-        if strategy is not None and not frozen:
+        if strategy is not None:
             strategy.step_pre_backward(splats, optimizers, state, step, info)
         w = None if weights is None else weights[b]
         if scale_w is not None:
@@ -331,9 +318,8 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
 
                 raise FvgenError(f"the fit diverged at step {step} (loss {loss_val}); try fewer iterations "
                                  "or the default preset")
-        for k, opt in optimizers.items():
-            if not frozen or k in ("sh0", "shN"):
-                opt.step()
+        for opt in optimizers.values():
+            opt.step()
             opt.zero_grad(set_to_none=True)
         for g in optimizers["means"].param_groups:
             g["lr"] *= means_decay
@@ -343,7 +329,7 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         if refiner is not None and step >= pose_start:
             for g in pose_opt.param_groups:
                 g["lr"] *= pose_decay
-        if strategy is not None and not frozen:
+        if strategy is not None:
             if conf.strategy == "mcmc":
                 strategy.step_post_backward(splats, optimizers, state, step, info,
                                             lr=optimizers["means"].param_groups[0]["lr"])
@@ -355,14 +341,10 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     out = {k: v.detach().cpu() for k, v in splats.items()}
-    if freeze_at < conf.iterations:
-        figures_extra = {"geometry_frozen_at": freeze_at}
-    else:
-        figures_extra = {}
     figures = {"iterations": conf.iterations, "seconds": round(seconds, 3),
                "iterations_per_s": round(conf.iterations / max(seconds, 1e-9), 2),
                "final_loss": loss_val, "gaussians": int(len(out["means"])),
-               "init_points": int(len(pts)), "device": str(device), **figures_extra}
+               "init_points": int(len(pts)), "device": str(device)}
     input_cams = list(cams[:n_inputs])
     if refiner is not None:
         refined = refiner.refined_cameras(input_cams)

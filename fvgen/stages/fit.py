@@ -50,15 +50,13 @@ POSE_FIELDS = ("pose_refine", "pose_lr", "pose_refine_start")
 
 def key(conf: FitConf, priors_result: StageResult, extra: Sequence[ExtraViews], device: str) -> str:
     """The fit's cache key; the settings of generated views enter it only when there are some, and
-    those of pose refinement (and ``freeze_geometry``) only when on, so a fit without them keeps the
-    key it had before they existed."""
+    those of pose refinement only when it is on, so a fit without them keeps the key it had before
+    they existed."""
     settings = asdict(conf)
     if not extra:
         settings = {k: v for k, v in settings.items() if k not in GENERATED_FIELDS}
     if not conf.pose_refine:
         settings = {k: v for k, v in settings.items() if k not in POSE_FIELDS}
-    if not (extra and conf.freeze_geometry):  # no effect without generated views
-        settings.pop("freeze_geometry", None)
     return cache_key(NAME, VERSION, settings, priors_result.token, *[e.key for e in extra],
                      weights=[e.weight for e in extra], device=device)
 

@@ -3,7 +3,6 @@ steps, soft confidence masks, the window and decay of their weight, and the cach
 the photos alone."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,62 +144,6 @@ def test_pixel_norm_lets_a_faint_wrong_view_pull_less(one_thread):
         return float(np.mean([psnr(r, t) for r, t in zip(renders, truth)]))
 
     assert photo_psnr("pixels") > photo_psnr("confidence") + 1.0
-
-
-def test_freeze_geometry_trains_only_colours_after_the_generated_views_leave(one_thread, monkeypatch):
-    """With ``freeze_geometry`` the fit's last part (after ``generated_stop``) moves the colours only:
-    the optimisers of positions, scales, rotations and opacities step until then and never after, and
-    those parameters end as their last step left them, while the colours keep training; without
-    generated views it is a no-op; the fit key holds it only when it can act."""
-    import math
-
-    from fvgen.core.cache import StageResult
-    from fvgen.core.cameras import Camera, look_at
-    from fvgen.core.pointcloud import PointCloud
-    from fvgen.fit import FitViews, fit_gaussians
-    from fvgen.stages.fit import ExtraViews, key
-
-    W, H = 24, 18
-    K = np.array([[22.0, 0, (W - 1) / 2], [0, 22.0, (H - 1) / 2], [0, 0, 1]])
-    cams = [Camera(K, look_at(np.array([3 * math.sin(a), 0.0, -3 * math.cos(a)]), np.zeros(3),
-                              np.array([0, -1.0, 0])), W, H, f"v{i}.png") for i, a in enumerate(np.linspace(-0.5, 0.5, 4))]
-    rng = np.random.default_rng(0)
-    images = torch.rand(4, H, W, 3, generator=torch.Generator().manual_seed(0))
-    init = PointCloud(rng.uniform(-0.5, 0.5, (200, 3)), rng.uniform(0, 1, (200, 3)))
-    views = FitViews(images, cams, None, torch.ones(4, H, W), inputs=2)
-    base = dict(iterations=40, sh_degree=0, strategy="none", input_share=0.5, generated_stop=0.5)
-
-    steps, last = {}, {}
-    adam_step = torch.optim.Adam.step
-
-    def counting_step(self, *args, **kw):
-        out = adam_step(self, *args, **kw)
-        name = self.param_groups[0]["name"]
-        steps[name] = steps.get(name, 0) + 1
-        last[name] = self.param_groups[0]["params"][0].detach().clone()
-        return out
-
-    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
-    frozen, figs, _ = fit_gaussians(views, init, FitConf(freeze_geometry=True, **base))
-    assert figs["geometry_frozen_at"] == 20
-    assert all(steps[k] == 20 for k in ("means", "scales", "quats", "opacities")), steps
-    assert steps["sh0"] == 40
-    for k in ("means", "scales", "quats", "opacities"):
-        assert torch.equal(frozen[k], last[k]), k  # nothing moved them after their last step
-    steps.clear()
-    free, _, _ = fit_gaussians(views, init, FitConf(**base))
-    assert all(steps[k] == 40 for k in ("means", "scales", "quats", "opacities", "sh0")), steps
-    photos = FitViews(images[:2], cams[:2], None, None)
-    a, fa, _ = fit_gaussians(photos, init, FitConf(freeze_geometry=True, **base))
-    b, _, _ = fit_gaussians(photos, init, FitConf(**base))
-    assert "geometry_frozen_at" not in fa and all(torch.equal(a[k], b[k]) for k in a)
-    pri = StageResult("priors", "k", Path("."), "cached", 0.0, {}, "r")
-    on = FitConf(freeze_geometry=True)
-    assert key(on, pri, [], "cpu") == key(FitConf(), pri, [], "cpu")
-    extra = [ExtraViews(Path("."), "gen.1")]
-    assert key(on, pri, extra, "cpu") != key(FitConf(), pri, extra, "cpu")
-    with pytest.raises(FvgenError, match="fit.freeze_geometry"):
-        FitConf(freeze_geometry="yes")
 
 
 def test_a_fit_leaves_its_initial_cloud_as_it_was(one_thread):
