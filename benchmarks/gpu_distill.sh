@@ -17,6 +17,12 @@
 #                                                 side on the one GPU: full, gan-softkl and plain-dmd branched
 #                                                 from that stage 1 (--from-stage1), and no-gan-init from the
 #                                                 teacher; watch. Each stage-2 run goes on until finish
+#   bash benchmarks/gpu_distill.sh pack           run KEEP's checkpoint (default NAME) packed for another session
+#                                                 (`fvgen ... pack_warm_start`: student, fake score, heads in bf16,
+#                                                 the state; about 86 MB for run 8's size) as warm.tar.part-* (15 MiB)
+#   bash benchmarks/gpu_distill.sh collect        gather the carried .gpu/distill_warm*/warm.tar.part-* (carry them
+#                                                 in two calls of their own: 86 MB does not fit one); `start` with
+#                                                 WARM_START=1 then resumes from them (--warm-start)
 #   bash benchmarks/gpu_distill.sh watch WAIT_S   print the logs for WAIT_S s, then copy run NAME's latest
 #                                                 exported student to $OUT (model.tar.part-*)
 #   bash benchmarks/gpu_distill.sh finish         stop every run at its next step (each exports its student,
@@ -31,7 +37,8 @@
 #   (back here: cat model.tar.part-* | tar -x; tar -xf results.tar: distill_results/teacher_eval_<run>.json,
 #   chunks_<run>.jsonl)
 #
-# Settings (environment): NAME the run (default run; its folder $ROOT/distill_NAME); TEACHER the teacher's
+# Settings (environment): NAME the run (default run; its folder $ROOT/distill_NAME); WARM_START=1 (start:
+# resume a new run from the collected parts); TEACHER the teacher's
 # model folder (default .gpu/teacher-run8); STAGE gan, dmd or all (default all); FROM_STAGE1 --from-stage1; DISTILL_CONFIG (default embedded), ABLATION, GAN_STEPS, DMD_STEPS, BATCH_SIZE,
 # REAL_CFG: `fvgen train distill`'s --config, --ablation, --gan-steps, --dmd-steps, --batch-size,
 # --real-cfg (unset: the config's); MAX_MINUTES: length of one chunk (default 9; a restart reloads the
@@ -143,6 +150,11 @@ case "$1" in
     else
       build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
     fi
+    if [ -n "${WARM_START:-}" ]; then  # the parts `collect` gathered, from an earlier session's `pack`
+      ls "$ROOT"/warm_parts/warm.tar.part-* > /dev/null || { echo "no warm-start parts: run collect first"; exit 1; }
+      rm -rf "$ROOT/warm"; cat "$ROOT"/warm_parts/warm.tar.part-* | tar -x -C "$ROOT" || exit 1
+      export WARM="$ROOT/warm"
+    fi
     start_run "$NAME"
     watch_runs "$2"
     snapshot_model "$RUN"
@@ -180,9 +192,23 @@ case "$1" in
       $PY "${launch[@]}" -m fvgen train distill \
         --teacher "$TEACHER" --out "$RUN" --data "$DATA"/*/ --stage "$STAGE" --config "${DISTILL_CONFIG:-embedded}" \
         --max-minutes "${MAX_MINUTES:-9}" --stop-file "$(stop_file "$NAME")" --workers 12 \
-        ${ABLATION:+--ablation "$ABLATION"} ${FROM_STAGE1:+--from-stage1 "$FROM_STAGE1"} \
+        ${ABLATION:+--ablation "$ABLATION"} ${FROM_STAGE1:+--from-stage1 "$FROM_STAGE1"} ${WARM:+--warm-start "$WARM"} \
         ${GAN_STEPS:+--gan-steps "$GAN_STEPS"} ${DMD_STEPS:+--dmd-steps "$DMD_STEPS"} \
         ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} ${REAL_CFG:+--real-cfg "$REAL_CFG"}
+    ;;
+  pack)
+    run=$ROOT/distill_${KEEP:-$NAME}
+    rm -rf "$ROOT/warm"
+    $PY -c "import sys; from fvgen.videomodel.distill.train import pack_warm_start; pack_warm_start(sys.argv[1], sys.argv[2])" \
+      "$run" "$ROOT/warm" || exit 1
+    du -sh "$ROOT/warm"; cat "$ROOT/warm/state.json" | head -c 300; echo
+    tar -C "$ROOT" -cf - warm | split -b 15M - "$OUT/warm.tar.part-"
+    ls -la "$OUT"
+    ;;
+  collect)
+    mkdir -p "$ROOT/warm_parts"
+    for d in .gpu/distill_warm*/; do [ -d "$d" ] && cp "$d"/warm.tar.part-* "$ROOT/warm_parts/"; done
+    ls -la "$ROOT/warm_parts"
     ;;
   watch)
     watch_runs "$2"
@@ -241,7 +267,7 @@ case "$1" in
     echo "finish took $(( $(date +%s) - t0 )) s"
     ;;
   *)
-    echo "usage: bash benchmarks/gpu_distill.sh prepare | start WAIT_S | ablation WAIT_S | watch WAIT_S | finish" >&2
+    echo "usage: bash benchmarks/gpu_distill.sh prepare | start WAIT_S | ablation WAIT_S | watch WAIT_S | finish | pack | collect" >&2
     exit 2
     ;;
 esac

@@ -417,6 +417,8 @@ def train_distill(
                                              "stage (default: its sampler's: 1 for ours, 7.5 for ViewCrafter)"),
     from_stage1: Optional[Path] = typer.Option(None, "--from-stage1", help="start from this distillation folder's "
                                                "finished GAN stage (ablations full, gan-softkl, plain-dmd)"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="start from a packed checkpoint of another "
+                                              "run (fresh optimisers; benchmarks/gpu_distill.sh pack)"),
 ):
     """Distil the teacher into a 4-step student: a GAN stage on the teacher's features, then
     distribution matching with the softened reverse KL (FVGen). With --teacher viewcrafter:PATH the
@@ -430,7 +432,7 @@ def train_distill(
               num_workers=workers, stop_file=stop_file, command=command_line(),
               data=tuple(str(d) for d in data) or None, gan_steps=gan_steps, dmd_steps=dmd_steps,
               batch_size=batch_size, clip_vocab=str(clip_vocab) if clip_vocab else None, variant=variant,
-              real_cfg=real_cfg, from_stage1=from_stage1)
+              real_cfg=real_cfg, from_stage1=from_stage1, warm_start=warm_start)
     _finish_training(res)
 
 

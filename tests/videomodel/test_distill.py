@@ -494,3 +494,46 @@ def test_stage2_ablations_branch_from_one_finished_gan_stage(teacher_dir, tmp_pa
     assert meta["student"]["dmd_steps"] == 2
     state = json.loads((stage1 / "ckpt" / "state.json").read_text())
     assert state["stage"] == "dmd" and state["step"] == 0  # the source is left as it was
+
+
+def test_a_packed_checkpoint_warm_starts_a_run_elsewhere(teacher_dir, tmp_path):
+    """pack_warm_start keeps the student, the fake score and the heads in bf16 with the run's state
+    (no EMA, no optimiser states); --warm-start resumes a new folder from it at the same stage and step,
+    with the student's weights (bf16-rounded), fresh optimisers and the EMA restarted from the student."""
+    from fvgen.videomodel.distill.train import DistillRun, pack_warm_start
+    from fvgen.videomodel.train.distributed import Dist
+
+    _fake_shards(tmp_path / "shards", 4, PRESETS["tiny-pixel"])
+    kw = dict(config="tiny-pixel", data=(str(tmp_path / "shards"),), gan_steps=2, dmd_steps=3)
+    run, moved = tmp_path / "run", tmp_path / "elsewhere"
+    train_distill(teacher_dir, run, "all", max_minutes=1e-6, **kw)  # paused after stage 1's first step
+    packed = pack_warm_start(run, tmp_path / "warm")
+    names = {p.name for p in packed.iterdir()}
+    assert {"student", "disc", "state.json"} <= names and any(n.startswith("fake_") for n in names)
+    assert not any(n.startswith(("ema_", "optim_")) for n in names)
+    from safetensors.torch import load_file
+
+    assert all(v.dtype == torch.bfloat16 for f in packed.rglob("*.safetensors") for v in load_file(f).values()
+               if v.is_floating_point())
+    with pytest.raises(FvgenError, match="not a packed"):
+        train_distill(teacher_dir, tmp_path / "x", "all", warm_start=run / "ckpt", **kw)
+    with pytest.raises(FvgenError, match="exclude each other"):
+        train_distill(teacher_dir, tmp_path / "x", "all", warm_start=packed, from_stage1=run, **kw)
+    conf = load_distill_config("tiny-pixel", teacher=str(Path(teacher_dir).resolve()), data=kw["data"], gan_steps=2,
+                               dmd_steps=3)
+    from fvgen.videomodel.distill.train import _warm_start
+
+    _warm_start(packed, moved, True)
+    r = DistillRun(conf, moved, True, None, Dist())
+    saved = TeacherModel.from_pretrained(run / "ckpt" / "student")
+    for a, b in zip(r.dd.student_den.unet.parameters(), saved.unet.parameters()):
+        assert a.dtype == torch.float32 and torch.equal(a, b.to(torch.bfloat16).float())
+    for e, s in zip(r.dd.ema["unet"].parameters(), r.dd.student_parts["unet"].parameters()):
+        assert torch.equal(e, s)
+    assert all(len(o.state) == 0 for o in r.dd.opt.values())
+    assert r.state["stage"] == "gan" and r.state["step"] == 1
+    r.log_f.close()
+    res = train_distill(teacher_dir, moved, "all", warm_start=packed, **kw)  # a later chunk resumes its own
+    assert res["status"] == "done" and res["stage"] == "done"
+    log = _log(moved)
+    assert [x["step"] for x in log if x.get("stage") == "gan" and "event" not in x] == [2]

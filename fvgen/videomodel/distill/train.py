@@ -370,8 +370,10 @@ class DistillRun(Run):
             fake = self._load_parts("fake")
             heads = DiscriminatorHeads.from_pretrained(self.ckpt / "disc").to(self.dev)
         self.dd = Distiller(conf, self.teacher, student, fake, heads, wrap=self._wrap)
-        if resumed:
+        if resumed and all((self.ckpt / f"ema_{k}").is_dir() for k in self.teacher.parts):
+            # a warm start (pack_warm_start) has no EMA: it restarts from the student's weights
             self.dd.ema = {k: m.requires_grad_(False) for k, m in self._load_parts("ema").items()}
+        if resumed:
             for k, opt in self.dd.opt.items():
                 load_optimizer(opt, self.ckpt / f"optim_{k}")
         self.resumed = resumed
@@ -498,14 +500,17 @@ class DistillRun(Run):
 def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", ablation: str | None = None,
                   config: str = "embedded", resume: bool = True, max_minutes: float | None = None,
                   num_workers: int | None = None, stop_file: str | Path | None = None, command: str = "",
-                  from_stage1: str | Path | None = None, **overrides) -> dict:
+                  from_stage1: str | Path | None = None, warm_start: str | Path | None = None,
+                  **overrides) -> dict:
     """Distil ``teacher`` (a model folder of ``fvgen train teacher``, or ``viewcrafter:PATH``: the
     official ViewCrafter ``.ckpt``, with ``clip_vocab``, or a ViewCrafter model folder) into a 4-step student in ``out_dir``
     (resumes from ``out_dir/ckpt``). ``stage``: ``gan`` runs (the rest of) stage 1 only, ``dmd``
     stage 2 only (stage 1 must be finished, or the ablation has none), ``all`` both.
     ``from_stage1``: a distillation folder whose stage 1 is finished and stage 2 not begun; a new
     ``out_dir`` starts from its checkpoint (and log), so that the stage-2 ablations (``full``,
-    ``gan-softkl``, ``plain-dmd``) can branch from one GAN stage.
+    ``gan-softkl``, ``plain-dmd``) can branch from one GAN stage. ``warm_start``: a folder of
+    :func:`pack_warm_start` (another machine's run, carried back); a new ``out_dir`` resumes from it
+    with fresh optimisers and the EMA restarted from the student.
 
     Returns ``{"status": "done" | "paused", "stage", "step", "model": out/model}``."""
     if stage not in STAGES:
@@ -525,8 +530,12 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     if not conf.data:
         raise FvgenError("no example shards given (--data DIR ...: the teacher's, `fvgen data build`)")
     out = Path(out_dir)
+    if from_stage1 is not None and warm_start is not None:
+        raise FvgenError("--from-stage1 and --warm-start exclude each other")
     if from_stage1 is not None:
         _branch(Path(from_stage1), out, conf, resume)
+    if warm_start is not None:
+        _warm_start(Path(warm_start), out, resume)
     out.mkdir(parents=True, exist_ok=True)
     dist = start_process(conf.seed)
     run = DistillRun(conf, out, resume, max_minutes, dist, num_workers, stop_file, command)
@@ -577,3 +586,55 @@ def _branch(src: Path, out: Path, conf: DistillConf, resume: bool) -> None:
     os.replace(tmp, out / "ckpt")
     if (src / "log.jsonl").is_file():
         shutil.copyfile(src / "log.jsonl", out / "log.jsonl")
+
+
+WARM_START_FORMAT = "fvgen-distill-warm-1"
+
+
+def pack_warm_start(run_dir: str | Path, dest: str | Path) -> Path:
+    """A distillation run's checkpoint made small enough to carry between machines: the student's
+    live weights, the fake score and the discriminator heads, in bf16, and the run's state (stage,
+    step, data position); no EMA, no optimiser states (a quarter of the checkpoint). ``--warm-start``
+    resumes from it."""
+    from safetensors.torch import load_file, save_file
+
+    src, dest = Path(run_dir) / "ckpt", Path(dest)
+    if not (src / "state.json").is_file():
+        raise FvgenError(f"{run_dir}: no distillation checkpoint (ckpt/state.json)")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    keep = [d for d in sorted(src.iterdir()) if d.is_dir() and (d.name in ("student", "disc") or d.name.startswith("fake_"))]
+    for d in keep:
+        for f in d.rglob("*"):
+            if f.is_dir():
+                continue
+            out = tmp / f.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if f.suffix == ".safetensors":
+                tensors = {k: v.to(torch.bfloat16) if v.dtype == torch.float32 else v for k, v in load_file(f).items()}
+                save_file(tensors, out, metadata={"format": "pt"})
+            else:
+                shutil.copyfile(f, out)
+    state = json.loads((src / "state.json").read_text())
+    state["warm_start"] = {"format": WARM_START_FORMAT, "from": str(Path(run_dir).resolve()), "dtype": "bfloat16",
+                           "dropped": ["ema", "optimizers"]}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _warm_start(src: Path, out: Path, resume: bool) -> None:
+    """Start ``out`` from a :func:`pack_warm_start` folder (``train_distill(warm_start=)``); an ``out``
+    that already holds a checkpoint resumes its own instead (a later chunk)."""
+    if resume and (out / "ckpt" / "state.json").is_file():
+        return
+    state_file = src / "state.json"
+    if not state_file.is_file() or json.loads(state_file.read_text()).get("warm_start", {}).get("format") != WARM_START_FORMAT:
+        raise FvgenError(f"--warm-start {src}: not a packed distillation checkpoint (benchmarks/gpu_distill.sh pack)")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".ckpt.warm"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(out / "ckpt", ignore_errors=True)
+    os.replace(tmp, out / "ckpt")
