@@ -574,16 +574,10 @@ def _branch(src: Path, out: Path, conf: DistillConf, resume: bool) -> None:
                          f"{conf.ablation} from {state['config'].get('ablation')}")
     if out.resolve() == src.resolve():
         raise FvgenError("--from-stage1 must name another folder than --out")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "ckpt", ignore_errors=True)
-    tmp = out / ".ckpt.branch"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src / "ckpt", tmp)
     # the branch's own stage-2 settings, so that its chunks resume it as that ablation
     state["config"].update(ablation=conf.ablation, softened=conf.softened, dmd_gan_weight=conf.dmd_gan_weight)
     state["branched_from"] = str(src.resolve())
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    os.replace(tmp, out / "ckpt")
+    _seed_checkpoint(src / "ckpt", out, state)
     if (src / "log.jsonl").is_file():
         shutil.copyfile(src / "log.jsonl", out / "log.jsonl")
 
@@ -632,9 +626,17 @@ def _warm_start(src: Path, out: Path, resume: bool) -> None:
     state_file = src / "state.json"
     if not state_file.is_file() or json.loads(state_file.read_text()).get("warm_start", {}).get("format") != WARM_START_FORMAT:
         raise FvgenError(f"--warm-start {src}: not a packed distillation checkpoint (benchmarks/gpu_distill.sh pack)")
+    _seed_checkpoint(src, out)
+
+
+def _seed_checkpoint(src: Path, out: Path, state: dict | None = None) -> None:
+    """``out/ckpt`` becomes a copy of the checkpoint folder ``src`` (with ``state`` as its
+    state.json when given), made aside and moved in whole."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".ckpt.warm"
+    tmp = out / ".ckpt.seed"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    if state is not None:
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     os.replace(tmp, out / "ckpt")
