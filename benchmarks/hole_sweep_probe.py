@@ -34,6 +34,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teacher_eval import DATASETS, load_clip, scene_priors  # noqa: E402
 
+from fvgen.core import metrics  # noqa: E402
+from fvgen.videomodel.fill import harmonic_fill, torch_fill_np  # noqa: E402
+
 
 def sweep_colour(images: list[np.ndarray], cameras, target, depths: torch.Tensor, window: int):
     """Per pixel of ``target``: (colour [H, W, 3] of the best-agreeing plane, its cost [H, W] (inf where
@@ -71,16 +74,12 @@ def sweep_colour(images: list[np.ndarray], cameras, target, depths: torch.Tensor
 
 
 def psnr(a: np.ndarray, b: np.ndarray, m: np.ndarray | None = None) -> float:
-    e = (a - b) ** 2
-    return float(-10 * np.log10((e[m] if m is not None else e).mean() + 1e-12))
+    return metrics.psnr(torch.from_numpy(a), torch.from_numpy(b), None if m is None else torch.from_numpy(m))
 
 
 def harmonic(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    from fvgen.videomodel.fill import fill_holes
-
-    out = fill_holes("harmonic", torch.from_numpy(img).permute(2, 0, 1)[None].float(),
-                     torch.from_numpy(valid.astype(np.float32))[None, None])
-    return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    """The fill the video models condition on (60 sweeps a level), clipped to [0, 1]."""
+    return np.clip(torch_fill_np(harmonic_fill, img, valid), 0, 1)
 
 
 def main() -> None:

@@ -523,7 +523,7 @@ def test_a_packed_checkpoint_warm_starts_a_run_elsewhere(teacher_dir, tmp_path):
                                dmd_steps=3)
     from fvgen.videomodel.distill.train import _warm_start
 
-    _warm_start(packed, moved, True)
+    _warm_start(packed, moved)
     r = DistillRun(conf, moved, True, None, Dist())
     saved = TeacherModel.from_pretrained(run / "ckpt" / "student")
     for a, b in zip(r.dd.student_den.unet.parameters(), saved.unet.parameters()):

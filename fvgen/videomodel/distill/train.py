@@ -532,10 +532,12 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     out = Path(out_dir)
     if from_stage1 is not None and warm_start is not None:
         raise FvgenError("--from-stage1 and --warm-start exclude each other")
-    if from_stage1 is not None:
-        _branch(Path(from_stage1), out, conf, resume)
-    if warm_start is not None:
-        _warm_start(Path(warm_start), out, resume)
+    # a later chunk of a branched or warm-started run resumes its own checkpoint
+    own = resume and (out / "ckpt" / "state.json").is_file()
+    if from_stage1 is not None and not own:
+        _branch(Path(from_stage1), out, conf)
+    if warm_start is not None and not own:
+        _warm_start(Path(warm_start), out)
     out.mkdir(parents=True, exist_ok=True)
     dist = start_process(conf.seed)
     run = DistillRun(conf, out, resume, max_minutes, dist, num_workers, stop_file, command)
@@ -557,11 +559,8 @@ def train_distill(teacher: str | Path, out_dir: str | Path, stage: str = "all", 
     return res
 
 
-def _branch(src: Path, out: Path, conf: DistillConf, resume: bool) -> None:
-    """Start ``out`` from ``src``'s checkpoint at the end of stage 1 (``train_distill(from_stage1=)``);
-    an ``out`` that already holds a checkpoint resumes its own instead (a later chunk of the branch)."""
-    if resume and (out / "ckpt" / "state.json").is_file():
-        return
+def _branch(src: Path, out: Path, conf: DistillConf) -> None:
+    """Start ``out`` from ``src``'s checkpoint at the end of stage 1 (``train_distill(from_stage1=)``)."""
     state_file = src / "ckpt" / "state.json"
     if not state_file.is_file():
         raise FvgenError(f"--from-stage1 {src}: no distillation checkpoint there (ckpt/state.json)")
@@ -618,11 +617,8 @@ def pack_warm_start(run_dir: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def _warm_start(src: Path, out: Path, resume: bool) -> None:
-    """Start ``out`` from a :func:`pack_warm_start` folder (``train_distill(warm_start=)``); an ``out``
-    that already holds a checkpoint resumes its own instead (a later chunk)."""
-    if resume and (out / "ckpt" / "state.json").is_file():
-        return
+def _warm_start(src: Path, out: Path) -> None:
+    """Start ``out`` from a :func:`pack_warm_start` folder (``train_distill(warm_start=)``)."""
     state_file = src / "state.json"
     if not state_file.is_file() or json.loads(state_file.read_text()).get("warm_start", {}).get("format") != WARM_START_FORMAT:
         raise FvgenError(f"--warm-start {src}: not a packed distillation checkpoint (benchmarks/gpu_distill.sh pack)")
