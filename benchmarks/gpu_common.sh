@@ -172,23 +172,31 @@ chunk_loop() {
   echo "loop ended"
 }
 
-# watch_loop WAIT_S RUN NAME LOOP_LOG: every 30 s for WAIT_S s, the last line of RUN/log.jsonl; stops
-# early, with the loop's log, when the loop NAME no longer runs
+# watch_loop WAIT_S NAME LOOP_LOGS RUN...: every 30 s for WAIT_S s, the last line of each RUN/log.jsonl;
+# stops early, with the loops' logs (LOOP_LOGS: a path or a glob), when no loop whose command line
+# holds NAME runs any more
 watch_loop() {
-  local end=$(( $(date +%s) + $1 ))
+  local end=$(( $(date +%s) + $1 )) name=$2 logs=$3 run
+  shift 3
   while [ "$(date +%s)" -lt "$end" ]; do
     sleep 30
-    echo "--- $(date +%T) $(tail -n 1 "$2"/log.jsonl 2>/dev/null | cut -c1-220)"
-    pgrep -f "$3" > /dev/null || { echo "loop not running"; tail -n 20 "$4"; break; }
+    echo "--- $(date +%T)"
+    for run in "$@"; do
+      [ -f "$run/log.jsonl" ] && echo "$(basename "$run"): $(tail -n 1 "$run/log.jsonl" | cut -c1-220)"
+    done
+    pgrep -f "$name" > /dev/null || { echo "loop not running"; tail -n 20 $logs; break; }
   done
 }
 
-# stop_loop STOP NAME LOOP_LOG: ask the loop NAME to stop (the chunk checkpoints and exports at its
-# next step), wait until it has, show the end of its log
+# stop_loop NAME LOOP_LOGS STOP...: ask the loops to stop (touch each STOP file: a chunk checkpoints
+# and exports at its next step), wait until none whose command line holds NAME runs, show the end of
+# their logs (LOOP_LOGS: a path or a glob)
 stop_loop() {
-  touch "$1"
-  while pgrep -f "$2" > /dev/null; do sleep 2; done
-  tail -n 3 "$3"
+  local name=$1 logs=$2
+  shift 2
+  touch "$@"
+  while pgrep -f "$name" > /dev/null; do sleep 2; done
+  tail -n 3 $logs
 }
 
 # snapshot_model RUN: a copy of RUN/model (the latest export) to $OUT as model.tar.part-* (15 MiB

@@ -97,28 +97,28 @@ start_run() {
   NAME=$1 start_loop "$LOOPS$1" benchmarks/gpu_distill.sh "$(loop_log "$1")"
 }
 
-# watch_runs WAIT_S: every 30 s the last log line of each run folder, until WAIT_S or no loop is left
-watch_runs() {
-  local end=$(( $(date +%s) + $1 )) run
-  while [ "$(date +%s)" -lt "$end" ]; do
-    sleep 30
-    echo "--- $(date +%T)"
-    for run in "$ROOT"/distill_*/; do
-      [ -f "$run/log.jsonl" ] && echo "$(basename "$run"): $(tail -n 1 "$run/log.jsonl" | cut -c1-200)"
-    done
-    pgrep -f "$LOOPS" > /dev/null || { echo "no loop running"; tail -n 5 "$ROOT"/distill_loop_*.log; break; }
+# run_names: the runs started on this machine (each has its loop's log)
+run_names() {
+  local log name
+  for log in "$ROOT"/distill_loop_*.log; do
+    [ -f "$log" ] || continue
+    name=$(basename "$log" .log)
+    echo "${name#distill_loop_}"
   done
+}
+
+# watch_runs WAIT_S: every 30 s the last log line of each run, until WAIT_S or no loop is left
+watch_runs() {
+  local runs=() n
+  for n in $(run_names); do runs+=("$ROOT/distill_$n"); done
+  watch_loop "$1" "$LOOPS" "$ROOT/distill_loop_*.log" "${runs[@]}"
 }
 
 # stop_runs: ask every loop to stop (each checkpoints and exports at its next step) and wait
 stop_runs() {
-  local log name
-  for log in "$ROOT"/distill_loop_*.log; do
-    [ -f "$log" ] || continue
-    name=$(basename "$log" .log); name=${name#distill_loop_}
-    touch "$(stop_file "$name")"
-  done
-  while pgrep -f "$LOOPS" > /dev/null; do sleep 2; done
+  local stops=() n
+  for n in $(run_names); do stops+=("$(stop_file "$n")"); done
+  [ ${#stops[@]} -gt 0 ] && stop_loop "$LOOPS" "$ROOT/distill_loop_*.log" "${stops[@]}"
 }
 
 # teacher_eval NAME MODEL STEPS CFG: teacher_eval.py run of MODEL into $ROOT/distill_gen/NAME
@@ -162,8 +162,7 @@ case "$1" in
   ablation)
     src=$ROOT/distill_gan
     [ -f "$src/ckpt/state.json" ] || { echo "no run gan in $src: start it first (NAME=gan STAGE=gan ... start)"; exit 1; }
-    touch "$(stop_file gan)"
-    while pgrep -f "${LOOPS}gan" > /dev/null; do sleep 2; done
+    stop_loop "${LOOPS}gan" "$(loop_log gan)" "$(stop_file gan)"
     step=$($PY -c "import json, sys; s = json.load(open(sys.argv[1])); print(s['step'] if s['stage'] == 'gan' else s.get('gan_done', 0))" "$src/ckpt/state.json")
     echo "stage 1 ends at step $step"
     # resuming with --gan-steps at the step reached ends stage 1 without another step (and exports)

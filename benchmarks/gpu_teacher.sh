@@ -47,7 +47,7 @@ DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
 
 LOOP=fvgen_teacher_loop  # the training loop's process name
-watch() { watch_loop "$1" "$RUN" $LOOP $ROOT/teacher_loop.log; }
+watch() { watch_loop "$1" $LOOP $ROOT/teacher_loop.log "$RUN"; }
 
 case "$1" in
   start)
@@ -74,7 +74,7 @@ case "$1" in
     snapshot_model "$RUN"
     ;;
   finish)
-    stop_loop "$STOP" $LOOP $ROOT/teacher_loop.log
+    stop_loop $LOOP $ROOT/teacher_loop.log "$STOP"
     cp "$CONFIG" "$RUN/model/train.toml"
     tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
     tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
