@@ -11,7 +11,7 @@
 #                                                 there as gpu_teacher.sh does (unless $DATA/built exists:
 #                                                 the teacher's, when it trained on this machine), start the
 #                                                 distillation loop of run NAME, watch
-#   bash benchmarks/gpu_distill.sh ablation WAIT_S  the paper's ablation from one GAN stage: stop run `gan`
+#   bash benchmarks/gpu_distill.sh ablation WAIT_S  the paper's ablation (ARMS: another set) from one GAN stage: stop run `gan`
 #                                                 (started with NAME=gan STAGE=gan), end its stage 1 at the step
 #                                                 it reached, keep its student as `gan-only`, then run side by
 #                                                 side on the one GPU: full, gan-softkl and plain-dmd branched
@@ -48,6 +48,7 @@
 # 50-step reference, default 1.0: every evaluation since teacher run 4 samples with 1.0),
 # EVAL_BUDGET_S (default 240: the teacher's references are skipped once finish has run this long, so
 # that the call ends inside its 600 s), KEEP_GENERATED=1 (the generated frames, generated.tar.part-*),
+# SEEDS=K (each stage-2 student also sampled with seeds 1..K-1, its mean frame scored as student_RUN_meanK),
 # SAMPLING=1 (benchmarks/sampling.py on the GPU while the CPU scores, optional parts skipped after
 # SAMPLING_BUDGET_S, default 150: sampling_gpu.json and .log; one file each of the 8 that come back).
 #
@@ -84,7 +85,7 @@ source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
 LOOPS=fvgen_distill_  # the loops' process names: $LOOPS$NAME
-ABLATION_RUNS="full gan-softkl plain-dmd no-gan-init"
+ABLATION_RUNS=${ARMS:-full gan-softkl plain-dmd no-gan-init}  # ARMS: another set (e.g. "full full-reg")
 
 # stop_file NAME, chunks NAME, loop_log NAME
 stop_file() { echo "$ROOT/distill_stop_$1"; }
@@ -235,6 +236,19 @@ case "$1" in
         teacher_eval "student_${r#distill_}" "$ROOT/$r/model" 4 1.0 &
       done
       wait
+      if [ "${SEEDS:-1}" -gt 1 ]; then  # each stage-2 student's mean frame over SEEDS seeds: its sampling noise apart
+        rm -rf "$ROOT/distill_seeds"; mkdir -p "$ROOT/distill_seeds"
+        for r in "${runs[@]}"; do
+          case "$r" in distill_gan|distill_gan-only) continue ;; esac
+          for k in $(seq 1 $(( SEEDS - 1 ))); do
+            $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$ROOT/$r/model" --steps 4 --cfg 1.0 \
+              --seed "$k" --out "$ROOT/distill_seeds/${r#distill_}_s$k" 2>&1 | tail -n 1 &
+          done
+          wait
+          $PY benchmarks/teacher_eval.py average --inputs "$ROOT/distill_gen/student_${r#distill_}" \
+            "$ROOT"/distill_seeds/"${r#distill_}"_s* --out "$ROOT/distill_gen/student_${r#distill_}_mean$SEEDS"
+        done
+      fi
       if [ -n "${TEACHER_EVAL:-}" ]; then  # the teacher at its one-step and 50-step modes, for reference
         for mode in "teacher_one_step 1 1.0" "teacher_50 50 ${TEACHER_CFG:-1.0}"; do
           set -- $mode

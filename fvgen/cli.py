@@ -398,7 +398,7 @@ def train_distill(
     data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`), the teacher's"),
     stage: str = typer.Option("all", "--stage", help="gan (stage 1), dmd (stage 2; stage 1 finished) or all"),
     ablation: Optional[str] = typer.Option(None, "--ablation", help="full (default), no-gan-init, gan-only, "
-                                           "gan-softkl or plain-dmd"),
+                                           "gan-softkl, plain-dmd or full-reg (full plus a regression to the real clip)"),
     config: str = typer.Option("embedded", "--config", help="distillation config: embedded, tiny-pixel or "
                                "tiny-viewcrafter"),
     gan_steps: Optional[int] = typer.Option(None, "--gan-steps", help="stage-1 steps"),
@@ -416,7 +416,7 @@ def train_distill(
     real_cfg: Optional[float] = typer.Option(None, "--real-cfg", help="guidance of the teacher's score in the DMD "
                                              "stage (default: its sampler's: 1 for ours, 7.5 for ViewCrafter)"),
     from_stage1: Optional[Path] = typer.Option(None, "--from-stage1", help="start from this distillation folder's "
-                                               "finished GAN stage (ablations full, gan-softkl, plain-dmd)"),
+                                               "finished GAN stage (ablations full, gan-softkl, plain-dmd, full-reg)"),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="start from a packed checkpoint of another "
                                               "run (fresh optimisers; benchmarks/gpu_distill.sh pack)"),
 ):

@@ -308,7 +308,18 @@ def test_dmd_updates_lower_their_losses_on_a_fixed_batch(dd, lat):
     assert float(((x1 - target) ** 2).mean()) < before
 
 
-@pytest.mark.parametrize("ablation", ["full", "plain-dmd"])
+def test_regression_update_moves_the_student_toward_the_real_clip(dd, lat):
+    """full-reg's extra term: one student update on it lowers the error to the paired real clip."""
+    x0 = dd.sample(lat, gen(3), grad=True, net=dd.student)
+    loss = dd.regression_loss(lat, x0)
+    assert torch.isclose(loss, ((x0.detach().float() - lat["x0"].float()) ** 2).mean())
+    dd._update("student", loss, dd.student_den.parameters())
+    with torch.no_grad():
+        after = dd.regression_loss(lat, dd.sample(lat, gen(3), grad=False))
+    assert after < loss.detach()
+
+
+@pytest.mark.parametrize("ablation", ["full", "plain-dmd", "full-reg"])
 def test_stage_steps_train_the_student_and_leave_the_teacher_alone(teacher_dir, lat, ablation):
     conf = load_distill_config("tiny-pixel", ablation, teacher=str(teacher_dir))
     teacher = load_teacher(teacher_dir, "cpu")
@@ -322,7 +333,8 @@ def test_stage_steps_train_the_student_and_leave_the_teacher_alone(teacher_dir, 
     assert {"loss_gen", "loss_disc", "d_real", "d_fake"} <= set(out)
     out = dd.dmd_step(lat, gen(1), nullcontext)
     assert {"loss_fake", "loss_dmd"} <= set(out) and all(np.isfinite(v) for v in out.values())
-    assert ("weight" in out) == (ablation == "full")
+    assert ("weight" in out) == (ablation != "plain-dmd")
+    assert ("loss_reg" in out) == (ablation == "full-reg")
     assert all(p.grad is None for p in teacher.unet.parameters())
     assert all(torch.equal(v, frozen[k]) for k, v in teacher.unet.state_dict().items())
     assert any(not torch.equal(v, s0[k]) for k, v in dd.student_den.state_dict().items())
@@ -426,11 +438,12 @@ def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path):
 
 def test_ablations_change_what_they_say():
     base = load_distill_config("embedded")
-    assert set(ABLATIONS) == {"full", "no-gan-init", "gan-only", "gan-softkl", "plain-dmd"}
+    assert set(ABLATIONS) == {"full", "no-gan-init", "gan-only", "gan-softkl", "plain-dmd", "full-reg"}
     assert load_distill_config("embedded", "no-gan-init").gan_steps == 0
     assert load_distill_config("embedded", "gan-only").dmd_steps == 0
     assert load_distill_config("embedded", "gan-softkl").dmd_gan_weight == 0 and base.dmd_gan_weight > 0
     assert load_distill_config("embedded", "plain-dmd").softened is False and base.softened is True
+    assert load_distill_config("embedded", "full-reg").reg_weight > 0 and base.reg_weight == 0
 
 
 def test_real_score_guidance_is_the_samplers(dd, lat):

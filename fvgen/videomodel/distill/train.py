@@ -21,7 +21,11 @@ Two stages in one resumable run (``--stage gan|dmd|all`` picks what this call ru
 Ablations (``--ablation``, the paper's table plus plain DMD): ``full``; ``no-gan-init`` (no
 stage 1, the discriminator learns during stage 2 only); ``gan-only`` (stage 1 only);
 ``gan-softkl`` (stage 2 without the GAN term on the student); ``plain-dmd`` (full, weight 1:
-DMD's KL(p_fake || p_real)).
+DMD's KL(p_fake || p_real)); and ours, ``full-reg`` (full plus ``reg_weight`` x the squared error
+between the student's clip and the real clip it was conditioned on, DMD's original regression term
+with the paired ground truth as its target: a distribution-matched student samples, and a sample
+scores under the posterior mean in PSNR, which the end-to-end fit rewards; the term trades some of
+that sharpness for distortion).
 
 bf16 autocast on CUDA, AdamW, gradient clipping, EMA of the student, DDP with ``torchrun``
 (each rank its slice of every global batch, rank 0 writes), chunks bounded by ``max_minutes`` or a
@@ -73,7 +77,7 @@ STAGES = ("gan", "dmd", "all")
 RESUME_FIXED = ("teacher", "ablation", "student_steps", "softened")  # settings a resumed run must keep
 # ablations that share stage 1 (they differ in stage 2 only): one finished GAN stage can start each
 # (``--from-stage1``), so that their comparison is not also one of GAN stages
-SHARED_STAGE1 = ("full", "gan-softkl", "plain-dmd")
+SHARED_STAGE1 = ("full", "gan-softkl", "plain-dmd", "full-reg")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,9 @@ class DistillConf:
     fake_updates: int = 5  # fake-score (and discriminator) updates per student update in stage 2 (DMD2: 5)
     softened: bool = True  # weight 2 / (1 + r) (FVGen); False: plain DMD, weight 1
     dmd_gan_weight: float = 0.01  # the GAN generator loss on the student in stage 2 (0: none); not tuned
+    # stage 2: weight of the mean squared error between the student's x0 and the real clip's (the
+    # paired ground truth); 0 in FVGen, 1 in the full-reg ablation (not tuned)
+    reg_weight: float = 0.0
     # guidance of the teacher's x0 (the "real score"; DMD distils a guided teacher with > 1); None:
     # the teacher sampler's own (``DistillTeacher.guidance``): 1.0 for ours, as every evaluation of our
     # teachers since run 4 samples (CFG 3.0 was worse); 7.5 for ViewCrafter, as its official inference
@@ -136,6 +143,8 @@ class DistillConf:
             bad(f"lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.dmd_gan_weight < 0:
             bad("dmd_gan_weight must be >= 0")
+        if self.reg_weight < 0:
+            bad("reg_weight must be >= 0")
 
 
 # what each ablation changes (applied over the config and any overrides)
@@ -145,6 +154,7 @@ ABLATIONS = {
     "gan-only": {"dmd_steps": 0},
     "gan-softkl": {"dmd_gan_weight": 0.0},
     "plain-dmd": {"softened": False},
+    "full-reg": {"reg_weight": 1.0},
 }
 
 DISTILL_CONFIGS = {
@@ -272,6 +282,11 @@ class Distiller:
             figs["weight"] = float(weight.mean())
         return loss, figs
 
+    def regression_loss(self, lat: dict, x0: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of student samples ``x0`` against the real clips they were conditioned on
+        (``lat["x0"]``, the teacher's target space: the correction to the fill for residual models)."""
+        return torch.nn.functional.mse_loss(x0.float(), lat["x0"].float())
+
     def fake_loss(self, lat: dict, x0: torch.Tensor, gen) -> torch.Tensor:
         """The teacher's diffusion loss of the fake-score network on detached student samples."""
         return self.teacher.diffusion_loss(self.fake_ddp, {**lat, "x0": x0.detach().to(lat["x0"].dtype)}, gen)
@@ -330,6 +345,10 @@ class Distiller:
                 lg = self.gan_gen_loss(lat, x0, gen)
                 out["loss_gen"] = float(lg.detach())
                 loss = loss + c.dmd_gan_weight * lg
+            if c.reg_weight > 0:
+                lr = self.regression_loss(lat, x0)
+                out["loss_reg"] = float(lr.detach())
+                loss = loss + c.reg_weight * lr
         out["gn_student"] = self._update("student", loss, self.student_den.parameters())
         return {**out, **figs}
 
@@ -574,7 +593,8 @@ def _branch(src: Path, out: Path, conf: DistillConf) -> None:
     if out.resolve() == src.resolve():
         raise FvgenError("--from-stage1 must name another folder than --out")
     # the branch's own stage-2 settings, so that its chunks resume it as that ablation
-    state["config"].update(ablation=conf.ablation, softened=conf.softened, dmd_gan_weight=conf.dmd_gan_weight)
+    state["config"].update(ablation=conf.ablation, softened=conf.softened, dmd_gan_weight=conf.dmd_gan_weight,
+                           reg_weight=conf.reg_weight)
     state["branched_from"] = str(src.resolve())
     _seed_checkpoint(src / "ckpt", out, state)
     if (src / "log.jsonl").is_file():
