@@ -11,12 +11,19 @@ matmuls count) divided by the matmul rate measured on the same device (bf16 on C
 sampler autocasts to bf16; fp32 on the CPU, where it does not). With ``--compile`` the student's
 UNet is also compiled (``torch.compile`` modes, e.g. ``reduce-overhead`` = CUDA graphs) and timed
 the same way, compile time reported apart; a mode "pays" when it is at least 5 % faster.
-``--budget-s`` skips what is left of the optional parts (compile) once the run has taken that long.
+With ``--cuda-graph`` the teacher and the student sampler are also run through
+``fvgen.videomodel.graphed.GraphedSampler`` (conditioning, every step and decoding captured as one
+CUDA graph per input shape, replayed; both sides graphed, so their ratio ``ratio_graph`` is fair),
+with the capture's seconds (warm-up, capture, first replay) and the largest difference to the eager
+clip of the same seed (bf16 rounding only) beside the eager figures.
+``--budget-s`` skips what is left of the optional parts (graphs, then compile) once the run has
+taken that long (a graphed part is skipped when its estimated cost would cross it).
 
 GPU (one device call, < 8 minutes on one H100; diffusers as carried wheels)::
 
     WHEELS=.gpu/wtrain bash benchmarks/gpu_run.sh sampling
     (= python benchmarks/sampling.py --json OUT/sampling_gpu.json --compile reduce-overhead --budget-s 330)
+    python benchmarks/sampling.py --json OUT/sampling_graph.json --cuda-graph --budget-s 400
 
 CPU (embedded only, fewer repeats)::
 
@@ -41,6 +48,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 
+from fvgen.videomodel.graphed import GraphedSampler  # noqa: E402
 from fvgen.videomodel.model import TeacherModel  # noqa: E402
 from fvgen.videomodel.sample import sample_latents  # noqa: E402
 
@@ -74,6 +82,94 @@ def time_sampler(model: TeacherModel, steps: int, cfg: float, device: str, repea
         sync(device)
         out.append(time.perf_counter() - t)
     return out
+
+
+def time_graphed(model: TeacherModel, steps: int, cfg: float, device: str, repeats: int) -> dict:
+    """The sampler as one CUDA graph (:class:`GraphedSampler`): the first call's seconds (warm-up on a
+    side stream, capture, first replay), ``repeats`` replays with fresh noise, and the largest
+    difference of the first clip to the eager sampler's for the same seed."""
+    ref, warp, mask = clip_inputs(model, device)
+    sampler = GraphedSampler(model, steps=steps, cfg=cfg)
+    sync(device)
+    t = time.perf_counter()
+    first = sampler(ref, warp, mask, torch.Generator().manual_seed(0))
+    sync(device)
+    capture = time.perf_counter() - t
+    out = {"graph_captured": bool(sampler.graphs), "graph_capture_s": round(capture, 2)}
+    if sampler.capture_error:  # it fell back to eager: no graph figures to report
+        return {**out, "graph_error": sampler.capture_error}
+    seconds = []
+    for i in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        sampler(ref, warp, mask, torch.Generator().manual_seed(i))
+        sync(device)
+        seconds.append(time.perf_counter() - t)
+    with torch.no_grad():
+        eager = sample_latents(model, ref, warp, mask, steps=steps, cfg=cfg, autocast=device == "cuda",
+                               generator=torch.Generator().manual_seed(0))
+    out.update(graph_seconds=[round(x, 4) for x in seconds], graph_median_s=med(seconds),
+               graph_max_abs_diff=float((first - eager).abs().max()))
+    del sampler
+    return out
+
+
+def bench_graphed(row: dict, a, log, save) -> None:
+    """Teacher and student through :class:`GraphedSampler`, after every preset's eager figures are
+    saved; a part whose estimated cost (its eager runs plus three for warm-up, capture and the eager
+    reference) would cross ``--budget-s`` is skipped, so a slow one costs nothing but its row."""
+    name, dev = row["preset"], a.device
+    model = TeacherModel.random(name).to(dev).eval()
+    parts = (("teacher", a.teacher_steps, a.cfg, a.teacher_repeats), ("student", 4, 1.0, a.repeats))
+    for part, steps, cfg, repeats in parts:
+        side = row[part]
+        elapsed = time.perf_counter() - T0
+        estimate = (repeats + 3) * side["median_s"]
+        if elapsed + estimate > a.budget_s:
+            side["graph_skipped"] = (f"at {elapsed:.0f} s an estimated {estimate:.0f} s would pass "
+                                     f"--budget-s {a.budget_s}")
+            log(f"{name}: {part} graph skipped ({side['graph_skipped']})")
+            save()
+            continue
+        side["graph_started_at_s"] = round(elapsed, 1)  # left as is if the job is killed
+        save()
+        try:
+            side.update(time_graphed(model, steps, cfg, dev, repeats))
+        except Exception as e:  # noqa: BLE001 (out of memory, say: a result, not a crash)
+            side["graph_error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            log(f"{name}: {part} graph failed: {side['graph_error']}")
+            save()
+            continue
+        finally:
+            if dev == "cuda":
+                torch.cuda.empty_cache()
+        how = "as one CUDA graph" if side["graph_captured"] else "through GraphedSampler (eager, no CUDA)"
+        log(f"{name}: {part} {how}: {side['graph_median_s']} s (eager {side['median_s']} s; capture "
+            f"{side['graph_capture_s']} s; max |graph - eager| {side['graph_max_abs_diff']:.2e})")
+        save()
+    if "graph_median_s" in row["teacher"] and "graph_median_s" in row["student"]:
+        row["ratio_graph"] = round(row["student"]["graph_median_s"] / row["teacher"]["graph_median_s"], 4)
+        log(f"{name}: student/teacher, both graphed: {row['ratio_graph']}")
+    save()
+    del model
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+
+
+def set_best(row: dict) -> None:
+    """The student's fastest way (eager, a compile mode, the CUDA graph) and its ratio to the teacher
+    run the same way where the teacher was (graphed against graphed), else to the eager teacher."""
+    student, teacher, floor = row["student"], row["teacher"], row["floor"]["floor_s"]
+    ways = [("eager", student["median_s"], "eager", teacher["median_s"])]
+    ways += [(k, v["median_s"], "eager", teacher["median_s"])
+             for k, v in student.get("compiled", {}).items() if "median_s" in v]
+    if student.get("graph_captured") and "graph_median_s" in student:  # not its eager fallback (CPU)
+        graphed_teacher = teacher.get("graph_captured") and "graph_median_s" in teacher
+        ways.append(("cuda-graph", student["graph_median_s"], "cuda-graph" if graphed_teacher else "eager",
+                     teacher["graph_median_s"] if graphed_teacher else teacher["median_s"]))
+    mode, s, teacher_mode, t = min(ways, key=lambda w: w[1])
+    student["best"] = {"mode": mode, "median_s": s, "ratio_to_teacher": round(s / t, 4), "teacher_mode": teacher_mode,
+                       "over_floor": round(s / floor, 2)}
 
 
 def unet_inputs(model: TeacherModel, device: str):
@@ -177,7 +273,7 @@ def bench_compiled(row: dict, a, log, save) -> None:
     """The student's sampler with its UNet compiled (each mode of ``--compile``), after every
     preset's eager figures are saved: a compile that runs past the job's time limit costs only itself."""
     name, dev = row["preset"], a.device
-    eager_s, floor, teacher_s = row["student"]["median_s"], row["floor"]["floor_s"], row["teacher"]["median_s"]
+    eager_s, floor = row["student"]["median_s"], row["floor"]["floor_s"]
     model = TeacherModel.random(name).to(dev).eval()
     eager_unet = model.unet
     compiled = row["student"].setdefault("compiled", {})
@@ -204,10 +300,7 @@ def bench_compiled(row: dict, a, log, save) -> None:
         log(f"{name}: student compiled ({mode}): {med(cs)} s (x{eager_s / med(cs):.2f}; compile {warm:.0f} s)")
         model.unet = eager_unet
         save()
-    best = min([("eager", eager_s)] + [(k, v["median_s"]) for k, v in compiled.items() if "median_s" in v],
-               key=lambda kv: kv[1])
-    row["student"]["best"] = {"mode": best[0], "median_s": best[1], "ratio_to_teacher": round(best[1] / teacher_s, 4),
-                              "over_floor": round(best[1] / floor, 2)}
+    set_best(row)
     save()
     del model, eager_unet
     if dev == "cuda":
@@ -224,7 +317,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--teacher-repeats", type=int, default=3, help="teacher runs (median)")
     ap.add_argument("--compile", nargs="*", default=[], help="torch.compile modes to time the student with "
                     "(default, reduce-overhead, max-autotune-no-cudagraphs)")
-    ap.add_argument("--budget-s", type=float, default=400.0, help="skip the remaining compile runs after this long")
+    ap.add_argument("--cuda-graph", action="store_true", help="also time teacher and student as one CUDA graph "
+                    "each (fvgen.videomodel.graphed.GraphedSampler)")
+    ap.add_argument("--budget-s", type=float, default=400.0,
+                    help="skip the remaining graph and compile runs after this long")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
@@ -255,11 +351,16 @@ def main(argv: list[str] | None = None) -> dict:
     for name in a.presets:
         rows.append(bench_preset(name, a, rate, log))
         save()
+    for row in rows if a.cuda_graph else []:
+        bench_graphed(row, a, log, save)
+        set_best(row)
+        save()
     for row in rows if a.compile else []:
         bench_compiled(row, a, log, save)
     save()
     print(json.dumps({r["preset"]: {"teacher_s": r["teacher"]["median_s"], "student_s": r["student"]["median_s"],
-                                    "ratio": r["ratio_student_to_teacher"], "floor_s": r["floor"]["floor_s"]}
+                                    "ratio": r["ratio_student_to_teacher"], "floor_s": r["floor"]["floor_s"],
+                                    **({"ratio_graph": r["ratio_graph"]} if "ratio_graph" in r else {})}
                       for r in rows}))
     return res
 

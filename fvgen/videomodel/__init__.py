@@ -10,6 +10,7 @@ input view -> a photo-real clip along the same cameras.
   per network) by ``save_pretrained`` and read by ``from_pretrained``.
 - :mod:`.vae`: the latent autoencoder and its loss.
 - :mod:`.sample`: v-prediction, zero-terminal-SNR DDIM sampling with trailing timesteps and CFG.
+- :mod:`.graphed`: the same sampler captured as one CUDA graph per input shape and replayed (issue 19).
 - :mod:`.data`: training examples through the same priors -> warp code path as inference, the
   evaluation-scene guard, example shards; single-photo warp-back examples (:mod:`.data.warpback`).
 - :mod:`.adapt`: test-time adaptation to the input views (leave-one-out pairs, LoRA or full

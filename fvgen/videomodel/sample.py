@@ -17,6 +17,7 @@ to the resize).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -55,6 +56,93 @@ def rescale_cfg(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.T
     return phi * guided * r + (1 - phi) * guided
 
 
+@dataclasses.dataclass
+class StepPlan:
+    """The host side of one sampling run, fixed by (model, steps, strength): the DDIM scheduler (its
+    ``alphas_cumprod`` kept on the CPU, so each step's coefficients are CPU scalars, i.e. kernel
+    arguments, never copies to the device), the timesteps that run (CPU) and the same timesteps on
+    the model's device for the UNet (made here, outside any CUDA-graph capture)."""
+
+    scheduler: object
+    timesteps: torch.Tensor
+    device_timesteps: torch.Tensor
+    strength: float
+
+
+def plan_steps(model: TeacherModel, steps: int, strength: float = 1.0) -> StepPlan:
+    sched = make_scheduler(model, steps)
+    timesteps = sched.timesteps[len(sched.timesteps) - run_steps(steps, strength):]
+    return StepPlan(sched, timesteps, timesteps.to(model.device), float(strength))
+
+
+def latent_shape(model: TeacherModel, warp_shape: Sequence[int]) -> tuple[int, ...]:
+    """The denoiser's sample shape [B, F, c, h, w] for warped frames of ``warp_shape`` [B, F, 3, H, W],
+    known before conditioning (so the noise can be drawn first and handed to :func:`sample_from_noise`).
+    Both spaces divide by the latent factor rounding down (the VAE's stride-2 downsamplers floor)."""
+    B, Fr, _, H, W = warp_shape
+    f = model.preset.latent_factor
+    return (B, Fr, model.preset.latent_channels, H // f, W // f)
+
+
+def noise_to_timestep(sched, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """diffusers' ``DDIMScheduler.add_noise`` for one timestep, with the schedule's coefficients as CPU
+    scalars: diffusers' own moves ``alphas_cumprod`` and the timesteps to the sample's device (host to
+    device copies, not allowed inside a CUDA-graph capture, and it leaves the scheduler's table on the
+    device, where :meth:`step` would then index it with a CPU timestep). Equal to it bit for bit on
+    the CPU (tested)."""
+    alpha_prod = sched.alphas_cumprod[t].to(clean.dtype)
+    return alpha_prod ** 0.5 * clean + (1 - alpha_prod) ** 0.5 * noise
+
+
+def sample_from_noise(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor,
+                      noise: torch.Tensor, plan: StepPlan, cfg: float = 3.0, guidance_rescale: float = 0.7,
+                      correction: bool = False, progress: Callable | None = None) -> torch.Tensor:
+    """The device work of :func:`sample_latents`: conditioning, the steps of ``plan``, decoding; every
+    input (``noise`` [B, F, c, h, w] of :func:`latent_shape` included) already on the model's device.
+    No host syncs and no host-to-device copies (the scheduler's coefficients are CPU scalars), so
+    :class:`fvgen.videomodel.graphed.GraphedSampler` can capture it as one CUDA graph; the caller
+    chooses autocast. ``progress(i, {})`` after each step (not inside a graph: a capture records
+    kernels, not Python calls)."""
+    sched = plan.scheduler
+    cat, tokens, base = model.condition(ref, warp, mask)
+    B, Fr = warp.shape[:2]
+    shape = tuple(noise.shape)
+    if shape[:2] != (B, Fr) or shape[-2:] != tuple(cat.shape[-2:]):
+        raise ValueError(f"noise of shape {shape} does not match the conditioning {tuple(cat.shape)}")
+    x = noise
+    if plan.strength < 1.0:  # SDEdit: the fill (a zero correction for residual models), noised to the first timestep
+        if base is not None:
+            start = torch.zeros_like(x)
+        else:
+            valid = (mask > 0.5).float().reshape(B * Fr, 1, *mask.shape[-2:])
+            fill = fill_holes(model.preset.fill, warp.reshape(B * Fr, *warp.shape[2:]).float(), valid)
+            start = model.encode(fill.to(cat.dtype)).reshape(shape).float()
+        x = noise_to_timestep(sched, start.float(), x.float(), plan.timesteps[0])
+    else:
+        x = x * sched.init_noise_sigma
+    use_cfg = cfg != 1.0
+    if use_cfg:
+        cat2 = torch.cat([torch.zeros_like(cat), cat])
+        tok2 = torch.cat([torch.zeros_like(tokens), tokens])
+    for i, t in enumerate(plan.timesteps):
+        t_dev = plan.device_timesteps[i]  # the UNet's copy: no host-to-device copy of ``t`` per step
+        if use_cfg:
+            v = model.denoise(torch.cat([x, x]), t_dev, cat2, tok2).float()
+            vu, vc = v.chunk(2)
+            v = rescale_cfg(vu + cfg * (vc - vu), vc, guidance_rescale)
+        else:
+            v = model.denoise(x, t_dev, cat, tokens).float()
+        x = sched.step(v, t, x.float(), eta=0.0).prev_sample.to(x.dtype)
+        if progress is not None:
+            progress(i + 1, {})
+    if correction and base is not None:
+        return model.decode(x.float()).float()
+    if base is not None:
+        x = x.float() + base.float()
+    dtype = next(model.vae.parameters()).dtype if model.vae is not None else torch.float32
+    return model.decode(x.to(dtype)).float().clamp(-1, 1)
+
+
 @torch.no_grad()
 def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, mask: torch.Tensor,
                    steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
@@ -63,47 +151,14 @@ def sample_latents(model: TeacherModel, ref: torch.Tensor, warp: torch.Tensor, m
     """Pixel conditioning (see :meth:`TeacherModel.condition`) -> clip [B, F, 3, H, W] in [-1, 1].
 
     ``correction`` (residual models): return what the denoiser generated, the difference to the
-    warp's fill in pixels (unclamped), instead of the clip."""
+    warp's fill in pixels (unclamped), instead of the clip. The noise is drawn from ``generator`` on
+    the CPU (the same clip for a seed on any device), then :func:`sample_from_noise` runs."""
     dev = model.device
     ref, warp, mask = ref.to(dev), warp.to(dev), mask.to(dev)
+    plan = plan_steps(model, steps, strength)
+    noise = torch.randn(latent_shape(model, warp.shape), generator=generator, device="cpu").to(dev)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast and dev.type == "cuda"):
-        cat, tokens, base = model.condition(ref, warp, mask)
-        B, Fr = warp.shape[:2]
-        c = model.preset.latent_channels
-        shape = (B, Fr, c, *cat.shape[-2:])
-        x = torch.randn(shape, generator=generator, device="cpu").to(dev)
-        sched = make_scheduler(model, steps)
-        timesteps = sched.timesteps[len(sched.timesteps) - run_steps(steps, strength):]
-        if strength < 1.0:  # SDEdit: the fill (a zero correction for residual models), noised to the first timestep
-            if base is not None:
-                start = torch.zeros_like(x)
-            else:
-                valid = (mask > 0.5).float().reshape(B * Fr, 1, *mask.shape[-2:])
-                fill = fill_holes(model.preset.fill, warp.reshape(B * Fr, *warp.shape[2:]).float(), valid)
-                start = model.encode(fill.to(cat.dtype)).reshape(shape).float()
-            x = sched.add_noise(start.float(), x.float(), timesteps[:1])
-        else:
-            x = x * sched.init_noise_sigma
-        use_cfg = cfg != 1.0
-        if use_cfg:
-            cat2 = torch.cat([torch.zeros_like(cat), cat])
-            tok2 = torch.cat([torch.zeros_like(tokens), tokens])
-        for i, t in enumerate(timesteps):
-            if use_cfg:
-                v = model.denoise(torch.cat([x, x]), t, cat2, tok2).float()
-                vu, vc = v.chunk(2)
-                v = rescale_cfg(vu + cfg * (vc - vu), vc, guidance_rescale)
-            else:
-                v = model.denoise(x, t, cat, tokens).float()
-            x = sched.step(v, t, x.float(), eta=0.0).prev_sample.to(x.dtype)
-            if progress is not None:
-                progress(i + 1, {})
-        if correction and base is not None:
-            return model.decode(x.float()).float()
-        if base is not None:
-            x = x.float() + base.float()
-        dtype = next(model.vae.parameters()).dtype if model.vae is not None else torch.float32
-        return model.decode(x.to(dtype)).float().clamp(-1, 1)
+        return sample_from_noise(model, ref, warp, mask, noise, plan, cfg, guidance_rescale, correction, progress)
 
 
 def resize_frames(x: torch.Tensor, width: int, height: int) -> torch.Tensor:

@@ -1,0 +1,114 @@
+"""The sampler split into host preparation and one device function, and its CUDA-graph wrapper
+(issue 19): on the CPU the wrapper runs eagerly and equals ``sample_latents`` exactly; on CUDA a
+captured graph replays the eager clip (bf16 tolerance)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from fvgen.videomodel.graphed import GraphedSampler  # noqa: E402
+from fvgen.videomodel.model import TeacherModel  # noqa: E402
+from fvgen.videomodel.sample import latent_shape, make_scheduler, noise_to_timestep, sample_latents  # noqa: E402
+
+
+def _inputs(p, B=1, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    ref = torch.rand(B, 3, p.height, p.width, generator=g) * 2 - 1
+    warp = torch.rand(B, p.frames, 3, p.height, p.width, generator=g) * 2 - 1
+    mask = (torch.rand(B, p.frames, 1, p.height, p.width, generator=g) > 0.4).float()
+    return ref.to(device), warp.to(device), mask.to(device)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.set_num_threads(1)
+    return {name: TeacherModel.random(name, seed=0).eval() for name in ("tiny", "tiny-pixel")}
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-pixel"])
+def test_latent_shape_is_the_conditionings(models, preset):
+    m = models[preset]
+    ref, warp, mask = _inputs(m.preset, B=2)
+    with torch.no_grad():
+        cat, _, _ = m.condition(ref, warp, mask)
+    shape = latent_shape(m, warp.shape)
+    assert shape[:2] == (2, m.preset.frames) and shape[-2:] == tuple(cat.shape[-2:])
+    assert shape[2] == m.preset.latent_channels
+
+
+def test_noise_to_timestep_is_diffusers_add_noise(models):
+    sched = make_scheduler(models["tiny"], 10)
+    g = torch.Generator().manual_seed(2)
+    clean, noise = torch.randn(1, 4, 4, 8, 16, generator=g), torch.randn(1, 4, 4, 8, 16, generator=g)
+    for t in sched.timesteps[[0, 3, 9]]:
+        ours = noise_to_timestep(sched, clean, noise, t)
+        assert sched.alphas_cumprod.device.type == "cpu"  # ours leaves the table where step() indexes it
+        theirs = make_scheduler(models["tiny"], 10).add_noise(clean, noise, t[None])
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("preset,cfg,strength,correction", [
+    ("tiny", 3.0, 1.0, False), ("tiny", 1.0, 0.5, False),
+    ("tiny-pixel", 1.0, 1.0, True), ("tiny-pixel", 2.0, 0.5, True), ("tiny-pixel", 3.0, 1.0, False)])
+def test_graphed_sampler_on_cpu_is_sample_latents(models, preset, cfg, strength, correction):
+    """Eager on the CPU, and the same clips as sample_latents for the same generator, call after call
+    (the noise is drawn the same way, so the generator advances alike)."""
+    m = models[preset]
+    ref, warp, mask = _inputs(m.preset)
+    sampler = GraphedSampler(m, steps=4, cfg=cfg, guidance_rescale=0.7, correction=correction, strength=strength)
+    assert not sampler.use_graphs
+    g_ours, g_ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    outs = []
+    for _ in range(2):
+        ours = sampler(ref, warp, mask, g_ours)
+        theirs = sample_latents(m, ref, warp, mask, steps=4, cfg=cfg, guidance_rescale=0.7, generator=g_ref,
+                                correction=correction, strength=strength)
+        assert torch.equal(ours, theirs)
+        outs.append(ours)
+    assert not torch.equal(outs[0], outs[1])  # a fresh draw each call, not a frozen noise buffer
+
+
+def test_failed_capture_warns_once_and_samples_eagerly(models, monkeypatch):
+    m = models["tiny-pixel"]
+    ref, warp, mask = _inputs(m.preset)
+    sampler = GraphedSampler(m, steps=2, cfg=1.0, correction=True)
+    sampler.use_graphs = True  # as on CUDA; the capture itself is made to fail
+
+    def fail(*args):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(sampler, "_capture", fail)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    with pytest.warns(RuntimeWarning, match="capture of the sampler failed.*not permitted"):
+        first = sampler(ref, warp, mask, torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = sampler(ref, warp, mask, torch.Generator().manual_seed(1))
+    expected = sample_latents(m, ref, warp, mask, steps=2, cfg=1.0, correction=True,
+                              generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert not sampler.use_graphs and "RuntimeError" in sampler.capture_error
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("preset,cfg,strength", [("tiny-pixel", 3.0, 1.0), ("tiny", 1.0, 0.5)])
+def test_cuda_graph_replays_the_eager_clip(preset, cfg, strength):
+    m = TeacherModel.random(preset, seed=0).to("cuda").eval()
+    sampler = GraphedSampler(m, steps=3, cfg=cfg, correction=m.preset.residual, strength=strength)
+    assert sampler.use_graphs
+    for B, seed in ((1, 0), (1, 1), (2, 2)):  # capture, replay with new inputs and noise, a second shape
+        ref, warp, mask = _inputs(m.preset, B=B, seed=seed, device="cuda")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a capture that falls back to eager fails here
+            graphed = sampler(ref, warp, mask, torch.Generator().manual_seed(seed))
+        eager = sample_latents(m, ref, warp, mask, steps=3, cfg=cfg, autocast=True, correction=m.preset.residual,
+                               strength=strength, generator=torch.Generator().manual_seed(seed))
+        assert graphed.shape == eager.shape
+        scale = max(1.0, eager.abs().max().item())  # residual corrections are unclamped
+        assert (graphed - eager).abs().max().item() <= 2e-2 * scale, f"B={B} seed={seed}"
+    assert len(sampler.graphs) == 2 and sampler.capture_error is None
