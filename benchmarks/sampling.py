@@ -251,6 +251,13 @@ def bench_preset(name: str, a, rate: dict, log) -> dict:
     row["student"].update(seconds=[round(x, 4) for x in ss], median_s=med(ss))
     us = time_unet_passes(model, dev, 4, a.repeats)
     row["student"]["unet_4_passes_median_s"] = med(us)
+    if a.channels_last and dev == "cuda":  # cuDNN's NHWC convolutions: the compute-bound (paper-size) lever
+        model.unet.to(memory_format=torch.channels_last)
+        time_unet_passes(model, dev, 4, 1)  # cuDNN autotuning for the new layout
+        cl = time_unet_passes(model, dev, 4, a.repeats)
+        row["student"]["unet_4_passes_channels_last_median_s"] = med(cl)
+        log(f"{name}: student's 4 UNet passes, channels_last: {med(cl)} s (contiguous {med(us)} s)")
+        model.unet.to(memory_format=torch.contiguous_format)
     row["ratio_student_to_teacher"] = round(med(ss) / med(ts), 4)
     flops = unet_pass_flops(model, dev)
     floor = 4 * flops / rate["flops_per_s"]
@@ -319,6 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "(default, reduce-overhead, max-autotune-no-cudagraphs)")
     ap.add_argument("--cuda-graph", action="store_true", help="also time teacher and student as one CUDA graph "
                     "each (fvgen.videomodel.graphed.GraphedSampler)")
+    ap.add_argument("--channels-last", action="store_true", help="also time the student's 4 UNet passes with the "
+                    "UNet in channels_last memory format (CUDA)")
     ap.add_argument("--budget-s", type=float, default=400.0,
                     help="skip the remaining graph and compile runs after this long")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
