@@ -62,6 +62,9 @@ class GenerateConf:
     guidance_rescale: float = 0.7
     strength: float = 1.0  # 1: from pure noise; < 1: from the noised fill of the warp (SDEdit), fewer steps
     seed: int = 0
+    # on a GPU, replay each window's whole sampling as one CUDA graph (fvgen.videomodel.graphed);
+    # progress then moves per window
+    cuda_graph: bool = False
     fps: int = 10
     # viewcrafter only: the official checkpoint, OpenCLIP's vocabulary, the variant ("" = from the
     # file); its sampling follows the official inference (guidance 7.5, rescale 0.7, eta 1)
@@ -225,7 +228,7 @@ class ModelGenerator(Generator):
         c = self.conf
         binary = [(np.asarray(m) > 0.5).astype(np.float32) for m in masks]
         return generate_clip(model, references, frames, binary, c.steps, c.cfg, c.guidance_rescale, c.seed,
-                             progress, strength=c.strength)
+                             progress, strength=c.strength, cuda_graph=c.cuda_graph)
 
 
 class ViewCrafterGenerator(Generator):

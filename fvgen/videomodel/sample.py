@@ -205,23 +205,38 @@ def windows(n: int, size: int) -> list[tuple[int, int]]:
 
 def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames: Sequence[np.ndarray],
                   masks: Sequence[np.ndarray], steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
-                  seed: int = 0, progress: Callable | None = None, strength: float = 1.0) -> list[np.ndarray]:
+                  seed: int = 0, progress: Callable | None = None, strength: float = 1.0,
+                  cuda_graph: bool = False) -> list[np.ndarray]:
     """Generate a whole trajectory: ``refs(i)`` gives the reference image for a window starting
-    at frame i; returns frames at the input size, floats in [0, 1]."""
+    at frame i; returns frames at the input size, floats in [0, 1].
+
+    ``cuda_graph`` (a CUDA model): each window's sampling replays one CUDA graph
+    (:class:`fvgen.videomodel.graphed.GraphedSampler`, captured on the first window), the same
+    frames up to bf16 rounding; progress is then reported per window, not per step."""
     H, W = np.asarray(frames[0]).shape[:2]
     n = len(frames)
     acc = np.zeros((n, H, W, 3), np.float64)
     cnt = np.zeros(n)
     g = torch.Generator().manual_seed(seed)
     done = 0
+    residual = model.preset.residual
+    graphed = None
+    if cuda_graph and model.device.type == "cuda":
+        from .graphed import GraphedSampler  # it builds on this module
+
+        graphed = GraphedSampler(model, steps, cfg, guidance_rescale, correction=residual, strength=strength)
     for a, b in windows(n, model.preset.frames):
         r, w, m = to_model_inputs(model, refs(a), frames[a:b], masks[a:b])
-        step_cb = None
-        if progress is not None:
-            step_cb = lambda i, _f, d=done: progress(d + i, {})  # noqa: E731
-        residual = model.preset.residual
-        out = sample_latents(model, r, w, m, steps, cfg, guidance_rescale, g, step_cb,
-                             autocast=model.device.type == "cuda", correction=residual, strength=strength)
+        if graphed is not None:
+            out = graphed(r, w, m, g)
+            if progress is not None:
+                progress(done + run_steps(steps, strength), {})
+        else:
+            step_cb = None
+            if progress is not None:
+                step_cb = lambda i, _f, d=done: progress(d + i, {})  # noqa: E731
+            out = sample_latents(model, r, w, m, steps, cfg, guidance_rescale, g, step_cb,
+                                 autocast=model.device.type == "cuda", correction=residual, strength=strength)
         if residual:  # the correction (a difference in [-1, 1] units) on the fill made at the output size
             # on the model's device: the harmonic fill of 16 frames at 512x384 takes 19 s on 2 CPU threads
             dev = model.device
