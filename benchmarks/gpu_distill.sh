@@ -31,7 +31,8 @@
 #                                                 for the teacher (1 step and 50 steps) as references, score
 #                                                 them there, copy to $OUT: model.tar.part-* (15 MiB parts,
 #                                                 run NAME's student: KEEP=NAME, default full after an
-#                                                 ablation, else NAME), log_samples.tar (every run's log.jsonl
+#                                                 ablation, else NAME; several: KEEP="full full-reg" gives
+#                                                 model_full.tar.part-*, ...), log_samples.tar (every run's log.jsonl
 #                                                 and config.json, KEEP's samples), results.tar (at most 8
 #                                                 files come back)
 #   (back here: cat model.tar.part-* | tar -x; tar -xf results.tar: distill_results/teacher_eval_<run>.json,
@@ -221,8 +222,12 @@ case "$1" in
     stop_runs
     keep=${KEEP:-$NAME}
     [ -d "$ROOT/distill_full" ] && keep=${KEEP:-full}
-    [ -d "$ROOT/distill_$keep/model" ] || { echo "no student exported in $ROOT/distill_$keep/model"; tail -n 20 "$(loop_log "$keep")"; exit 1; }
-    tar -C "$ROOT/distill_$keep" -cf - model | split -b 15M - "$OUT/model.tar.part-"
+    for k in $keep; do  # KEEP may name several runs: run k's student comes back as model_k.tar.part-*
+      [ -d "$ROOT/distill_$k/model" ] || { echo "no student exported in $ROOT/distill_$k/model"; tail -n 20 "$(loop_log "$k")"; exit 1; }
+      part=model; [ "$k" = "$keep" ] || part=model_$k
+      tar -C "$ROOT/distill_$k" -cf - model | split -b 15M - "$OUT/$part.tar.part-"
+    done
+    keep=${keep%% *}  # the samples of the first
     runs=(); for run in "$ROOT"/distill_*/; do [ -d "$run/model" ] && runs+=("$(basename "$run")"); done
     tar -C "$ROOT" -cf "$OUT/log_samples.tar" \
       $(cd "$ROOT" && ls -d "${runs[@]/%//log.jsonl}" "${runs[@]/%//config.json}" "distill_$keep/samples" 2>/dev/null)
