@@ -5,7 +5,8 @@ Reads ``OUT/warp/<traj>/`` (rgb/, mask/, cameras.json) and the input views of ``
 writes ``OUT/generate/<traj>/``: ``rgb/*.png`` per frame, ``mask/*.png`` (the confidence, 0-255),
 ``rgb.mp4``, ``compare.mp4`` (warp | generated), ``cameras.json`` and ``transforms.json`` (the warp's
 cameras). The cache key is the warp's and priors' tokens + the generator's key (name, settings,
-model weights hash) + the confidence settings.
+model weights hash) + the confidence settings (+ ``keep_seen`` for generators that redraw seen
+pixels: with it, each frame keeps the warp's colour wherever the point cloud saw the pixel).
 
 Before generating, the generator gets the input views (:meth:`Generator.prepare`): a model folder
 with ``generate.adapt.steps > 0`` fine-tunes a copy of itself on them (test-time adaptation,
@@ -36,8 +37,12 @@ def key(conf: GenerateConf, generator: Generator, warp_result: StageResult, prio
     """The stage's cache key (see the module docstring for what enters it)."""
     # the generator's key carries the adaptation settings where they matter; in ``settings`` they would
     # change the key of every generator, fill's too
-    settings = {k: v for k, v in asdict(conf).items() if k not in ("generator", "views", "trajectory", "adapt")}
+    # (cuda_graph changes only the rounding; keep_seen only the output of generators that redraw seen pixels)
+    settings = {k: v for k, v in asdict(conf).items()
+                if k not in ("generator", "views", "trajectory", "adapt", "cuda_graph", "keep_seen")}
     extra = {}
+    if conf.keep_seen and generator.regenerates_seen:
+        extra["keep_seen"] = True
     if generator.adapts:
         extra["adapt_mvs"] = asdict((priors_conf or PriorsConf()).mvs)
     return cache_key("generate", VERSION, settings, warp_result.token, priors_result.token, generator=generator.key,
@@ -68,6 +73,8 @@ def main(conf: GenerateConf, generator: Generator, warp_result: StageResult, pri
 
         adapted = generator.prepare(GenerationInputs(images, pri.cameras, pri, priors_conf), progress)
         out = generator(frames, masks, cams, reference, progress)
+        if conf.keep_seen and generator.regenerates_seen:
+            out = [np.where(np.asarray(m)[..., None] > 0.5, f, o).astype(np.float32) for f, m, o in zip(frames, masks, out)]
         confidence = view_confidence(masks, cams, inputs, conf)
         names = [Path(c.name).stem for c in cams]
         write_pngs(tmp / "rgb", out, names)

@@ -28,7 +28,10 @@ def key_before_adaptation(conf: GenerateConf, generator, warp: StageResult, prio
     """The generate stage's key exactly as it was computed before ``GenerateConf.adapt`` existed
     (commit bca9fd9): every setting but generator, views and trajectory, the upstream tokens, the
     generator's key."""
-    settings = {k: v for k, v in asdict(conf).items() if k not in ("generator", "views", "trajectory", "adapt")}
+    # (cuda_graph and keep_seen came later; keep_seen = False is the output of before)
+    assert not conf.keep_seen
+    settings = {k: v for k, v in asdict(conf).items()
+                if k not in ("generator", "views", "trajectory", "adapt", "cuda_graph", "keep_seen")}
     return cache_key("generate", generate_stage.VERSION, settings, warp.token, priors.token, generator=generator.key)
 
 
@@ -116,7 +119,7 @@ def test_generate_stage_adapts_a_model_generator(adapt_run):
         return with_overrides(load_preset("cpu"), **{"generate.generator": str(adapt_run / "model"),
                                                      "generate.trajectory": "interp", "generate.views": 4,
                                                      "generate.steps": 1, "generate.cfg": 1.0,
-                                                     "generate.adapt": adapt})
+                                                     "generate.keep_seen": False, "generate.adapt": adapt})
 
     def frames(res):
         return np.stack([read_image(f) for f in sorted((res.path / "rgb").glob("*.png"))])
@@ -156,3 +159,30 @@ def test_generate_stage_adapts_a_model_generator(adapt_run):
     # an adapting generator called without the input views refuses instead of silently not adapting
     with pytest.raises(FvgenError, match="prepare"):
         make_generator(conf(adapt).generate)(warps, masks, cams, lambda i: images[0])
+
+
+def test_keep_seen_keeps_the_warp_where_the_cloud_saw_and_keys_the_output(adapt_run):
+    """``generate.keep_seen`` (the default): every seen pixel of a model's frames is the warp's, the
+    holes are the model's; the setting enters the key of generators that redraw seen pixels only."""
+    from fvgen.core.images import read_image
+    from fvgen.pipeline import generate
+    from fvgen.render.warp import read_view_folder
+
+    out = adapt_run / "out"
+    base = {"generate.generator": str(adapt_run / "model"), "generate.trajectory": "interp", "generate.views": 4,
+            "generate.steps": 1, "generate.cfg": 1.0}
+    frames = {}
+    for keep in (False, True):
+        res = generate(out, with_overrides(load_preset("cpu"), **base, **{"generate.keep_seen": keep}), device="cpu")
+        frames[keep] = (res.key, np.stack([read_image(f) for f in sorted((res.path / "rgb").glob("*.png"))]))
+    _, warp, masks = read_view_folder(out / "warp" / "interp")
+    seen = np.stack(masks) > 0.5
+    assert 0.05 < seen.mean() < 0.95
+    warp8 = np.round(np.stack(warp) * 255) / 255
+    assert np.abs(frames[True][1][seen] - warp8[seen]).max() <= 1 / 255 + 1e-6
+    assert np.abs(frames[False][1][seen] - warp8[seen]).max() > 0.02  # the model redraws them
+    assert np.array_equal(frames[True][1][~seen], frames[False][1][~seen])
+    assert frames[True][0] != frames[False][0]
+    fill = FillGenerator()
+    assert generate_stage.key(GenerateConf(generator="fill", keep_seen=True), fill, WARP, PRIORS) == \
+        generate_stage.key(GenerateConf(generator="fill", keep_seen=False), fill, WARP, PRIORS)
