@@ -62,9 +62,10 @@ class GenerateConf:
     guidance_rescale: float = 0.7
     strength: float = 1.0  # 1: from pure noise; < 1: from the noised fill of the warp (SDEdit), fewer steps
     seed: int = 0
-    # on a GPU, replay each window's whole sampling as one CUDA graph (fvgen.videomodel.graphed);
-    # progress then moves per window; the same frames up to bf16 rounding (not in the cache key)
-    cuda_graph: bool = False
+    # on a GPU, replay each window's whole sampling as one CUDA graph (fvgen.videomodel.graphed):
+    # "auto" from 3 windows on (a capture costs over 2 eager runs), "on", "off"; progress then moves
+    # per window; the same frames up to bf16 rounding (not in the cache key)
+    cuda_graph: str = "auto"
     # the warp's own colour on every pixel the point cloud saw, the generator's only in the holes.
     # Why: those pixels get full confidence in the fit, and a sampled model redraws them with its
     # sampling noise (the distilled student of run 8: 1.0 dB lower on the held-out clips than with
@@ -94,6 +95,8 @@ class GenerateConf:
             raise FvgenError("--steps must be at least 1")
         if not 0.0 < self.strength <= 1.0:
             raise FvgenError(f"--strength must be in (0, 1], got {self.strength}")
+        if self.cuda_graph not in ("auto", "on", "off"):
+            raise FvgenError(f"generate.cuda_graph must be auto, on or off, not {self.cuda_graph!r}")
 
 
 def with_student_sampling(conf: GenerateConf, student: dict | None) -> GenerateConf:

@@ -194,6 +194,23 @@ def to_model_inputs(model: TeacherModel, ref: np.ndarray, frames: Sequence[np.nd
     return r[None], (w * 2 - 1)[None], m[None]
 
 
+# A capture (a warm-up run, the capture, the first replay) costs about 2.3-2.4 eager runs of the
+# sampler, a replay 0.13-0.15 of one (embedded teacher and student, H100; RESULTS.md,
+# "Distillation"): the graph pays from 3 windows on.
+GRAPH_MIN_WINDOWS = 3
+CUDA_GRAPH_SETTINGS = ("auto", "on", "off")
+
+
+def use_cuda_graph(setting: str, device_type: str, n_windows: int) -> bool:
+    """Whether a trajectory of ``n_windows`` windows samples through a CUDA graph: ``on`` on any
+    CUDA device, ``auto`` there from :data:`GRAPH_MIN_WINDOWS` windows, ``off`` never."""
+    if setting not in CUDA_GRAPH_SETTINGS:
+        raise ValueError(f"cuda_graph must be one of {', '.join(CUDA_GRAPH_SETTINGS)}, not {setting!r}")
+    if device_type != "cuda":
+        return False
+    return setting == "on" or (setting == "auto" and n_windows >= GRAPH_MIN_WINDOWS)
+
+
 def windows(n: int, size: int) -> list[tuple[int, int]]:
     if n <= size:
         return [(0, n)]
@@ -206,13 +223,14 @@ def windows(n: int, size: int) -> list[tuple[int, int]]:
 def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames: Sequence[np.ndarray],
                   masks: Sequence[np.ndarray], steps: int = 50, cfg: float = 3.0, guidance_rescale: float = 0.7,
                   seed: int = 0, progress: Callable | None = None, strength: float = 1.0,
-                  cuda_graph: bool = False) -> list[np.ndarray]:
+                  cuda_graph: str = "auto") -> list[np.ndarray]:
     """Generate a whole trajectory: ``refs(i)`` gives the reference image for a window starting
     at frame i; returns frames at the input size, floats in [0, 1].
 
-    ``cuda_graph`` (a CUDA model): each window's sampling replays one CUDA graph
-    (:class:`fvgen.videomodel.graphed.GraphedSampler`, captured on the first window), the same
-    frames up to bf16 rounding; progress is then reported per window, not per step."""
+    ``cuda_graph`` (``auto``, ``on``, ``off``; see :func:`use_cuda_graph`): on a CUDA model each
+    window's sampling replays one CUDA graph (:class:`fvgen.videomodel.graphed.GraphedSampler`,
+    captured on the first window), the same frames up to bf16 rounding; progress is then reported
+    per window, not per step."""
     H, W = np.asarray(frames[0]).shape[:2]
     n = len(frames)
     acc = np.zeros((n, H, W, 3), np.float64)
@@ -221,7 +239,7 @@ def generate_clip(model: TeacherModel, refs: Callable[[int], np.ndarray], frames
     done = 0
     residual = model.preset.residual
     graphed = None
-    if cuda_graph and model.device.type == "cuda":
+    if use_cuda_graph(cuda_graph, model.device.type, len(windows(n, model.preset.frames))):
         from .graphed import GraphedSampler  # it builds on this module
 
         graphed = GraphedSampler(model, steps, cfg, guidance_rescale, correction=residual, strength=strength)

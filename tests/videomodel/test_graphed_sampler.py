@@ -131,6 +131,21 @@ def test_generate_clip_with_a_cuda_graph_matches_eager_and_reports_per_window():
     seen: list[int] = []
     kw = dict(steps=4, cfg=3.0, seed=3)
     eager = generate_clip(m, lambda i: ref, frames, masks, **kw)
-    graphed = generate_clip(m, lambda i: ref, frames, masks, progress=lambda i, _f: seen.append(i), cuda_graph=True, **kw)
+    graphed = generate_clip(m, lambda i: ref, frames, masks, progress=lambda i, _f: seen.append(i), cuda_graph="on", **kw)
     assert max(float(np.abs(a - b).max()) for a, b in zip(eager, graphed)) < 0.05
     assert seen == [run_steps(4), 2 * run_steps(4)]
+
+
+def test_auto_graphs_trajectories_of_three_windows_and_more_on_cuda_only():
+    from fvgen.core.errors import FvgenError
+    from fvgen.videomodel.generators import GenerateConf
+    from fvgen.videomodel.sample import GRAPH_MIN_WINDOWS, use_cuda_graph
+
+    assert GRAPH_MIN_WINDOWS == 3
+    assert not use_cuda_graph("auto", "cuda", 2) and use_cuda_graph("auto", "cuda", 3)
+    assert use_cuda_graph("on", "cuda", 1) and not use_cuda_graph("off", "cuda", 9)
+    assert not use_cuda_graph("on", "cpu", 9)
+    with pytest.raises(ValueError, match="auto, on, off"):
+        use_cuda_graph("yes", "cuda", 3)
+    with pytest.raises(FvgenError, match="cuda_graph must be auto, on or off"):
+        GenerateConf(cuda_graph="true")
