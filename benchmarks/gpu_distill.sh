@@ -266,7 +266,7 @@ case "$1" in
       fi
       mkdir -p "$ROOT/distill_scores"
       if [ -n "${SAMPLING:-}" ]; then  # the GPU is free while the scores take the CPU: sampling.py's timings
-        $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --compile reduce-overhead --budget-s "${SAMPLING_BUDGET_S:-150}" \
+        $PY benchmarks/sampling.py --json "$OUT/sampling_gpu.json" --cuda-graph --budget-s "${SAMPLING_BUDGET_S:-150}" \
           > "$OUT/sampling_gpu.log" 2>&1 &
       fi
       score_generated .gpu/teacher_eval "$ROOT"/distill_gen "$ROOT/distill_results" "$ROOT/distill_scores"  # gpu_common.sh
