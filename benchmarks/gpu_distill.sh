@@ -123,13 +123,14 @@ stop_runs() {
   [ ${#stops[@]} -gt 0 ] && stop_loop "$LOOPS" "$ROOT/distill_loop_*.log" "${stops[@]}"
 }
 
-# teacher_eval NAME MODEL STEPS CFG: teacher_eval.py run of MODEL into $ROOT/distill_gen/NAME
+# teacher_eval NAME MODEL STEPS CFG [SEED [DIR]]: teacher_eval.py run of MODEL into DIR/NAME (default
+# $ROOT/distill_gen, whose runs finish scores), sampling seed SEED (default 0)
 teacher_eval() {
   local t0
   t0=$(date +%s)
-  $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$2" --out "$ROOT/distill_gen/$1" \
-    --steps "$3" --cfg "$4" 2>&1 | tail -n 1
-  echo "$1: $3 steps, guidance $4, $(( $(date +%s) - t0 )) s"
+  $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$2" --out "${6:-$ROOT/distill_gen}/$1" \
+    --steps "$3" --cfg "$4" --seed "${5:-0}" 2>&1 | tail -n 1
+  echo "$1: $3 steps, guidance $4, seed ${5:-0}, $(( $(date +%s) - t0 )) s"
 }
 
 case "$1" in
@@ -246,8 +247,7 @@ case "$1" in
         for r in "${runs[@]}"; do
           case "$r" in distill_gan|distill_gan-only) continue ;; esac
           for k in $(seq 1 $(( SEEDS - 1 ))); do
-            $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$ROOT/$r/model" --steps 4 --cfg 1.0 \
-              --seed "$k" --out "$ROOT/distill_seeds/${r#distill_}_s$k" 2>&1 | tail -n 1 &
+            teacher_eval "${r#distill_}_s$k" "$ROOT/$r/model" 4 1.0 "$k" "$ROOT/distill_seeds" &
           done
           wait
           $PY benchmarks/teacher_eval.py average --inputs "$ROOT/distill_gen/student_${r#distill_}" \

@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cuda-graph", action="store_true", help="also time teacher and student as one CUDA graph "
                     "each (fvgen.videomodel.graphed.GraphedSampler)")
     ap.add_argument("--channels-last", action="store_true", help="also time the student's 4 UNet passes with the "
-                    "UNet in channels_last memory format (CUDA)")
+                    "UNet's 2-D convolutions in channels_last memory format")
     ap.add_argument("--budget-s", type=float, default=400.0,
                     help="skip the remaining graph and compile runs after this long")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")

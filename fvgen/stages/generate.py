@@ -32,6 +32,11 @@ from ..videomodel.generators import GenerateConf, GenerationInputs, Generator, n
 VERSION = "2"
 
 
+def keeps_seen(conf: GenerateConf, generator: Generator) -> bool:
+    """Whether the stage puts the warp's colour back on the seen pixels of ``generator``'s frames."""
+    return conf.keep_seen and generator.regenerates_seen
+
+
 def key(conf: GenerateConf, generator: Generator, warp_result: StageResult, priors_result: StageResult,
         priors_conf: PriorsConf | None = None) -> str:
     """The stage's cache key (see the module docstring for what enters it)."""
@@ -41,7 +46,7 @@ def key(conf: GenerateConf, generator: Generator, warp_result: StageResult, prio
     settings = {k: v for k, v in asdict(conf).items()
                 if k not in ("generator", "views", "trajectory", "adapt", "cuda_graph", "keep_seen")}
     extra = {}
-    if conf.keep_seen and generator.regenerates_seen:
+    if keeps_seen(conf, generator):
         extra["keep_seen"] = True
     if generator.adapts:
         extra["adapt_mvs"] = asdict((priors_conf or PriorsConf()).mvs)
@@ -73,7 +78,7 @@ def main(conf: GenerateConf, generator: Generator, warp_result: StageResult, pri
 
         adapted = generator.prepare(GenerationInputs(images, pri.cameras, pri, priors_conf), progress)
         out = generator(frames, masks, cams, reference, progress)
-        if conf.keep_seen and generator.regenerates_seen:
+        if keeps_seen(conf, generator):
             out = [np.where(np.asarray(m)[..., None] > 0.5, f, o).astype(np.float32) for f, m, o in zip(frames, masks, out)]
         confidence = view_confidence(masks, cams, inputs, conf)
         names = [Path(c.name).stem for c in cams]

@@ -95,7 +95,9 @@ class GenerateConf:
             raise FvgenError("--steps must be at least 1")
         if not 0.0 < self.strength <= 1.0:
             raise FvgenError(f"--strength must be in (0, 1], got {self.strength}")
-        if self.cuda_graph not in ("auto", "on", "off"):
+        from .sample import CUDA_GRAPH_SETTINGS
+
+        if self.cuda_graph not in CUDA_GRAPH_SETTINGS:
             raise FvgenError(f"generate.cuda_graph must be auto, on or off, not {self.cuda_graph!r}")
 
 

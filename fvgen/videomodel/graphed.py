@@ -69,6 +69,9 @@ class GraphedSampler:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False)
 
+    def _eager(self, ref, warp, mask, noise) -> torch.Tensor:
+        return self._run(*(x.to(self.device) for x in (ref, warp, mask, noise)))
+
     def _run(self, ref, warp, mask, noise) -> torch.Tensor:
         with self._autocast():
             return sample_from_noise(self.model, ref, warp, mask, noise, self.plan, self.cfg, self.guidance_rescale,
@@ -97,8 +100,7 @@ class GraphedSampler:
                  generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(latent_shape(self.model, warp.shape), generator=generator, device="cpu")
         if not self.use_graphs:
-            ref, warp, mask, noise = (x.to(self.device) for x in (ref, warp, mask, noise))
-            return self._run(ref, warp, mask, noise)
+            return self._eager(ref, warp, mask, noise)
         key = tuple((tuple(x.shape), x.dtype) for x in (ref, warp, mask))
         cap = self.graphs.get(key)
         if cap is None:
@@ -112,7 +114,7 @@ class GraphedSampler:
                               f"({self.capture_error})", RuntimeWarning, stacklevel=2)
                 self.use_graphs = False
                 torch.cuda.synchronize(self.device)
-                return self._run(*(x.to(self.device) for x in (ref, warp, mask, noise)))
+                return self._eager(ref, warp, mask, noise)
             torch.cuda.synchronize(self.device)
             self.capture_seconds[key] = time.perf_counter() - t0
             self.graphs[key] = cap
