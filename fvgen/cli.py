@@ -397,8 +397,9 @@ def train_distill(
     out: Path = typer.Option(..., "--out", "-o", help="distillation folder (checkpoints, log.jsonl, samples, model/)"),
     data: List[Path] = typer.Option([], "--data", help="folders of example shards (`fvgen data build`), the teacher's"),
     stage: str = typer.Option("all", "--stage", help="gan (stage 1), dmd (stage 2; stage 1 finished) or all"),
-    ablation: Optional[str] = typer.Option(None, "--ablation", help="full (default), no-gan-init, gan-only, "
-                                           "gan-softkl, plain-dmd or full-reg (full plus a regression to the real clip)"),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full (the paper's recipe), no-gan-init, "
+                                           "gan-only, gan-softkl, plain-dmd or full-reg (full plus a regression to the "
+                                           "real clip; the embedded config's default, measured best)"),
     config: str = typer.Option("embedded", "--config", help="distillation config: embedded, tiny-pixel or "
                                "tiny-viewcrafter"),
     gan_steps: Optional[int] = typer.Option(None, "--gan-steps", help="stage-1 steps"),

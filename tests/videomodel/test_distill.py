@@ -437,7 +437,10 @@ def test_bad_options_are_refused_with_one_line(teacher_dir, tmp_path):
 
 
 def test_ablations_change_what_they_say():
-    base = load_distill_config("embedded")
+    base = load_distill_config("embedded", "full")
+    # the embedded config's default recipe is full-reg (measured best); the paper's is "full"
+    assert load_distill_config("embedded").ablation == "full-reg" and load_distill_config("embedded").reg_weight == 1
+    assert load_distill_config("tiny-pixel").ablation == "full"
     assert set(ABLATIONS) == {"full", "no-gan-init", "gan-only", "gan-softkl", "plain-dmd", "full-reg"}
     assert load_distill_config("embedded", "no-gan-init").gan_steps == 0
     assert load_distill_config("embedded", "gan-only").dmd_steps == 0
