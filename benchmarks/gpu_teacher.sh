@@ -25,7 +25,9 @@
 #                                 19 MB (PHOTO_SHARE of the examples, default 0.3, are warp-back photo examples;
 #                                 PER_SCENE x 3 examples of every scene, default 8, PROCEDURAL rooms x 3, default 60)
 #   (MAX_MINUTES: length of one training chunk, default 9; a restart costs about 40 s; INIT_FROM: a model
-#   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule)
+#   folder to start from; UNET_STEPS: overrides the config's, the length of a cosine schedule; TAG: names
+#   the run, several side by side: its folder, loop, stop file and returned files carry _TAG; NO_MODEL=1:
+#   finish returns no model parts, e.g. a model too large to come back beside the figures)
 #   finish: .gpu/teacher_eval/    `python benchmarks/teacher_eval.py prepare --out .gpu/teacher_eval`, 44 MB
 #           .gpu/datasets/        the evaluation scenes' split images and poses (eval_scenes.py copy_scene), 13 MB:
 #                                 adapt_eval.py at ADAPT_STEPS (default "0 50") on them
@@ -35,19 +37,30 @@
 #   after 6 minutes for finish and the model call; 550 on 2026-12-06) -> finish (3-4 min with
 #   EVAL_CFGS="1.0" EVAL_STRENGTHS="0.25 0.5 1.0"); model.tar.part-* and generated.tar.part-* (about 80 MB together) may not
 #   both come back from one call (a limit on the total returned): fetch the model in a separate short call.
+# Two widths on the same examples (issue 18 item 4), one GPU, the same steps for both (UNET_STEPS, and MAX_MINUTES
+# past the time they need side by side):
+#   TAG=w64 CONFIG=configs/teacher_embedded.toml NPROC=1 UNET_STEPS=800 MAX_MINUTES=40 start 60   (builds the examples)
+#   TAG=w32 CONFIG=configs/teacher_embedded_narrow.toml NPROC=1 UNET_STEPS=800 MAX_MINUTES=40 start 400
+#   TAG=w64 watch 500 -> TAG=w32 EVAL_CFGS=1.0 finish -> TAG=w64 EVAL_CFGS=1.0 NO_MODEL=1 finish (its weights: run 8's
+#   recipe, kept only if it wins: a separate call)
 set -u
 ROOT=${ROOT:-/tmp}
-RUN=$ROOT/teacher_run
+# TAG names a run, so that several train side by side on one GPU from the same examples (e.g. two model
+# widths, issue 18: TAG=narrow CONFIG=configs/teacher_embedded_narrow.toml NPROC=1 start ...); each call
+# names the run it means. Unset: the one run of earlier sessions
+SUFFIX=${TAG:+_$TAG}
+RUN=$ROOT/teacher_run$SUFFIX
 DATA=$ROOT/teacher_data
-STOP=$ROOT/teacher_stop
+STOP=$ROOT/teacher_stop$SUFFIX
 CONFIG=${CONFIG:-configs/teacher_embedded.toml}
 # overridable for a dry run on a CPU machine, e.g. PY=.venv/bin/python DEVICE=cpu NPROC=1 PRESET=tiny
 source benchmarks/gpu_common.sh
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-embedded}
 
-LOOP=fvgen_teacher_loop  # the training loop's process name
-watch() { watch_loop "$1" $LOOP $ROOT/teacher_loop.log "$RUN"; }
+LOOP=fvgen_teacher_loop$SUFFIX  # the training loop's process name
+LOOP_LOG=$ROOT/teacher_loop$SUFFIX.log
+watch() { watch_loop "$1" $LOOP "$LOOP_LOG" "$RUN"; }
 
 case "$1" in
   start)
@@ -55,16 +68,24 @@ case "$1" in
       install_wheels ${WHEELS:-.gpu/wtrain} || exit 1
       machine_info
     fi
-    build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
+    if [ -d "$DATA/built" ]; then  # another run's (TAG) on this machine: the same examples
+      echo "examples already built: $(ls "$DATA"/built/*.npz | wc -l) in $DATA/built"
+    else
+      build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
+    fi
     rm -f "$STOP"
-    start_loop $LOOP benchmarks/gpu_teacher.sh $ROOT/teacher_loop.log
+    start_loop $LOOP benchmarks/gpu_teacher.sh "$LOOP_LOG"
     watch "$2"
     snapshot_model "$RUN"
     ;;
   loop)
     # resumable chunks; a crash resumes from the last checkpoint (every ckpt_every steps)
-    chunk_loop "$STOP" $ROOT/teacher_chunks.log \
-      $PY -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-$(nvidia-smi -L | wc -l)}" -m fvgen train teacher \
+    # one GPU: no torchrun, so that runs side by side (TAG) need no rendezvous ports
+    n=${NPROC:-$(nvidia-smi -L | wc -l)}
+    launch=(-m torch.distributed.run --standalone --nproc_per_node="$n")
+    [ "$n" = 1 ] && launch=()
+    chunk_loop "$STOP" $ROOT/teacher_chunks$SUFFIX.log \
+      $PY "${launch[@]}" -m fvgen train teacher \
         --config "$CONFIG" --out "$RUN" --data "$DATA"/*/ --max-minutes "${MAX_MINUTES:-9}" --stop-file "$STOP" --workers 12 ${INIT_FROM:+--init-from "$INIT_FROM"} ${UNET_STEPS:+--unet-steps "$UNET_STEPS"}
     ;;
   watch)
@@ -74,10 +95,11 @@ case "$1" in
     snapshot_model "$RUN"
     ;;
   finish)
-    stop_loop $LOOP $ROOT/teacher_loop.log "$STOP"
+    stop_loop $LOOP "$LOOP_LOG" "$STOP"
     cp "$CONFIG" "$RUN/model/train.toml"
-    tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model.tar.part-"
-    tar -C "$RUN" -cf "$OUT/log_samples.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
+    [ -z "${NO_MODEL:-}" ] && tar -C "$RUN" -cf - model | split -b 15M - "$OUT/model$SUFFIX.tar.part-"
+    tar -C "$RUN" -cf "$OUT/log_samples$SUFFIX.tar" log.jsonl $(cd "$RUN" && ls -d samples 2>/dev/null)
+    rm -rf "$ROOT/results" "$ROOT/teacher_gen"  # this run's figures only (an earlier TAG's came back already)
     mkdir -p "$ROOT/results"
     if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
       for cfg in ${EVAL_CFGS:-3.0 1.5}; do
@@ -101,7 +123,7 @@ case "$1" in
         done
       fi
       score_generated .gpu/teacher_eval "$ROOT"/teacher_gen "$ROOT/results" "$ROOT"  # benchmarks/gpu_common.sh
-      tar -C "$ROOT" -cf "$OUT/results.tar" results  # one file: at most 8 come back
+      tar -C "$ROOT" -cf "$OUT/results$SUFFIX.tar" results  # one file: at most 8 come back
       if [ -n "${KEEP_GENERATED:-}" ]; then  # the frames themselves (at most 8 files come back)
         tar -C "$ROOT" -cf - teacher_gen | split -b 15M - "$OUT/generated.tar.part-"
       fi

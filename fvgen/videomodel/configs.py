@@ -7,6 +7,9 @@ folder (its ``fvgen_model.json`` config), so a folder alone says how to use it. 
 - ``embedded``: the model fvgen is meant to ship (~20 M parameters, 256x160, 16 frames; pixel space
   folded into 8x8 patches, generating a correction of a harmonic fill of the warp; samples on a
   2-core CPU in minutes).
+- ``embedded-narrow``: ``embedded`` at half the UNet's width (5.6 M parameters against 21.2 M), the
+  other side of issue 18's capacity-against-data comparison: run 8 predicts the fill's conditional
+  mean no better than the fill on 1,320 examples, so a smaller model may generalise as well or better.
 - ``embedded-latent``: the same UNet in the latent space of our own 8x AutoencoderKL (runs 1-2 on
   the H200: its autoencoder, trained on 9 real scenes, caps unseen frames at 19.35 dB, below a
   biharmonic fill of fern's warps; benchmarks/RESULTS.md).
@@ -104,6 +107,9 @@ PRESETS = {
                               cross_attention_dim=32),
     "embedded": ModelPreset("embedded", 256, 160, 16, space="pixel", patch=8, residual=True, prediction="x0",
                             fill="harmonic", latent_channels=192),
+    "embedded-narrow": ModelPreset("embedded-narrow", 256, 160, 16, space="pixel", patch=8, residual=True,
+                                   prediction="x0", fill="harmonic", latent_channels=192,
+                                   unet_channels=(32, 64, 96), unet_heads=(1, 2, 3)),
     "embedded-latent": ModelPreset("embedded-latent", 256, 160, 16),
     "paper": ModelPreset("paper", 512, 320, 16, vae_channels=(128, 256, 512, 512), vae_layers=2,
                          unet_channels=(320, 640, 1280, 1280), unet_heads=(5, 10, 20, 20),
@@ -178,25 +184,34 @@ TRAIN_CONFIGS = {
 
 def load_train_config(spec: str, **overrides) -> TrainConf:
     """A named config (:data:`TRAIN_CONFIGS`) or a TOML file of :class:`TrainConf` keys, loaded
-    strictly (unknown keys and wrong types are one-line errors); ``base = "embedded"`` names the
-    config the file starts from, and ``data`` folders are relative to the file. ``overrides``
-    that are not None replace the config's values."""
-    from ..core.config import from_dict, read_toml
-
-    if spec in TRAIN_CONFIGS:
-        conf = TRAIN_CONFIGS[spec]
-    else:
-        p = Path(spec)
-        if not p.is_file():
-            raise FvgenError(f"teacher training config {spec!r}: use {', '.join(TRAIN_CONFIGS)} or a .toml file")
-        data = read_toml(p)
-        base = TRAIN_CONFIGS.get(data.pop("base", "embedded"))
-        if base is None:
-            raise FvgenError(f"{p}: base must be one of {', '.join(TRAIN_CONFIGS)}")
-        if "data" in data and isinstance(data["data"], list):
-            data["data"] = [d if Path(d).is_absolute() else str((p.parent / d).resolve()) for d in data["data"]]
-        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConf)}
-        conf = from_dict(TrainConf, {**fields, "name": p.stem, **data}, where=f"{p.name}: ")
+    strictly (unknown keys and wrong types are one-line errors); ``base`` names the config the file
+    starts from: a named config (default ``embedded``) or another TOML file, relative to this one (so
+    a variant, e.g. another model width, repeats only what it changes); ``data`` folders are relative
+    to the file. ``overrides`` that are not None replace the config's values."""
+    conf = _train_config_file_or_name(spec, ())
     conf = dataclasses.replace(conf, **{k: v for k, v in overrides.items() if v is not None})
     get_preset(conf.preset)
     return conf
+
+
+def _train_config_file_or_name(spec: str, seen: tuple[Path, ...]) -> TrainConf:
+    from ..core.config import from_dict, read_toml
+
+    if spec in TRAIN_CONFIGS:
+        return TRAIN_CONFIGS[spec]
+    p = Path(spec)
+    if not p.is_file():
+        raise FvgenError(f"teacher training config {spec!r}: use {', '.join(TRAIN_CONFIGS)} or a .toml file")
+    if p.resolve() in seen:
+        raise FvgenError(f"{p}: its base chain comes back to itself")
+    data = read_toml(p)
+    base_spec = data.pop("base", "embedded")
+    if not isinstance(base_spec, str) or (base_spec not in TRAIN_CONFIGS and not base_spec.endswith(".toml")):
+        raise FvgenError(f"{p}: base must be one of {', '.join(TRAIN_CONFIGS)} or a .toml file")
+    if base_spec not in TRAIN_CONFIGS:
+        base_spec = str(p.parent / base_spec)
+    base = _train_config_file_or_name(base_spec, seen + (p.resolve(),))
+    if "data" in data and isinstance(data["data"], list):
+        data["data"] = [d if Path(d).is_absolute() else str((p.parent / d).resolve()) for d in data["data"]]
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConf)}
+    return from_dict(TrainConf, {**fields, "name": p.stem, **data}, where=f"{p.name}: ")

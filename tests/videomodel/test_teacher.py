@@ -414,6 +414,41 @@ def test_lr_schedule_warms_up_then_decays_to_its_floor():
         TrainConf(lr_schedule="linear")
 
 
+def test_train_config_files_chain_their_bases(tmp_path):
+    """A TOML config may start from another TOML (relative to itself), so a variant repeats only what it
+    changes; the shipped narrow-width config differs from run 8's in its name and preset alone."""
+    import dataclasses
+
+    from fvgen.videomodel.configs import load_train_config
+
+    repo = Path(__file__).resolve().parents[2] / "configs"
+    run8, narrow = (load_train_config(str(repo / f)) for f in ("teacher_embedded.toml", "teacher_embedded_narrow.toml"))
+    differ = {f.name for f in dataclasses.fields(run8) if getattr(run8, f.name) != getattr(narrow, f.name)}
+    assert differ == {"name", "preset"} and narrow.preset == "embedded-narrow"
+    (tmp_path / "a.toml").write_text('base = "tiny"\nunet_steps = 7\n')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.toml").write_text('base = "../a.toml"\nbatch_size = 3\n')
+    b = load_train_config(str(tmp_path / "sub" / "b.toml"), warmup=5)
+    assert (b.preset, b.unet_steps, b.batch_size, b.warmup, b.name) == ("tiny", 7, 3, 5, "b")
+    (tmp_path / "c.toml").write_text('base = "d.toml"\n')
+    (tmp_path / "d.toml").write_text('base = "c.toml"\n')
+    with pytest.raises(FvgenError, match="comes back to itself"):
+        load_train_config(str(tmp_path / "c.toml"))
+    (tmp_path / "e.toml").write_text('base = "huge"\n')
+    with pytest.raises(FvgenError, match="base must be one of"):
+        load_train_config(str(tmp_path / "e.toml"))
+
+
+def test_narrow_preset_is_the_embedded_model_at_half_width():
+    from fvgen.videomodel.configs import get_preset
+
+    wide, narrow = TeacherModel.random("embedded"), TeacherModel.random("embedded-narrow")
+    count = lambda m: sum(p.numel() for p in m.unet.parameters())  # noqa: E731
+    assert 0.2 < count(narrow) / count(wide) < 0.3
+    same = ("width", "height", "frames", "space", "patch", "residual", "fill", "prediction")
+    assert all(getattr(get_preset("embedded"), k) == getattr(get_preset("embedded-narrow"), k) for k in same)
+
+
 def test_held_out_source_is_scored_not_trained(tmp_path):
     from fvgen.videomodel.train import train_teacher
 
