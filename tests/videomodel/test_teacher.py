@@ -623,6 +623,28 @@ def test_harmonic_fill_matches_a_sparse_solve_and_keeps_ramps():
         fill_holes("bilinear", ramp, hole)
 
 
+def test_sor_sweeps_update_only_their_colour_bit_for_bit():
+    """The in-place sweep is exactly the masked update it replaces (the teacher's conditioning must not move)."""
+    import torch.nn.functional as F
+
+    from fvgen.videomodel.fill import _red_black, _sor
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(2, 3, 21, 34, generator=g)
+    known = (torch.rand(2, 1, 21, 34, generator=g) > 0.6).expand_as(u)
+    colours = _red_black(known)
+    ref = u.clone()
+    for _ in range(5):
+        for c in colours:
+            p = F.pad(ref, (1, 1, 1, 1), mode="replicate")
+            avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
+            ref = torch.where(c, ref + 1.9 * (avg - ref), ref)
+    before = u.clone()
+    out = _sor(u, colours, 5, 1.9)
+    assert torch.equal(out, ref) and torch.equal(u, before)  # exact, and the input is left alone
+    assert torch.equal(out[known], u[known]) and not torch.equal(out, u)
+
+
 @pytest.fixture(scope="module")
 def tiny_pixel():
     return TeacherModel.random("tiny-pixel", seed=0)
