@@ -19,10 +19,13 @@ from the sweep's winner-take-all depth with a fronto-parallel normal, and improv
   geometric consistency);
 - multi-scale: ``propagation_scales`` pyramid levels (coarsest first); each level's planes are
   upsampled to start the next one;
-- optionally a texture-adaptive window: with ``propagation_wide_window`` > ``window``, pixels whose
-  grey std over their ``window`` samples is under ``propagation_wide_texture`` (weakly textured
-  surfaces, where the small window's NCC is noise) match with the wider window, the others keep
-  the small one (fine structure that a wide window blurs over).
+- optionally a texture-adaptive window: the propagation's window is ``propagation_window`` (0:
+  ``window``, the sweep's); with ``propagation_wide_window`` wider than it, pixels whose grey std
+  over their window's samples is under ``propagation_wide_texture`` (weakly textured surfaces,
+  where a small window's NCC is noise) match with the wider window (``propagation_wide_pick``
+  "texture") or keep the higher NCC of both ("ncc"), the others keep the small one (fine
+  structure that a wide window blurs over). Measured: more coverage on the warps, a worse fit
+  (benchmarks/RESULTS.md), so off in every preset.
 
 Everything is batched torch (``grid_sample`` over [pixels, window samples]); the consistency
 checks (NCC threshold, texture, geometric forward-backward, triangulation angle) stay those of
@@ -38,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.cameras import Camera
+from ..core.errors import FvgenError
 
 
 def _rays(cam: Camera, h: int, w: int, device) -> torch.Tensor:
@@ -100,7 +104,7 @@ class _View:
         centred = samples - (wgt * samples).sum(0, keepdim=True)
         # the wide window's pixels: its samples outside the small window are a ring (same step)
         if wide_pick not in ("texture", "ncc"):
-            raise ValueError(f"propagation_wide_pick must be 'texture' or 'ncc', got {wide_pick!r}")
+            raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", got {wide_pick!r}")
         self.wide_pick = wide_pick
         wide_off = _window_offsets(wide_window, step, device) if wide_window > window else off
         ring_off = wide_off[~(wide_off[:, None, :] == off[None]).all(-1).any(1)]  # [R, 2]
@@ -221,7 +225,8 @@ class _View:
                 t_r = F.grid_sample(img, grid_r.clamp_(-2, 2)[None], mode="bilinear", padding_mode="border",
                                     align_corners=True)[0, 0]  # [Pw, R]
                 t_in = t[sub]
-                mu_cov_w = (torch.bmm(ring["w_rc_in"], t_in[..., None]) + torch.bmm(ring["w_rc"], t_r[..., None]))[..., 0]
+                mu_cov_w = (torch.bmm(ring["w_rc_in"], t_in[..., None])
+                            + torch.bmm(ring["w_rc"], t_r[..., None]))[..., 0]
                 m2_w = (torch.bmm(ring["w_in"], (t_in * t_in)[..., None])
                         + torch.bmm(ring["w"], (t_r * t_r)[..., None]))[:, 0, 0]
                 ncc_w = mu_cov_w[:, 1] / (ring["rv"] * (m2_w - mu_cov_w[:, 0] ** 2).clamp_min(0) + 1e-8).sqrt()
@@ -335,7 +340,7 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
     Returns:
         per view a dict with ``depth`` [H, W], ``normal`` [3, H, W] (camera frame, facing the
         camera), ``ncc`` [H, W] (aggregated photometric NCC of the final plane) and ``wide``
-        [H, W] (bool: the pixel matched with ``propagation_wide_window``; all False when off).
+        [H, W] (bool: the pixel was given ``propagation_wide_window``; all False when off).
     """
     device = gray.device
     N, H, W = gray.shape
