@@ -20,7 +20,9 @@ Pipeline (all in torch, on ``device``; open3d, or scipy without it, for the fina
 4b. With ``propagation_iters`` > 0, slanted-plane PatchMatch propagation (:mod:`fvgen.priors.patchmatch`)
    starts from every pixel's winner-take-all depth and replaces the depth maps; its pixels need
    NCC >= ``ncc_threshold``, texture and a depth inside the range (its score has no peakedness);
-   with ``propagation_keep_sweep`` the sweep's confirmed pixels keep the sweep's depth.
+   with ``propagation_keep_sweep`` the sweep's confirmed pixels keep the sweep's depth. With
+   ``propagation_wide_window``, weakly textured pixels match (and are texture-checked) with that
+   wider window.
 5. Geometric consistency: each depth map is reprojected into every other view and back; a pixel
    counts a view as consistent when the round trip lands within ``geo_pixel_threshold`` px and
    ``geo_depth_threshold`` relative depth. Pixels with at least ``min_consistent_views`` (capped at
@@ -82,7 +84,10 @@ class MvsConf:
     # iterations per pyramid level; 0 = the plain sweep
     propagation_iters: int = 0
     propagation_scales: int = 2  # pyramid levels (coarsest first, each half the size of the next)
-    propagation_window_step: int = 2  # the NCC window (``window``) sampled every this many pixels
+    # the propagation's NCC window (0: ``window``): the sweep's and the texture check's window can be
+    # wider (fern keeps its leaves with 11 px here, DTU places more with 15 px in the sweep)
+    propagation_window: int = 0
+    propagation_window_step: int = 2  # the NCC window sampled every this many pixels
     propagation_far: int = 5  # distance (px) of the far neighbours propagated from
     propagation_sigma_color: float = 0.0  # bilateral weight of the window on grey values (0: flat)
     # source views whose NCCs are averaged for a plane's score (the best ones): 1 lets a pixel
@@ -98,6 +103,15 @@ class MvsConf:
     # only adding pixels. Off: on a 50-degree plane it keeps the sweep's 4x larger depth error
     # (tests/test_mvs.py), and on fern it covered no more of the held-out views (RESULTS.md)
     propagation_keep_sweep: bool = False
+    # texture-adaptive NCC window of the propagation: pixels whose grey std over their propagation
+    # window's samples is under ``propagation_wide_texture`` also get this wider window (their texture
+    # check passes on either window); with ``propagation_wide_pick`` "texture" they match with it,
+    # with "ncc" each hypothesis keeps the higher NCC of both windows (a texture of 1.0 gives every
+    # pixel the choice). A wide window everywhere places DTU's weakly textured surfaces but costs
+    # fern's fine leaves (benchmarks/RESULTS.md, docs/experiments/priors.md). 0 = off
+    propagation_wide_window: int = 0
+    propagation_wide_texture: float = 0.02
+    propagation_wide_pick: str = "texture"
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -265,6 +279,12 @@ def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Te
     k = conf.window
     mu = _box(gray, k)
     std = (_box(gray * gray, k) - mu ** 2).clamp_min(0).sqrt()
+    if conf.propagation_wide_window > k:  # a pixel given the wide window passes on the texture of either
+        kw = conf.propagation_wide_window
+        mu_w = _box(gray, kw)
+        std_w = (_box(gray * gray, kw) - mu_w ** 2).clamp_min(0).sqrt()
+        std = torch.stack([torch.where(pm["wide"], torch.maximum(std_w[r], std[r]), std[r])
+                           for r, pm in enumerate(pms)])
     out_d, out_v, out_c = [], [], []
     for r, pm in enumerate(pms):
         inv = 1.0 / pm["depth"]

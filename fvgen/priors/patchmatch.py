@@ -18,7 +18,14 @@ from the sweep's winner-take-all depth with a fronto-parallel normal, and improv
   the forward-backward reprojection error through the other views' depth maps (COLMAP's
   geometric consistency);
 - multi-scale: ``propagation_scales`` pyramid levels (coarsest first); each level's planes are
-  upsampled to start the next one.
+  upsampled to start the next one;
+- optionally a texture-adaptive window: the propagation's window is ``propagation_window`` (0:
+  ``window``, the sweep's); with ``propagation_wide_window`` wider than it, pixels whose grey std
+  over their window's samples is under ``propagation_wide_texture`` (weakly textured surfaces,
+  where a small window's NCC is noise) match with the wider window (``propagation_wide_pick``
+  "texture") or keep the higher NCC of both ("ncc"), the others keep the small one (fine
+  structure that a wide window blurs over). Measured: more coverage on the warps, a worse fit
+  (benchmarks/RESULTS.md), so off in every preset.
 
 Everything is batched torch (``grid_sample`` over [pixels, window samples]); the consistency
 checks (NCC threshold, texture, geometric forward-backward, triangulation angle) stay those of
@@ -34,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.cameras import Camera
+from ..core.errors import FvgenError
 
 
 def _rays(cam: Camera, h: int, w: int, device) -> torch.Tensor:
@@ -64,10 +72,16 @@ class _View:
     """One reference view at one pyramid level, split by checkerboard colour: per colour the
     pixels' window rays, reference window samples (centred) and weights, and for each source
     view the window rays mapped into it, so a hypothesis costs a few elementwise ops, one
-    ``grid_sample`` per source and three weighted sums."""
+    ``grid_sample`` per source and three weighted sums.
+
+    With ``wide_window`` > ``window``, pixels whose grey std over the ``window`` samples is below
+    ``wide_texture`` (``self.wide`` [HW] marks them) also get the wider window: the ``window``
+    samples plus a ring of wider ones (same step), so the others pay nothing extra. Their NCC is
+    the wide window's (``wide_pick`` "texture") or the higher of both windows' ("ncc")."""
 
     def __init__(self, ref: int, gray: torch.Tensor, cams: Sequence[Camera], sources: list[int],
-                 window: int, step: int, sigma_color: float):
+                 window: int, step: int, sigma_color: float, wide_window: int = 0, wide_texture: float = 0.0,
+                 wide_pick: str = "texture"):
         device = gray.device
         H, W = gray.shape[1:]
         self.H, self.W = H, W
@@ -88,6 +102,29 @@ class _View:
             wgt = torch.ones_like(samples)
         wgt = wgt / wgt.sum(0, keepdim=True)  # [S, HW], sums to 1 per pixel
         centred = samples - (wgt * samples).sum(0, keepdim=True)
+        # the wide window's pixels: its samples outside the small window are a ring (same step)
+        if wide_pick not in ("texture", "ncc"):
+            raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", got {wide_pick!r}")
+        self.wide_pick = wide_pick
+        wide_off = _window_offsets(wide_window, step, device) if wide_window > window else off
+        ring_off = wide_off[~(wide_off[:, None, :] == off[None]).all(-1).any(1)]  # [R, 2]
+        self.wide = torch.zeros(H * W, dtype=torch.bool, device=device)
+        if ring_off.shape[0] > 0:
+            self.wide = samples.std(0, correction=0) < wide_texture
+        if bool(self.wide.any()):
+            ring = torch.stack([_shift(ref_img, int(dx), int(dy)) for dx, dy in ring_off.tolist()]).view(-1, H * W)
+            both = torch.cat([samples, ring])
+            if sigma_color > 0:
+                spatial_w = (torch.cat([off, ring_off]).float() ** 2).sum(1)
+                sigma_w = max(wide_window // 2, 1)
+                wgt_w = torch.exp(-(both - ref_img.view(1, -1)) ** 2 / (2 * sigma_color ** 2)
+                                  - spatial_w[:, None] / (2 * sigma_w ** 2))
+            else:
+                wgt_w = torch.ones_like(both)
+            wgt_w = wgt_w / wgt_w.sum(0, keepdim=True)
+            centred_w = both - (wgt_w * both).sum(0, keepdim=True)
+            rv_w = (wgt_w * centred_w ** 2).sum(0)
+            ring_dray = Kinv[:, :2] @ ring_off.float().T  # [3, R]
         ys, xs = torch.meshgrid(torch.arange(H, device=device), torch.arange(W, device=device), indexing="ij")
         colour = ((ys + xs) % 2).reshape(-1)
         c2w_r = torch.as_tensor(cams[ref].c2w, device=device)
@@ -126,7 +163,24 @@ class _View:
                 "rv": (wgt * centred ** 2).sum(0)[idx],
                 "rq_norm_c": rq[:, :, self.centre].norm(dim=0),
                 "xy": torch.stack([idx % W, torch.div(idx, W, rounding_mode="floor")]).float(),
+                "ring": None,
             })
+            sub = torch.nonzero(self.wide[idx])[:, 0]  # this colour's wide pixels, positions in idx
+            if sub.numel() > 0:
+                widx = idx[sub]
+                rq_r = r[:, sub, None] + ring_dray[:, None, :]  # [3, Pw, R]
+                A_r = [torch.einsum("ij,jps->ips", M, rq_r) for M, _ in proj]
+                w_in, w_ring = wgt_w[:S, widx].T, wgt_w[S:, widx].T  # [Pw, S], [Pw, R]
+                self.colours[-1]["ring"] = {
+                    "sub": sub, "rq": rq_r,
+                    "A01": [a[:2].permute(1, 2, 0).contiguous() for a in A_r], "A2": [a[2].contiguous() for a in A_r],
+                    # the wide window's weighted sums: over the small window's samples and over the ring's
+                    "w_rc_in": torch.stack([w_in, w_in * centred_w[:S, widx].T], 1).contiguous(),
+                    "w_in": w_in.contiguous()[:, None],
+                    "w_rc": torch.stack([w_ring, w_ring * centred_w[S:, widx].T], 1).contiguous(),
+                    "w": w_ring.contiguous()[:, None],
+                    "rv": rv_w[widx],
+                }
 
     def cost(self, normal: torch.Tensor, offset: torch.Tensor, col: int, top_k: int,
              geo: tuple[list[torch.Tensor], float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +197,14 @@ class _View:
         z = offset[:, None] / denom.clamp_(max=-1e-9)  # depth of each window sample's ray
         facing &= z[:, c] > 0
         rv = d["rv"]
+        ring = d["ring"]
+        if ring is not None:  # the wide pixels' outer samples: their depths on the same planes
+            sub = ring["sub"]
+            rq_r = ring["rq"]
+            n_r = normal[:, sub, None]
+            denom_r = n_r[0] * rq_r[0]
+            denom_r.addcmul_(n_r[1], rq_r[1]).addcmul_(n_r[2], rq_r[2])
+            z_r = offset[sub, None] / denom_r.clamp_(max=-1e-9)  # [Pw, R]
         nccs, fb_err = [], []
         for si, img in enumerate(self.src_images):
             hz = torch.addcmul(torch.full_like(z, d["b2"][si]), z, d["A2"][si])
@@ -157,6 +219,20 @@ class _View:
             m2 = torch.bmm(d["w"], (t * t)[..., None])[:, 0, 0]
             var_t = (m2 - mu_cov[:, 0] ** 2).clamp_min(0)
             ncc = mu_cov[:, 1] / (rv * var_t + 1e-8).sqrt()
+            if ring is not None:  # the wide window: sums over the small window's samples plus the ring's
+                hz_r = torch.addcmul(torch.full_like(z_r, d["b2"][si]), z_r, ring["A2"][si]).clamp_(min=1e-6)
+                grid_r = (z_r[..., None] * ring["A01"][si]).add_(d["b01"][si]).div_(hz_r[..., None])
+                t_r = F.grid_sample(img, grid_r.clamp_(-2, 2)[None], mode="bilinear", padding_mode="border",
+                                    align_corners=True)[0, 0]  # [Pw, R]
+                t_in = t[sub]
+                mu_cov_w = (torch.bmm(ring["w_rc_in"], t_in[..., None])
+                            + torch.bmm(ring["w_rc"], t_r[..., None]))[..., 0]
+                m2_w = (torch.bmm(ring["w_in"], (t_in * t_in)[..., None])
+                        + torch.bmm(ring["w"], (t_r * t_r)[..., None]))[:, 0, 0]
+                ncc_w = mu_cov_w[:, 1] / (ring["rv"] * (m2_w - mu_cov_w[:, 0] ** 2).clamp_min(0) + 1e-8).sqrt()
+                if self.wide_pick == "ncc":
+                    ncc_w = torch.maximum(ncc_w, ncc[sub])
+                ncc = ncc.index_copy(0, sub, ncc_w)
             nccs.append(torch.where(inside & facing, ncc, torch.full_like(ncc, -1.0)))
             if geo is not None:
                 depth_s = geo[0][si]
@@ -263,7 +339,8 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
 
     Returns:
         per view a dict with ``depth`` [H, W], ``normal`` [3, H, W] (camera frame, facing the
-        camera) and ``ncc`` [H, W] (aggregated photometric NCC of the final plane).
+        camera), ``ncc`` [H, W] (aggregated photometric NCC of the final plane) and ``wide``
+        [H, W] (bool: the pixel was given ``propagation_wide_window``; all False when off).
     """
     device = gray.device
     N, H, W = gray.shape
@@ -279,8 +356,9 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
                 cs = [c.scaled(w, h) for c in cams]
             else:
                 g, cs = gray, list(cams)
-            view = _View(ref, g, cs, sources[ref], conf.window, conf.propagation_window_step,
-                         conf.propagation_sigma_color)
+            view = _View(ref, g, cs, sources[ref], int(conf.propagation_window or conf.window),
+                         conf.propagation_window_step, conf.propagation_sigma_color, int(conf.propagation_wide_window),
+                         float(conf.propagation_wide_texture), conf.propagation_wide_pick)
             rays = view.rays.view(3, -1)
             if normal is None:  # start: the sweep's depth, fronto-parallel
                 d0 = depths[ref]
@@ -301,7 +379,8 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
                                              inv_ranges[ref], conf, gen)
             inv = ((normal * rays).sum(0) / offset).clamp(inv_ranges[ref][1], inv_ranges[ref][0])
         views.append((view, gen))
-        out.append({"normal": normal, "offset": offset, "ncc": ncc, "depth": (1.0 / inv).view(H, W)})
+        out.append({"normal": normal, "offset": offset, "ncc": ncc, "depth": (1.0 / inv).view(H, W),
+                    "wide": view.wide.view(H, W)})
     geo_iters = int(conf.propagation_geom_iters)
     if geo_iters > 0 and N > 1:
         for ref in range(N):
@@ -312,8 +391,10 @@ def propagate_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[l
             normal, offset, ncc = _red_black(view, o["normal"], o["offset"], geo_iters, inv_ranges[ref],
                                              conf, gen, geo, scale0=0.25)
             inv = ((normal * view.rays.view(3, -1)).sum(0) / offset).clamp(inv_ranges[ref][1], inv_ranges[ref][0])
-            out[ref] = {"normal": normal, "offset": offset, "ncc": ncc, "depth": (1.0 / inv).view(H, W)}
-    return [{"depth": o["depth"], "normal": o["normal"].view(3, H, W), "ncc": o["ncc"].view(H, W)} for o in out]
+            out[ref] = {"normal": normal, "offset": offset, "ncc": ncc, "depth": (1.0 / inv).view(H, W),
+                        "wide": o["wide"]}
+    return [{"depth": o["depth"], "normal": o["normal"].view(3, H, W), "ncc": o["ncc"].view(H, W),
+             "wide": o["wide"]} for o in out]
 
 
 __all__ = ["propagate_planes"]
