@@ -197,8 +197,9 @@ def time_unet_passes(model: TeacherModel, device: str, passes: int, repeats: int
     return out
 
 
-def unet_pass_flops(model: TeacherModel, device: str) -> int:
-    """FLOPs of one UNet pass (batch 1), attention through the math kernel (its matmuls counted)."""
+def unet_pass_flop_counter(model: TeacherModel, device: str):
+    """A FlopCounterMode run over one UNet pass (batch 1), attention through the math kernel (its
+    matmuls counted): ``get_total_flops()``, ``get_flop_counts()["Global"]`` by operator."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -207,7 +208,12 @@ def unet_pass_flops(model: TeacherModel, device: str) -> int:
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter, \
             torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         model.denoise(x, torch.tensor([499], device=device), cat, tokens)
-    return int(counter.get_total_flops())
+    return counter
+
+
+def unet_pass_flops(model: TeacherModel, device: str) -> int:
+    """FLOPs of one UNet pass (batch 1)."""
+    return int(unet_pass_flop_counter(model, device).get_total_flops())
 
 
 def matmul_rate(device: str) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sampling import unet_inputs, unet_pass_flops  # noqa: E402
+from sampling import unet_inputs, unet_pass_flop_counter  # noqa: E402
 
 from fvgen.videomodel.model import TeacherModel  # noqa: E402
 
@@ -92,19 +92,13 @@ def profile_pass(model: TeacherModel, device: str) -> dict:
     return {"wall_ms": round(wall * 1e3, 2), "profiled_ms": round(total, 2), "groups": out}
 
 
-def flops_by_operator(model: TeacherModel, device: str) -> dict:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x, cat, tokens = unet_inputs(model, device)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter, \
-            torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        model.denoise(x, torch.tensor([499], device=device), cat, tokens)
+def flops_by_operator(model: TeacherModel, device: str) -> tuple[int, dict[str, int]]:
+    """One pass's FLOPs in all and by aten operator (convolution, addmm, mm, bmm, ...)."""
+    counter = unet_pass_flop_counter(model, device)
     out: dict[str, int] = defaultdict(int)
     for op, n in counter.get_flop_counts().get("Global", {}).items():
         out[str(op).removeprefix("aten.").split(".")[0]] += int(n)
-    return dict(out)
+    return int(counter.get_total_flops()), dict(out)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -120,9 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     row = {"preset": a.preset, "device": torch.cuda.get_device_name() if a.device == "cuda" else platform.processor()
            or "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     row["profile"] = profile_pass(model, a.device)
-    flops = flops_by_operator(model, a.device)
+    total, flops = flops_by_operator(model, a.device)
     row["gflops_by_operator"] = {k: round(v / 1e9, 2) for k, v in sorted(flops.items(), key=lambda kv: -kv[1])}
-    row["gflops_total"] = round(unet_pass_flops(model, a.device) / 1e9, 2)
+    row["gflops_total"] = round(total / 1e9, 2)
     print(json.dumps(row, indent=1))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
