@@ -132,7 +132,7 @@ PYEOF
 # (it outlives the call that starts it while the machine stays warm), watched and stopped by later calls.
 # They read ROOT, DEVICE, PRESET and OUT (the device tool's folder of files that come back).
 
-# build_examples DATA: the training examples into DATA/built from the carried scenes (.gpu/train_scenes)
+# build_examples DATA: the training examples into DATA/built (unless it exists) from the carried scenes (.gpu/train_scenes)
 # and, when carried, photo sets (.gpu/photos; PHOTO_SHARE of the examples, default 0.3, are warp-back
 # photo examples). Real scenes (PER_SCENE dense priors each, default 8) and procedural rooms
 # (PROCEDURAL, default 60: teacher run 2 memorised its 709 clips; procedural warps are the trustworthy
@@ -140,6 +140,10 @@ PYEOF
 # warps: 14 dB on average, see docs/experiments/teacher.md). WORKERS processes (default 12), SEED.
 build_examples() {
   local data=$1 t0 photos=()
+  if [ -d "$data/built" ]; then  # another run's on this machine (TAG, a distillation after the teacher)
+    echo "examples already built: $(ls "$data"/built/*.npz | wc -l) in $data/built"
+    return 0
+  fi
   t0=$(date +%s)
   if [ -d .gpu/photos ] && [ "${PHOTO_SHARE:-0.3}" != 0 ]; then
     photos=(--photo-share "${PHOTO_SHARE:-0.3}" $(printf -- '--photo-sets %s ' .gpu/photos/*/))

@@ -148,11 +148,7 @@ case "$1" in
       machine_info
     fi
     [ -f "$TEACHER/fvgen_model.json" ] || { echo "no teacher model folder at $TEACHER (carry it: see the header)"; exit 1; }
-    if [ -d "$DATA/built" ]; then
-      echo "examples already built: $(ls "$DATA"/built/*.npz | wc -l) in $DATA/built"
-    else
-      build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
-    fi
+    build_examples "$DATA"  # benchmarks/gpu_common.sh (kept when the teacher built them): PER_SCENE, PROCEDURAL, ...
     if [ -n "${WARM_START:-}" ]; then  # the parts `collect` gathered, from an earlier session's `pack`
       ls "$ROOT"/warm_parts/warm.tar.part-* > /dev/null || { echo "no warm-start parts: run collect first"; exit 1; }
       rm -rf "$ROOT/warm"; cat "$ROOT"/warm_parts/warm.tar.part-* | tar -x -C "$ROOT" || exit 1

@@ -68,11 +68,7 @@ case "$1" in
       install_wheels ${WHEELS:-.gpu/wtrain} || exit 1
       machine_info
     fi
-    if [ -d "$DATA/built" ]; then  # another run's (TAG) on this machine: the same examples
-      echo "examples already built: $(ls "$DATA"/built/*.npz | wc -l) in $DATA/built"
-    else
-      build_examples "$DATA"  # benchmarks/gpu_common.sh: PER_SCENE, PROCEDURAL, PHOTO_SHARE, MIN_WARP_PSNR
-    fi
+    build_examples "$DATA"  # benchmarks/gpu_common.sh (kept when another TAG built them): PER_SCENE, PROCEDURAL, ...
     rm -f "$STOP"
     start_loop $LOOP benchmarks/gpu_teacher.sh "$LOOP_LOG"
     watch "$2"

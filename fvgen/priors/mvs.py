@@ -49,6 +49,9 @@ from ..core.pointcloud import PointCloud
 from ..core.undistort import undistort_image
 
 
+WIDE_PICKS = ("texture", "ncc")  # MvsConf.propagation_wide_pick
+
+
 @dataclass(frozen=True)
 class MvsConf:
     max_image_size: int = 400  # long side of the images the stereo runs on
@@ -112,6 +115,11 @@ class MvsConf:
     propagation_wide_window: int = 0
     propagation_wide_texture: float = 0.02
     propagation_wide_pick: str = "texture"
+
+    def __post_init__(self):  # when the conf is made, not after the sweep has run
+        if self.propagation_wide_pick not in WIDE_PICKS:
+            raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", "
+                             f"got {self.propagation_wide_pick!r}")
 
 
 # ----------------------------------------------------------------------------- small helpers

@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 
 from ..core.cameras import Camera
-from ..core.errors import FvgenError
 
 
 def _rays(cam: Camera, h: int, w: int, device) -> torch.Tensor:
@@ -66,6 +65,22 @@ def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     ys = (torch.arange(H, device=x.device) + dy).clamp(0, H - 1)
     xs = (torch.arange(W, device=x.device) + dx).clamp(0, W - 1)
     return x[..., ys, :][..., :, xs]
+
+
+def _window_weights(samples: torch.Tensor, offsets: torch.Tensor, ref_img: torch.Tensor, window: int,
+                    sigma_color: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NCC window's weights [S, HW] (summing to 1 per pixel: flat, or bilateral on grey values
+    with a Gaussian of ``window // 2`` px in space when ``sigma_color`` > 0) and the reference samples
+    [S, HW] at ``offsets`` [S, 2] centred on their weighted mean."""
+    if sigma_color > 0:
+        spatial = (offsets.float() ** 2).sum(1)
+        sigma_s = max(window // 2, 1)
+        dcol = samples - ref_img.view(1, -1)
+        wgt = torch.exp(-dcol ** 2 / (2 * sigma_color ** 2) - spatial[:, None] / (2 * sigma_s ** 2))
+    else:
+        wgt = torch.ones_like(samples)
+    wgt = wgt / wgt.sum(0, keepdim=True)
+    return wgt, samples - (wgt * samples).sum(0, keepdim=True)
 
 
 class _View:
@@ -93,18 +108,8 @@ class _View:
         dray = Kinv[:, :2] @ off.float().T  # [3, S]: r_q = r_p + Kinv @ (dx, dy, 0)
         ref_img = gray[ref]
         samples = torch.stack([_shift(ref_img, int(dx), int(dy)) for dx, dy in off.tolist()]).view(S, -1)
-        if sigma_color > 0:
-            spatial = (off.float() ** 2).sum(1)
-            sigma_s = max(window // 2, 1)
-            dcol = samples - ref_img.view(1, -1)
-            wgt = torch.exp(-dcol ** 2 / (2 * sigma_color ** 2) - spatial[:, None] / (2 * sigma_s ** 2))
-        else:
-            wgt = torch.ones_like(samples)
-        wgt = wgt / wgt.sum(0, keepdim=True)  # [S, HW], sums to 1 per pixel
-        centred = samples - (wgt * samples).sum(0, keepdim=True)
+        wgt, centred = _window_weights(samples, off, ref_img, window, sigma_color)  # [S, HW] each
         # the wide window's pixels: its samples outside the small window are a ring (same step)
-        if wide_pick not in ("texture", "ncc"):
-            raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", got {wide_pick!r}")
         self.wide_pick = wide_pick
         wide_off = _window_offsets(wide_window, step, device) if wide_window > window else off
         ring_off = wide_off[~(wide_off[:, None, :] == off[None]).all(-1).any(1)]  # [R, 2]
@@ -113,16 +118,8 @@ class _View:
             self.wide = samples.std(0, correction=0) < wide_texture
         if bool(self.wide.any()):
             ring = torch.stack([_shift(ref_img, int(dx), int(dy)) for dx, dy in ring_off.tolist()]).view(-1, H * W)
-            both = torch.cat([samples, ring])
-            if sigma_color > 0:
-                spatial_w = (torch.cat([off, ring_off]).float() ** 2).sum(1)
-                sigma_w = max(wide_window // 2, 1)
-                wgt_w = torch.exp(-(both - ref_img.view(1, -1)) ** 2 / (2 * sigma_color ** 2)
-                                  - spatial_w[:, None] / (2 * sigma_w ** 2))
-            else:
-                wgt_w = torch.ones_like(both)
-            wgt_w = wgt_w / wgt_w.sum(0, keepdim=True)
-            centred_w = both - (wgt_w * both).sum(0, keepdim=True)
+            wgt_w, centred_w = _window_weights(torch.cat([samples, ring]), torch.cat([off, ring_off]), ref_img,
+                                               wide_window, sigma_color)
             rv_w = (wgt_w * centred_w ** 2).sum(0)
             ring_dray = Kinv[:, :2] @ ring_off.float().T  # [3, R]
         ys, xs = torch.meshgrid(torch.arange(H, device=device), torch.arange(W, device=device), indexing="ij")

@@ -280,7 +280,7 @@ def test_propagation_wide_window_off_below_threshold_is_the_small_window():
 def test_propagation_wide_pick_unknown_is_a_one_line_error():
     cams = _scene_cameras()[:2]
     imgs = np.stack([_render(c)[0] for c in cams])
-    conf = MvsConf(max_image_size=64, num_planes=16, outlier_neighbors=0, propagation_iters=1,
-                   propagation_wide_window=15, propagation_wide_texture=1.0, propagation_wide_pick="best")
-    with pytest.raises(FvgenError, match="propagation_wide_pick"):
+    with pytest.raises(FvgenError, match="propagation_wide_pick"):  # when the conf is made, before any stereo
+        conf = MvsConf(max_image_size=64, num_planes=16, outlier_neighbors=0, propagation_iters=1,
+                       propagation_wide_window=15, propagation_wide_texture=1.0, propagation_wide_pick="best")
         dense_point_cloud(imgs, cams, None, conf, depth_range=(3.0, 6.0))
