@@ -98,7 +98,7 @@ case "$1" in
     rm -rf "$ROOT/results" "$ROOT/teacher_gen"  # this run's figures only (an earlier TAG's came back already)
     mkdir -p "$ROOT/results"
     if [ -d .gpu/teacher_eval ]; then  # about 70 s per guidance scale on an H200 (36 clips)
-      for cfg in ${EVAL_CFGS:-3.0 1.5}; do
+      for cfg in ${EVAL_CFGS-3.0 1.5}; do  # EVAL_CFGS= (empty): the one-step evaluation only
         for strength in ${EVAL_STRENGTHS:-1.0}; do  # one output folder per (guidance, SDEdit strength)
           $PY benchmarks/teacher_eval.py run --clips .gpu/teacher_eval --model "$RUN/model" --strength "$strength" \
             --out "$ROOT/teacher_gen/cfg${cfg}_s$strength" --steps "${EVAL_STEPS:-50}" --cfg "$cfg" 2>&1 | tail -n 1

@@ -84,12 +84,13 @@ def time_sampler(model: TeacherModel, steps: int, cfg: float, device: str, repea
     return out
 
 
-def time_graphed(model: TeacherModel, steps: int, cfg: float, device: str, repeats: int) -> dict:
+def time_graphed(model: TeacherModel, steps: int, cfg: float, device: str, repeats: int,
+                 compile_fill: bool = False) -> dict:
     """The sampler as one CUDA graph (:class:`GraphedSampler`): the first call's seconds (warm-up on a
     side stream, capture, first replay), ``repeats`` replays with fresh noise, and the largest
     difference of the first clip to the eager sampler's for the same seed."""
     ref, warp, mask = clip_inputs(model, device)
-    sampler = GraphedSampler(model, steps=steps, cfg=cfg)
+    sampler = GraphedSampler(model, steps=steps, cfg=cfg, compile_fill=compile_fill)
     sync(device)
     t = time.perf_counter()
     first = sampler(ref, warp, mask, torch.Generator().manual_seed(0))
@@ -147,9 +148,23 @@ def bench_graphed(row: dict, a, log, save) -> None:
         log(f"{name}: {part} {how}: {side['graph_median_s']} s (eager {side['median_s']} s; capture "
             f"{side['graph_capture_s']} s; max |graph - eager| {side['graph_max_abs_diff']:.2e})")
         save()
+        if a.compile_fill and side["graph_captured"]:  # the same graph with the fill's sweeps fused
+            try:
+                side["fused_fill"] = time_graphed(model, steps, cfg, dev, repeats, compile_fill=True)
+            except Exception as e:  # noqa: BLE001
+                side["fused_fill"] = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
+            f = side["fused_fill"]
+            log(f"{name}: {part} graphed with fused fill sweeps: {f.get('graph_median_s', f.get('error'))} s "
+                f"(capture with compile {f.get('graph_capture_s')} s; max |graph - eager| "
+                f"{f.get('graph_max_abs_diff')})")
+            save()
     if "graph_median_s" in row["teacher"] and "graph_median_s" in row["student"]:
         row["ratio_graph"] = round(row["student"]["graph_median_s"] / row["teacher"]["graph_median_s"], 4)
         log(f"{name}: student/teacher, both graphed: {row['ratio_graph']}")
+    fused = [row[part].get("fused_fill", {}).get("graph_median_s") for part in ("teacher", "student")]
+    if all(fused):
+        row["ratio_graph_fused_fill"] = round(fused[1] / fused[0], 4)
+        log(f"{name}: student/teacher, both graphed with fused fill sweeps: {row['ratio_graph_fused_fill']}")
     save()
     del model
     if dev == "cuda":
@@ -336,6 +351,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "(default, reduce-overhead, max-autotune-no-cudagraphs)")
     ap.add_argument("--cuda-graph", action="store_true", help="also time teacher and student as one CUDA graph "
                     "each (fvgen.videomodel.graphed.GraphedSampler)")
+    ap.add_argument("--compile-fill", action="store_true", help="with --cuda-graph: also time both graphs with "
+                    "the harmonic fill's sweeps fused by torch.compile (fvgen.videomodel.fill.compiled_sweeps)")
     ap.add_argument("--channels-last", action="store_true", help="also time the student's 4 UNet passes with the "
                     "UNet's 2-D convolutions in channels_last memory format")
     ap.add_argument("--budget-s", type=float, default=400.0,
@@ -379,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
     save()
     print(json.dumps({r["preset"]: {"teacher_s": r["teacher"]["median_s"], "student_s": r["student"]["median_s"],
                                     "ratio": r["ratio_student_to_teacher"], "floor_s": r["floor"]["floor_s"],
-                                    **({"ratio_graph": r["ratio_graph"]} if "ratio_graph" in r else {})}
+                                    **{k: r[k] for k in ("ratio_graph", "ratio_graph_fused_fill") if k in r}}
                       for r in rows}))
     return res
 

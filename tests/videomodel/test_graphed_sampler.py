@@ -115,6 +115,22 @@ def test_cuda_graph_replays_the_eager_clip(preset, cfg, strength):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_with_fused_fill_sweeps_replays_the_eager_clip():
+    """compile_fill: the conditioning's fill captured with torch.compile-fused sweeps gives eager's clip."""
+    m = TeacherModel.random("tiny-pixel", seed=0).to("cuda").eval()
+    sampler = GraphedSampler(m, steps=3, cfg=1.0, correction=True, compile_fill=True)
+    for seed in (0, 1):
+        ref, warp, mask = _inputs(m.preset, B=1, seed=seed, device="cuda")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a failed compile or capture fails here
+            graphed = sampler(ref, warp, mask, torch.Generator().manual_seed(seed))
+        eager = sample_latents(m, ref, warp, mask, steps=3, cfg=1.0, autocast=True, correction=True,
+                               generator=torch.Generator().manual_seed(seed))
+        assert (graphed - eager).abs().max().item() <= 2e-2 * max(1.0, eager.abs().max().item())
+    assert sampler.capture_error is None and len(sampler.graphs) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_generate_clip_with_a_cuda_graph_matches_eager_and_reports_per_window():
     """The product path: a 20-frame trajectory (two windows of tiny-pixel's frames) generated with
     the graph gives eager's frames (bf16 tolerance); progress moves once per window."""

@@ -645,6 +645,45 @@ def test_sor_sweeps_update_only_their_colour_bit_for_bit():
     assert torch.equal(out[known], u[known]) and not torch.equal(out, u)
 
 
+def test_fusable_sweep_is_the_masked_update_and_cpu_fills_stay_eager():
+    """The out-of-place sweep torch.compile fuses is the same update; on CPU tensors compiled_sweeps
+    changes nothing (bit for bit) and the block restores the eager sweeps after it."""
+    import torch.nn.functional as F
+
+    from fvgen.videomodel import fill
+    from fvgen.videomodel.fill import _red_black, _sweep, compiled_sweeps, harmonic_fill
+
+    g = torch.Generator().manual_seed(1)
+    u = torch.rand(2, 3, 19, 26, generator=g)
+    known = (torch.rand(2, 1, 19, 26, generator=g) > 0.6).expand_as(u)
+    red, _ = _red_black(known)
+    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
+    avg = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) * 0.25
+    assert torch.allclose(_sweep(u, red.float() * 1.9), torch.where(red, u + 1.9 * (avg - u), u), atol=1e-6)
+    m = known[:, :1].float()
+    eager = harmonic_fill(u, m)
+    with compiled_sweeps():
+        assert torch.equal(harmonic_fill(u, m), eager)  # CPU tensors: the eager sweeps
+    assert fill._fused_sweep is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused sweeps run on CUDA only")
+def test_fused_sweeps_fill_as_the_eager_ones_on_cuda():
+    from fvgen.videomodel import fill
+    from fvgen.videomodel.fill import compiled_sweeps, harmonic_fill
+
+    g = torch.Generator().manual_seed(2)
+    img = torch.rand(4, 3, 160, 256, generator=g).cuda()
+    m = (torch.rand(4, 1, 160, 256, generator=g) > 0.5).float().cuda()
+    eager = harmonic_fill(img, m)
+    with compiled_sweeps():
+        assert fill._fused_sweep is not None
+        fused = harmonic_fill(img, m)
+        again = harmonic_fill(img[:2, :, :96, :128], m[:2, :, :96, :128])  # another size: no new failure
+    assert (fused - eager).abs().max() < 1e-4
+    assert (again - harmonic_fill(img[:2, :, :96, :128], m[:2, :, :96, :128])).abs().max() < 1e-4
+
+
 @pytest.fixture(scope="module")
 def tiny_pixel():
     return TeacherModel.random("tiny-pixel", seed=0)
