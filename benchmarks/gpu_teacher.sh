@@ -39,7 +39,7 @@
 #   both come back from one call (a limit on the total returned): fetch the model in a separate short call.
 # Two widths on the same examples (issue 18 item 4), one GPU, the same steps for both (UNET_STEPS, and MAX_MINUTES
 # past the time they need side by side):
-#   TAG=w64 CONFIG=configs/teacher_embedded.toml NPROC=1 UNET_STEPS=800 MAX_MINUTES=40 start 60   (builds the examples)
+#   TAG=w64 CONFIG=configs/teacher_embedded_curve.toml NPROC=1 UNET_STEPS=800 MAX_MINUTES=40 start 60   (builds the examples)
 #   TAG=w32 CONFIG=configs/teacher_embedded_narrow.toml NPROC=1 UNET_STEPS=800 MAX_MINUTES=40 start 400
 #   TAG=w64 watch 500 -> TAG=w32 EVAL_CFGS=1.0 finish -> TAG=w64 EVAL_CFGS=1.0 NO_MODEL=1 finish (its weights: run 8's
 #   recipe, kept only if it wins: a separate call)

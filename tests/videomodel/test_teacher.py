@@ -416,14 +416,15 @@ def test_lr_schedule_warms_up_then_decays_to_its_floor():
 
 def test_train_config_files_chain_their_bases(tmp_path):
     """A TOML config may start from another TOML (relative to itself), so a variant repeats only what it
-    changes; the shipped narrow-width config differs from run 8's in its name and preset alone."""
+    changes; the two widths of issue 18 differ in their name and preset alone."""
     import dataclasses
 
     from fvgen.videomodel.configs import load_train_config
 
     repo = Path(__file__).resolve().parents[2] / "configs"
-    run8, narrow = (load_train_config(str(repo / f)) for f in ("teacher_embedded.toml", "teacher_embedded_narrow.toml"))
-    differ = {f.name for f in dataclasses.fields(run8) if getattr(run8, f.name) != getattr(narrow, f.name)}
+    wide, narrow = (load_train_config(str(repo / f)) for f in ("teacher_embedded_curve.toml",
+                                                               "teacher_embedded_narrow.toml"))
+    differ = {f.name for f in dataclasses.fields(wide) if getattr(wide, f.name) != getattr(narrow, f.name)}
     assert differ == {"name", "preset"} and narrow.preset == "embedded-narrow"
     (tmp_path / "a.toml").write_text('base = "tiny"\nunet_steps = 7\n')
     (tmp_path / "sub").mkdir()
