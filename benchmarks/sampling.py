@@ -283,6 +283,15 @@ def bench_preset(name: str, a, rate: dict, log) -> dict:
         log(f"{name}: student's 4 UNet passes, channels_last 2-D convolutions: {med(cl)} s (contiguous {med(us)} s)")
         for m in convs:
             m.to(memory_format=torch.contiguous_format)
+    if a.bf16_weights and dev == "cuda":  # the weights held in bf16 (fvgen.videomodel.model.inference_dtype): no cast per use
+        model.to(dtype=torch.bfloat16)
+        time_sampler(model, 4, 1.0, dev, 1)
+        bs = time_sampler(model, 4, 1.0, dev, a.repeats)
+        bu = time_unet_passes(model, dev, 4, a.repeats)
+        row["student"].update(bf16_weights_median_s=med(bs), unet_4_passes_bf16_weights_median_s=med(bu))
+        log(f"{name}: student with bf16 weights: {med(bs)} s (UNet passes {med(bu)} s; fp32 weights {med(ss)} / "
+            f"{med(us)} s)")
+        model.to(dtype=torch.float32)
     row["ratio_student_to_teacher"] = round(med(ss) / med(ts), 4)
     flops = unet_pass_flops(model, dev)
     floor = 4 * flops / rate["flops_per_s"]
@@ -387,6 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "the harmonic fill's sweeps fused by torch.compile (fvgen.videomodel.fill.compiled_sweeps)")
     ap.add_argument("--channels-last", action="store_true", help="also time the student's 4 UNet passes with the "
                     "UNet's 2-D convolutions in channels_last memory format")
+    ap.add_argument("--bf16-weights", action="store_true", help="also time the student with its weights held "
+                    "in bf16 (as fvgen generates on CUDA) instead of cast by autocast on every use")
     ap.add_argument("--budget-s", type=float, default=400.0,
                     help="skip the remaining graph and compile runs after this long")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")

@@ -106,13 +106,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--bf16-weights", action="store_true", help="hold the weights in bf16, as fvgen samples on "
+                    "CUDA (fvgen.videomodel.model.inference_dtype), instead of fp32 cast by autocast on every use")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    model = TeacherModel.random(a.preset).to(a.device).eval()
+    model = TeacherModel.random(a.preset).to(a.device, torch.bfloat16 if a.bf16_weights else None).eval()
     row = {"preset": a.preset, "device": torch.cuda.get_device_name() if a.device == "cuda" else platform.processor()
-           or "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+           or "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "bf16_weights": a.bf16_weights}
     row["profile"] = profile_pass(model, a.device)
     total, flops = flops_by_operator(model, a.device)
     row["gflops_by_operator"] = {k: round(v / 1e9, 2) for k, v in sorted(flops.items(), key=lambda kv: -kv[1])}

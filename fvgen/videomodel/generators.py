@@ -226,7 +226,7 @@ class ModelGenerator(Generator):
         return report
 
     def __call__(self, frames, masks, cameras, references, progress=None):
-        from .model import TeacherModel
+        from .model import TeacherModel, inference_dtype
         from .sample import generate_clip
 
         if self.adapts and self._adapted is None:
@@ -237,7 +237,7 @@ class ModelGenerator(Generator):
             if progress is not None:  # the sampling's units follow the adaptation's
                 progress = (lambda p: lambda i, fields: p(done + i, fields))(progress)
         else:
-            model = TeacherModel.from_pretrained(self.folder, self.device, torch.float32)
+            model = TeacherModel.from_pretrained(self.folder, self.device, inference_dtype(self.device))
         c = self.conf
         binary = [(np.asarray(m) > 0.5).astype(np.float32) for m in masks]
         return generate_clip(model, references, frames, binary, c.steps, c.cfg, c.guidance_rescale, c.seed,

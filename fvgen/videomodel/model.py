@@ -403,6 +403,14 @@ def weights_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def inference_dtype(device: str | torch.device) -> torch.dtype:
+    """The dtype to hold a model's weights in for sampling on ``device``: bf16 on CUDA, where sampling
+    runs under bf16 autocast anyway (shipped weights are bf16 values, so nothing is rounded) and fp32
+    weights would be cast again on every use (a third of the paper-size UNet pass on an H200:
+    ``benchmarks/unet_profile.py``); fp32 elsewhere, where sampling runs without autocast."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
 def resolve_model(model: str | Path | None) -> Path:
     """The model folder to generate with; refuses (FvgenError, one line) when there is none.
 

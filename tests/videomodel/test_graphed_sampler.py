@@ -115,6 +115,27 @@ def test_cuda_graph_replays_the_eager_clip(preset, cfg, strength):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("preset", ["tiny-pixel", "tiny"])
+def test_bf16_weights_sample_the_clip_of_fp32_weights_on_cuda(preset):
+    """inference_dtype: weights held in bf16 on CUDA (what autocast cast them to on every use) give the
+    clip of the same bf16-valued weights held in fp32, eager and graphed."""
+    from fvgen.videomodel.model import inference_dtype
+
+    assert inference_dtype("cuda") == torch.bfloat16 and inference_dtype("cpu") == torch.float32
+    m32 = TeacherModel.random(preset, seed=0).to("cuda", torch.bfloat16).to(dtype=torch.float32).eval()
+    m16 = TeacherModel.random(preset, seed=0).to("cuda", torch.bfloat16).eval()
+    ref, warp, mask = _inputs(m32.preset, B=1, seed=3, device="cuda")
+    kw = dict(steps=3, cfg=2.0, autocast=True, correction=m32.preset.residual)
+    a = sample_latents(m32, ref, warp, mask, generator=torch.Generator().manual_seed(0), **kw)
+    b = sample_latents(m16, ref, warp, mask, generator=torch.Generator().manual_seed(0), **kw)
+    g = GraphedSampler(m16, steps=3, cfg=2.0, correction=m32.preset.residual)(ref, warp, mask,
+                                                                              torch.Generator().manual_seed(0))
+    scale = max(1.0, a.abs().max().item())
+    assert b.dtype == torch.float32 and (a - b).abs().max().item() <= 2e-2 * scale
+    assert (g - b).abs().max().item() <= 2e-2 * scale
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_with_fused_fill_sweeps_replays_the_eager_clip():
     """compile_fill: the conditioning's fill captured with torch.compile-fused sweeps gives eager's clip."""
     m = TeacherModel.random("tiny-pixel", seed=0).to("cuda").eval()
