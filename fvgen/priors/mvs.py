@@ -87,6 +87,10 @@ class MvsConf:
     # iterations per pyramid level; 0 = the plain sweep
     propagation_iters: int = 0
     propagation_scales: int = 2  # pyramid levels (coarsest first, each half the size of the next)
+    # > 0: a second propagation with this many levels, whose depth a pixel takes where the first one's
+    # fails the checks below and this one's passes (e.g. 3 levels first for weakly textured surfaces,
+    # 2 as the backup for fine structure); 0: one propagation
+    propagation_backup_scales: int = 0
     # the propagation's NCC window (0: ``window``): the sweep's and the texture check's window can be
     # wider (fern keeps its leaves with 11 px here, DTU places more with 15 px in the sweep)
     propagation_window: int = 0
@@ -279,10 +283,33 @@ def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Te
     the range. The sweep's confidence (its cost curve's peakedness) has no counterpart for a
     plane found by propagation: the NCC alone is the confidence. With ``propagation_keep_sweep``,
     pixels where the sweep passed its checks and another view confirms its depth keep the sweep's
-    depth and confidence. Returns (depths, valids, confs)."""
+    depth and confidence. With ``propagation_backup_scales``, pixels that fail the checks take a
+    second propagation's depth (at that many pyramid levels) where it passes them. Returns (depths,
+    valids, confs)."""
+    sources = [_select_sources(cams, r, conf.max_sources) for r in range(len(cams))]
+    out_d, out_v, out_c = _checked_planes(gray, cams, sources, depths, inv_ranges, conf)
+    if conf.propagation_backup_scales > 0:
+        backup = _checked_planes(gray, cams, sources, depths, inv_ranges,
+                                 replace(conf, propagation_scales=conf.propagation_backup_scales))
+        for r, (d_b, ok_b, c_b) in enumerate(zip(*backup)):
+            take = ok_b & ~out_v[r]
+            out_d[r] = torch.where(take, d_b, out_d[r])
+            out_c[r] = torch.where(take, c_b, out_c[r])
+            out_v[r] = out_v[r] | ok_b
+    if conf.propagation_keep_sweep:
+        for r, (keep, _, _) in enumerate(_geometric_fusion(depths, valids, cams, conf)):
+            out_d[r] = torch.where(keep, depths[r], out_d[r])
+            out_v[r] = out_v[r] | keep
+            out_c[r] = torch.where(keep, confs[r], out_c[r])
+    return out_d, out_v, out_c
+
+
+def _checked_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[list[int]], depths: list[torch.Tensor],
+                    inv_ranges: list[tuple[float, float]], conf: MvsConf):
+    """One slanted-plane propagation from the sweep's depths and its photometric checks: per view the
+    depth, whether it passes (NCC, texture, strictly inside the range) and the NCC as its confidence."""
     from .patchmatch import propagate_planes
 
-    sources = [_select_sources(cams, r, conf.max_sources) for r in range(len(cams))]
     pms = propagate_planes(gray, cams, sources, depths, inv_ranges, conf)
     k = conf.window
     mu = _box(gray, k)
@@ -303,11 +330,6 @@ def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Te
         out_d.append(pm["depth"])
         out_v.append(ok)
         out_c.append(pm["ncc"].clamp(0, 1))
-    if conf.propagation_keep_sweep:
-        for r, (keep, _, _) in enumerate(_geometric_fusion(depths, valids, cams, conf)):
-            out_d[r] = torch.where(keep, depths[r], out_d[r])
-            out_v[r] = out_v[r] | keep
-            out_c[r] = torch.where(keep, confs[r], out_c[r])
     return out_d, out_v, out_c
 
 
