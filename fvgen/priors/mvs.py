@@ -50,6 +50,7 @@ from ..core.undistort import undistort_image
 
 
 WIDE_PICKS = ("texture", "ncc")  # MvsConf.propagation_wide_pick
+BACKUP_PICKS = ("fill", "ncc")  # MvsConf.propagation_backup_pick
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class MvsConf:
     # fails the checks below and this one's passes (e.g. 3 levels first for weakly textured surfaces,
     # 2 as the backup for fine structure); 0: one propagation
     propagation_backup_scales: int = 0
+    # which pixels take the backup's depth: "fill" those the first propagation leaves; "ncc" those too
+    # where both pass and the backup's NCC is the higher
+    propagation_backup_pick: str = "fill"
     # the propagation's NCC window (0: ``window``): the sweep's and the texture check's window can be
     # wider (fern keeps its leaves with 11 px here, DTU places more with 15 px in the sweep)
     propagation_window: int = 0
@@ -121,6 +125,9 @@ class MvsConf:
     propagation_wide_pick: str = "texture"
 
     def __post_init__(self):  # when the conf is made, not after the sweep has run
+        if self.propagation_backup_pick not in BACKUP_PICKS:
+            raise FvgenError(f"priors.mvs.propagation_backup_pick must be \"fill\" or \"ncc\", "
+                             f"got {self.propagation_backup_pick!r}")
         if self.propagation_wide_pick not in WIDE_PICKS:
             raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", "
                              f"got {self.propagation_wide_pick!r}")
@@ -293,6 +300,8 @@ def _propagate(gray: torch.Tensor, cams: Sequence[Camera], depths: list[torch.Te
                                  replace(conf, propagation_scales=conf.propagation_backup_scales))
         for r, (d_b, ok_b, c_b) in enumerate(zip(*backup)):
             take = ok_b & ~out_v[r]
+            if conf.propagation_backup_pick == "ncc":
+                take |= ok_b & out_v[r] & (c_b > out_c[r])
             out_d[r] = torch.where(take, d_b, out_d[r])
             out_c[r] = torch.where(take, c_b, out_c[r])
             out_v[r] = out_v[r] | ok_b

@@ -305,3 +305,25 @@ def test_propagation_backup_scales_fill_only_what_the_first_leaves():
     f, s, b = (_depth_stats(x, gt) for x in (first, second, both))
     assert np.all(b[:, 0] > f[:, 0])
     assert np.all(b[:, 1] <= np.maximum(f[:, 1], s[:, 1]) * 1.02)
+
+
+def test_propagation_backup_pick_ncc_takes_either_depth_and_bad_picks_are_refused():
+    """With the "ncc" pick every pixel keeps the first propagation's depth or takes the backup's, and some
+    the first placed take the backup's (those the backup matches better); an unknown pick is a one-line error."""
+    cams = _scene_cameras()
+    rendered = [_render(c, background_contrast=0.1, noise=0.01, seed=i) for i, c in enumerate(cams)]
+    imgs = np.stack([r[0] for r in rendered])
+    conf = MvsConf(max_image_size=96, num_planes=32, outlier_neighbors=0, propagation_iters=1, ncc_threshold=0.55,
+                   propagation_scales=3)
+    _, first = dense_point_cloud(imgs, cams, None, conf, return_depths=True)
+    _, second = dense_point_cloud(imgs, cams, None, replace(conf, propagation_scales=2), return_depths=True)
+    _, fill = dense_point_cloud(imgs, cams, None, replace(conf, propagation_backup_scales=2), return_depths=True)
+    _, ncc = dense_point_cloud(imgs, cams, None, replace(conf, propagation_backup_scales=2,
+                                                         propagation_backup_pick="ncc"), return_depths=True)
+    changed = 0
+    for d1, d2, df, dn in zip(first["depths"], second["depths"], fill["depths"], ncc["depths"]):
+        assert np.all((dn == d1) | (dn == d2))
+        changed += int(np.sum(dn != df))
+    assert changed > 0  # the pick moved some pixels the first propagation had placed
+    with pytest.raises(FvgenError, match="propagation_backup_pick"):
+        MvsConf(propagation_backup_pick="best")
