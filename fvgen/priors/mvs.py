@@ -125,12 +125,11 @@ class MvsConf:
     propagation_wide_pick: str = "texture"
 
     def __post_init__(self):  # when the conf is made, not after the sweep has run
-        if self.propagation_backup_pick not in BACKUP_PICKS:
-            raise FvgenError(f"priors.mvs.propagation_backup_pick must be \"fill\" or \"ncc\", "
-                             f"got {self.propagation_backup_pick!r}")
-        if self.propagation_wide_pick not in WIDE_PICKS:
-            raise FvgenError(f"priors.mvs.propagation_wide_pick must be \"texture\" or \"ncc\", "
-                             f"got {self.propagation_wide_pick!r}")
+        for name, allowed in (("propagation_backup_pick", BACKUP_PICKS), ("propagation_wide_pick", WIDE_PICKS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise FvgenError(f"priors.mvs.{name} must be " + " or ".join(f'"{a}"' for a in allowed)
+                                 + f", got {value!r}")
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -180,6 +179,11 @@ def _box(x: torch.Tensor, k: int) -> torch.Tensor:
     x = F.avg_pool2d(x[:, None], (1, k), stride=1, padding=(0, p), count_include_pad=False)
     x = F.avg_pool2d(x, (k, 1), stride=1, padding=(p, 0), count_include_pad=False)
     return x[:, 0]
+
+
+def _box_std(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Standard deviation of ``x`` [N, H, W] over k x k windows (the texture check's measure)."""
+    return (_box(x * x, k) - _box(x, k) ** 2).clamp_min(0).sqrt()
 
 
 def _gray(img: torch.Tensor) -> torch.Tensor:
@@ -321,12 +325,9 @@ def _checked_planes(gray: torch.Tensor, cams: Sequence[Camera], sources: list[li
 
     pms = propagate_planes(gray, cams, sources, depths, inv_ranges, conf)
     k = conf.window
-    mu = _box(gray, k)
-    std = (_box(gray * gray, k) - mu ** 2).clamp_min(0).sqrt()
+    std = _box_std(gray, k)
     if conf.propagation_wide_window > k:  # a pixel given the wide window passes on the texture of either
-        kw = conf.propagation_wide_window
-        mu_w = _box(gray, kw)
-        std_w = (_box(gray * gray, kw) - mu_w ** 2).clamp_min(0).sqrt()
+        std_w = _box_std(gray, conf.propagation_wide_window)
         std = torch.stack([torch.where(pm["wide"], torch.maximum(std_w[r], std[r]), std[r])
                            for r, pm in enumerate(pms)])
     out_d, out_v, out_c = [], [], []

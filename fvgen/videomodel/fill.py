@@ -121,7 +121,7 @@ def _sor(u: torch.Tensor, colours: tuple[torch.Tensor, torch.Tensor], iters: int
                     v = _fused_sweep(v, step)
             return v
         except Exception as e:  # noqa: BLE001 (a compile failure costs speed, not the fill: eager below)
-            warnings.warn(f"harmonic fill: the compiled sweep failed, eager sweeps from now on "
+            warnings.warn(f"harmonic fill: the compiled sweep failed, eager sweeps for the rest of the block "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]})", RuntimeWarning, stacklevel=2)
             _fused_sweep = None
     u = u.clone()
