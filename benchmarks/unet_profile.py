@@ -46,15 +46,20 @@ def group_of(name: str) -> str:
     return "other"
 
 
-def profile_pass(model: TeacherModel, device: str) -> dict:
-    """Device (CUDA) or self CPU time of one UNet pass, by group, in ms."""
+def profile_pass(model: TeacherModel, device: str, inputs: tuple, autocast: bool = True) -> dict:
+    """Device (CUDA) or self CPU time of one UNet pass on ``inputs`` (:func:`sampling.unet_inputs`), by
+    group, in ms. ``autocast=False``: the pass in the weights' own dtype, inputs cast to it (bf16
+    weights: every op in bf16, the norms too)."""
     from torch.profiler import ProfilerActivity, profile
 
-    x, cat, tokens = unet_inputs(model, device)
+    x, cat, tokens = inputs
+    if not autocast:
+        dtype = next(model.unet.parameters()).dtype
+        x, cat, tokens = x.to(dtype), cat.to(dtype), tokens.to(dtype)
     t = torch.tensor([499], device=device)
 
     def one_pass():
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast and device == "cuda"):
             model.denoise(x, t, cat, tokens)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -108,15 +113,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--bf16-weights", action="store_true", help="hold the weights in bf16, as fvgen samples on "
                     "CUDA (fvgen.videomodel.model.inference_dtype), instead of fp32 cast by autocast on every use")
+    ap.add_argument("--no-autocast", action="store_true", help="with --bf16-weights: run the pass in bf16 without "
+                    "autocast, whose fp32 norms copy every normalised activation to fp32 and back (the 36 ms of bf16 "
+                    "copies left in a paper-size pass with bf16 weights, H100)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if a.no_autocast and not a.bf16_weights:
+        ap.error("--no-autocast needs --bf16-weights (fp32 weights without autocast is the fp32 pass)")
     if a.threads:
         torch.set_num_threads(a.threads)
-    model = TeacherModel.random(a.preset).to(a.device, torch.bfloat16 if a.bf16_weights else None).eval()
+    model = TeacherModel.random(a.preset).to(a.device).eval()
+    inputs = unet_inputs(model, a.device)  # the conditioning as sampling makes it, before any cast of the weights
+    total, flops = flops_by_operator(model, a.device)  # the same in any dtype
+    if a.bf16_weights:
+        model.to(dtype=torch.bfloat16)
     row = {"preset": a.preset, "device": torch.cuda.get_device_name() if a.device == "cuda" else platform.processor()
-           or "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "bf16_weights": a.bf16_weights}
-    row["profile"] = profile_pass(model, a.device)
-    total, flops = flops_by_operator(model, a.device)
+           or "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "bf16_weights": a.bf16_weights,
+           "autocast": not a.no_autocast}
+    row["profile"] = profile_pass(model, a.device, inputs, autocast=not a.no_autocast)
     row["gflops_by_operator"] = {k: round(v / 1e9, 2) for k, v in sorted(flops.items(), key=lambda kv: -kv[1])}
     row["gflops_total"] = round(total / 1e9, 2)
     print(json.dumps(row, indent=1))

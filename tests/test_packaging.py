@@ -48,6 +48,9 @@ def test_wheel_holds_every_subpackage(installed):
     expected = {str(p.relative_to(ROOT)) for p in (ROOT / "fvgen").rglob("*.py")}
     assert expected <= names, sorted(expected - names)
     assert {f"fvgen/pipelines/{p.name}" for p in (ROOT / "pipelines").glob("*.toml")} <= names
+    # the shipped student: every shard, config and its model card
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "fvgen" / "videomodel" / "weights").rglob("*") if p.is_file()}
+    assert any(n.endswith(".safetensors") for n in shipped) and shipped <= names, sorted(shipped - names)
 
 
 def test_installed_wheel_generates(installed, tmp_path):

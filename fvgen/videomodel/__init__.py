@@ -21,5 +21,6 @@ input view -> a photo-real clip along the same cameras.
 - :mod:`.baseline`: classical biharmonic hole filling and the hole/all-pixel metrics.
 - :mod:`.viewcrafter`: a ViewCrafter-compatible model that loads the official checkpoints (issue 21).
 
-No trained weights ship yet: :func:`.model.resolve_model` refuses instead of sampling noise.
+The distilled student ships (``weights/student``, ``--generator student``); the teacher does not, and
+:func:`.model.resolve_model` refuses untrained weights instead of sampling noise.
 """

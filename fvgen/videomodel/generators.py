@@ -4,8 +4,10 @@ into novel views, behind one interface, and the per-pixel confidence the fit giv
 - ``none``: no generated views at all (``reconstruct`` fits the photos alone).
 - ``fill``: the warp with its holes filled by our harmonic fill (:func:`.fill.harmonic_fill`); no
   model, runs anywhere, and the honest baseline every learned generator must beat end to end.
-- ``teacher`` / ``student``: our shipped video models (none ships yet: refused with one line);
-  or a model folder (``--generator PATH``, a folder written by ``fvgen train teacher``). With
+- ``student``: our shipped 4-step student (``fvgen/videomodel/weights/student``, distilled from the
+  run-8 teacher; its model card says how and what it measures); ``teacher``: our teacher, which
+  does not ship (it does not beat the fill: refused with one line); or a model folder
+  (``--generator PATH``, a folder written by ``fvgen train teacher`` or ``fvgen train distill``). With
   ``generate.adapt.steps > 0`` a copy of the model is first fine-tuned on the input views
   (:mod:`.adapt`, leave one out) through :meth:`Generator.prepare`; off in every preset.
 - ``viewcrafter``: the paper's teacher, our ViewCrafter-compatible model with the user's official
@@ -312,12 +314,12 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
     if name == "fill":
         return FillGenerator(device)
     if name in ("teacher", "student"):
-        from .model import DEFAULT_WEIGHTS, is_model_folder
+        from .model import WEIGHTS_DIR, is_model_folder
 
-        folder = DEFAULT_WEIGHTS.parent / ("embedded" if name == "teacher" else "student")
+        folder = WEIGHTS_DIR / ("embedded" if name == "teacher" else "student")
         if not is_model_folder(folder):
-            raise FvgenError(f"no trained {name} weights ship with fvgen yet (none beats the harmonic fill on held-out "
-                             f"views): use --generator fill, or --generator PATH to a model folder")
+            raise FvgenError(f"no trained {name} weights ship with fvgen (the teacher does not beat the harmonic fill "
+                             f"on held-out views): use --generator student, fill, or PATH to a model folder")
         return ModelGenerator(folder, conf, device)
     if name == "viewcrafter":
         return ViewCrafterGenerator(conf, device)

@@ -55,7 +55,10 @@ CONFIG_NAME = "fvgen_model.json"  # the container's diffusers config (ConfigMixi
 FORMAT = "fvgen-videomodel-2"
 LEGACY_CONFIG, LEGACY_FORMAT = "teacher.json", "fvgen-teacher-1"  # folders written before the container
 MAX_SHARD = "15MB"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "embedded"  # where trained weights will ship
+# shipped model folders: ``student`` (the distilled 4-step student, shipped) and ``embedded`` (the teacher,
+# not shipped while it does not beat the harmonic fill); ``--generator student|teacher`` name them
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "embedded"
 
 try:  # diffusers is an optional dependency of fvgen as a whole; the teacher needs it
     from diffusers import AutoencoderKL, DDPMScheduler, UNetSpatioTemporalConditionModel
@@ -261,12 +264,20 @@ class TeacherModel(ConfigMixin):
         missing = [s for s in parts if not (folder / s / "config.json").is_file()]
         if missing:
             raise FvgenError(f"{folder}: missing {', '.join(missing)} (each a diffusers save_pretrained folder)")
+        from diffusers.utils import logging as diffusers_logging
+
+        # diffusers' own bar for sharded weights would cut through the stage's progress line
+        bar = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()
         try:
             unet = UNetSpatioTemporalConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
             vae = _load_vae(folder / "vae", dtype) if space == "latent" else None
             ref = RefEncoder.from_pretrained(folder / "ref", torch_dtype=dtype)
         except (OSError, ValueError, RuntimeError) as e:
             raise FvgenError(f"cannot load teacher weights from {folder}: {' '.join(str(e).split())[:200]}") from None
+        finally:
+            if bar:
+                diffusers_logging.enable_progress_bar()
         m = cls(**init, unet=unet, vae=vae, ref=ref)
         if (folder / "scheduler" / DDPMScheduler.config_name).is_file():
             saved = DDPMScheduler.load_config(folder / "scheduler")
@@ -405,20 +416,22 @@ def weights_hash(folder: Path) -> str:
 
 def inference_dtype(device: str | torch.device) -> torch.dtype:
     """The dtype to hold a model's weights in for sampling on ``device``: bf16 on CUDA, where sampling
-    runs under bf16 autocast anyway (shipped weights are bf16 values, so nothing is rounded) and fp32
-    weights would be cast again on every use (a third of the paper-size UNet pass on an H200:
-    ``benchmarks/unet_profile.py``); fp32 elsewhere, where sampling runs without autocast."""
+    runs under bf16 autocast anyway (shipped weights are bf16 values, so nothing is rounded): half the
+    weights' memory at the same speed (autocast casts fp32 weights once per sampling and caches them:
+    the paper-size student's 4 UNet passes took 0.620 s with bf16 weights, 0.618 s with fp32, H100;
+    ``benchmarks/sampling.py --bf16-weights``); fp32 elsewhere, where sampling runs without autocast."""
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def resolve_model(model: str | Path | None) -> Path:
     """The model folder to generate with; refuses (FvgenError, one line) when there is none.
 
-    ``None`` means the shipped embedded weights, which do not exist yet (issue 3 open)."""
+    ``None`` means the shipped teacher weights, which do not exist (the student ships instead)."""
     if model is None or str(model) in ("", "embedded"):
         if is_model_folder(DEFAULT_WEIGHTS):
             return DEFAULT_WEIGHTS
-        raise FvgenError("no trained teacher weights ship with fvgen yet (issue 3): pass --model DIR, a folder "
+        raise FvgenError("no trained teacher weights ship with fvgen: pass --model DIR (e.g. fvgen's shipped student, "
+                         f"{WEIGHTS_DIR / 'student'}), a folder "
                          "written by `fvgen train teacher` (its model/ folder) or diffusers-format paper weights")
     p = Path(model)
     _, info = read_model_config(p)
