@@ -122,3 +122,15 @@ def test_shipped_student_samples_four_steps_and_keeps_the_warp_where_seen():
     clip = np.stack(out)
     assert np.abs(clip[:, :, :64] - photo[:, :64]).mean() < 0.05  # measured 0.015
     assert clip[:, :, 72:].std() > 0.03  # measured 0.10: generated, not one flat colour
+
+
+def test_every_preset_names_a_generator_that_can_run_here():
+    """A preset's generator must exist in the package (the `default` preset's is the shipped student):
+    a preset naming weights that do not ship would refuse every `reconstruct` on a GPU."""
+    from fvgen.presets import load_preset, preset_names
+
+    for name in preset_names():
+        conf = load_preset(name).generate
+        if conf.generator == "viewcrafter":  # needs the user's checkpoint, by design
+            continue
+        make_generator(conf)
