@@ -185,13 +185,14 @@ class FillGenerator(Generator):
 class ModelGenerator(Generator):
     """A video model folder (our teacher or student format) sampled along the trajectory."""
 
-    def __init__(self, folder: Path, conf: GenerateConf, device: str = "cpu"):
+    def __init__(self, folder: Path, conf: GenerateConf, device: str = "cpu", name: str | None = None):
+        """``name``: what progress lines and the stage's figures call it (default ``model:FOLDER``)."""
         from .model import resolve_model, weights_hash
 
         self.folder = resolve_model(folder)
         conf = with_student_sampling(conf, student_sampling(self.folder))
         self.conf, self.device = conf, device
-        self.name = f"model:{self.folder}"
+        self.name = name or f"model:{self.folder}"
         self.adapts = conf.adapt.steps > 0
         self._key = f"model-{weights_hash(self.folder)}-{conf.steps}-{conf.cfg}-{conf.guidance_rescale}-" \
                     f"{conf.strength}-{conf.seed}"
@@ -320,7 +321,7 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
         if not is_model_folder(folder):
             raise FvgenError(f"no trained {name} weights ship with fvgen (the teacher does not beat the harmonic fill "
                              f"on held-out views): use --generator student, fill, or PATH to a model folder")
-        return ModelGenerator(folder, conf, device)
+        return ModelGenerator(folder, conf, device, name=name)
     if name == "viewcrafter":
         return ViewCrafterGenerator(conf, device)
     if Path(name).exists():

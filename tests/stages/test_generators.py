@@ -108,7 +108,7 @@ def test_shipped_student_samples_four_steps_and_keeps_the_warp_where_seen():
     for shard in (folder / "unet").glob("*.safetensors"):
         assert shard.stat().st_size <= 15 * 2**20, shard
     gen = make_generator(GenerateConf(generator="student"))
-    assert (gen.conf.steps, gen.conf.cfg) == (4, 1.0)
+    assert (gen.conf.steps, gen.conf.cfg, gen.name) == (4, 1.0, "student")
     torch.manual_seed(0)
     yy, xx = np.mgrid[0:96, 0:128] / 128.0
     photo = np.stack([xx, yy, 0.5 + 0.3 * np.sin(6 * xx)], -1).astype(np.float32)
