@@ -58,8 +58,8 @@ PoseRefine = Annotated[Optional[bool], typer.Option(
     "(default: the preset's fit.pose_refine)")]
 GeneratorOpt = Annotated[Optional[str], typer.Option(
     "--generator", "-g", help="what makes the novel views the fit also learns from: none (the photos alone), fill "
-    "(the warp with its holes harmonically filled), teacher / student (shipped video models), or a model folder "
-    "(default: the preset's)")]
+    "(the warp with its holes harmonically filled), student (the shipped 4-step video model), viewcrafter, or a "
+    "model folder (default: the preset's: student for default, none for cpu)")]
 Checkpoint = Annotated[Optional[Path], typer.Option(
     "--checkpoint", help="model weights: DUSt3R's .pth for --priors dust3r, ViewCrafter's .ckpt for --generator viewcrafter")]
 ClipVocab = Annotated[Optional[Path], typer.Option(
