@@ -32,7 +32,7 @@ from .core.cameras import (
 from .core.devices import resolve_device
 from .core.errors import FvgenError
 from .core.images import drop_duplicate_photos, list_image_files, select_views
-from .core.progress import progress_bar
+from .core.progress import notice, progress_bar
 from .core.trajectories import trajectory_name
 from .presets import PipelineConf
 from .priors.prior import Priors
@@ -109,6 +109,17 @@ def export(out: Path, priors: StageResult, fit: StageResult, generated: StageRes
 STAGES = ("priors", "warp", "generate", "fit")
 
 
+def checked_generator(conf: PipelineConf, device: str):
+    """The preset's generator (None for ``none``), refused with one line before any work when it
+    cannot run; its notice, if it has one (the shipped student's licence), goes to stderr."""
+    from .videomodel.generators import make_generator
+
+    generator = make_generator(conf.generate, device)
+    if generator is not None and generator.notice:
+        notice(generator.notice)
+    return generator
+
+
 def run_generation(conf: PipelineConf, generator, pri: StageResult, out: Path, device: str,
                    force: set[str]) -> list[StageResult]:
     """Warp along the generated views' trajectory, then generate: the two stage results (none for
@@ -129,11 +140,9 @@ def reconstruct(images_dir: Path, views: int | None, out: Path, conf: PipelineCo
                 poses: Path | None = None, force: Iterable[str] = ()) -> dict:
     """``fvgen reconstruct``: priors -> (warp -> generate, unless ``generate.generator = none``) ->
     fit on the photos and the generated views -> export."""
-    from .videomodel.generators import make_generator
-
     device = resolve_device(device)
     force = check_force(force, STAGES)
-    generator = make_generator(conf.generate, device)  # refuse before any work
+    generator = checked_generator(conf, device)  # refuse before any work
     out = Path(out)
     with run_lock(out):
         pri = run_priors(conf, Path(images_dir), views, out, device, poses, force)
@@ -200,13 +209,11 @@ def run_warp(out: Path, conf: PipelineConf, device: str, force: bool) -> tuple[S
 def generate(out: Path, conf: PipelineConf, device: str = "auto", force: Iterable[str] = ()) -> StageResult:
     """``fvgen generate``: the cached priors of ``out`` warped along ``conf.generate.trajectory``
     (``conf.generate.views`` frames), then ``conf.generate.generator``; returns the generate stage."""
-    from .videomodel.generators import make_generator
-
     if conf.generate.generator == "none":
-        raise FvgenError("--generator none generates nothing: use --generator fill, or a model folder")
+        raise FvgenError("--generator none generates nothing: use --generator student, fill, or a model folder")
     device = resolve_device(device)
     force = check_force(force, ("warp", "generate"))
-    generator = make_generator(conf.generate, device)  # refuse before any work
+    generator = checked_generator(conf, device)  # refuse before any work
     out = Path(out)
     with run_lock(out):
         pri = find_priors(out)
@@ -228,13 +235,12 @@ def evaluate(scene_dir: Path, train: Sequence[int], test: Sequence[int], poses: 
     from .core.undistort import undistort_image
     from .evaluation.heldout import map_test_cameras, scene_image_files, score_heldout
     from .render.splats import load_ply
-    from .videomodel.generators import make_generator
 
     if poses not in ("gt", "estimated"):
         raise FvgenError(f"--poses takes gt or estimated, not {poses!r}")
     device = resolve_device(device)
     force = check_force(force, STAGES)
-    generator = make_generator(conf.generate, device)  # refuse before any work
+    generator = checked_generator(conf, device)  # refuse before any work
     scene_dir, out = Path(scene_dir), Path(out)
     files = scene_image_files(scene_dir)
     overlap = sorted(set(train) & set(test))

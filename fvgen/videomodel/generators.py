@@ -131,6 +131,7 @@ class Generator(ABC):
     ``prepare(inputs)`` runs once before the first call with the input views (test-time adaptation)."""
 
     name = "?"
+    notice: str | None = None  # one line the user should read before its views are used (e.g. a licence)
     adapts = False  # True when ``prepare`` changes what the generator computes (the stage keys on its inputs then)
     # False where the output already is the warp on every seen pixel (``generate.keep_seen`` changes nothing)
     regenerates_seen = True
@@ -321,7 +322,11 @@ def make_generator(conf: GenerateConf, device: str = "cpu") -> Generator | None:
         if not is_model_folder(folder):
             raise FvgenError(f"no trained {name} weights ship with fvgen (the teacher does not beat the harmonic fill "
                              f"on held-out views): use --generator student, fill, or PATH to a model folder")
-        return ModelGenerator(folder, conf, device, name=name)
+        gen = ModelGenerator(folder, conf, device, name=name)
+        if name == "student":
+            gen.notice = ("the shipped student was trained partly on scenes licensed for non-commercial use only "
+                          f"({folder / 'README.md'}); --generator none fits the photos alone")
+        return gen
     if name == "viewcrafter":
         return ViewCrafterGenerator(conf, device)
     if Path(name).exists():

@@ -134,3 +134,16 @@ def test_every_preset_names_a_generator_that_can_run_here():
         if conf.generator == "viewcrafter":  # needs the user's checkpoint, by design
             continue
         make_generator(conf)
+
+
+def test_the_shipped_student_says_its_licence_once_before_any_work(capsys):
+    """Its training data are partly non-commercial: a run that generates with it says so on stderr;
+    other generators say nothing."""
+    from fvgen.pipeline import checked_generator
+    from fvgen.presets import PipelineConf
+
+    checked_generator(PipelineConf(generate=GenerateConf(generator="student")), "cpu")
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "non-commercial" in err and "--generator none" in err
+    checked_generator(PipelineConf(generate=GenerateConf(generator="fill")), "cpu")
+    assert capsys.readouterr().err == ""
