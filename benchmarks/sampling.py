@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--channels-last", action="store_true", help="also time the student's 4 UNet passes with the "
                     "UNet's 2-D convolutions in channels_last memory format")
     ap.add_argument("--bf16-weights", action="store_true", help="also time the student with its weights held "
-                    "in bf16 (as fvgen generates on CUDA) instead of cast by autocast on every use")
+                    "in bf16 (as fvgen generates on CUDA) instead of fp32 cast by autocast")
     ap.add_argument("--budget-s", type=float, default=400.0,
                     help="skip the remaining graph and compile runs after this long")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")

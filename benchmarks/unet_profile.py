@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--bf16-weights", action="store_true", help="hold the weights in bf16, as fvgen samples on "
-                    "CUDA (fvgen.videomodel.model.inference_dtype), instead of fp32 cast by autocast on every use")
+                    "CUDA (fvgen.videomodel.model.inference_dtype), instead of fp32 cast by autocast")
     ap.add_argument("--no-autocast", action="store_true", help="with --bf16-weights: run the pass in bf16 without "
                     "autocast, whose fp32 norms copy every normalised activation to fp32 and back (the 36 ms of bf16 "
                     "copies left in a paper-size pass with bf16 weights, H100)")

@@ -81,9 +81,9 @@ def compiled_sweeps(enabled: bool = True):
     Why opt-in: the fill of a 16-frame clip is about 5,000 tiny kernels, a fixed cost every sampled
     clip pays (fused, the CUDA-graphed ``embedded`` student takes 35 ms a clip instead of 47 on an
     H200), but compiling costs seconds once per process, which one ``reconstruct`` of two windows
-    never earns back. Long-running samplers (the CUDA-graphed
-    sampler, benchmarks) turn it on. If compiling fails (no Triton, say), the fill warns once and
-    stays eager. CPU tensors always take the eager sweeps (bit-identical to ``where``)."""
+    never earns back. Long-running samplers (the CUDA-graphed sampler, benchmarks) turn it on. If
+    compiling fails (no Triton, say), the fill warns once and stays eager. CPU tensors always take the
+    eager sweeps (bit-identical to ``where``)."""
     global _fused_sweep
     previous = _fused_sweep
     if enabled and previous is None:

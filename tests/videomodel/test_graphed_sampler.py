@@ -117,7 +117,7 @@ def test_cuda_graph_replays_the_eager_clip(preset, cfg, strength):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("preset", ["tiny-pixel", "tiny"])
 def test_bf16_weights_sample_the_clip_of_fp32_weights_on_cuda(preset):
-    """inference_dtype: weights held in bf16 on CUDA (what autocast cast them to on every use) give the
+    """inference_dtype: weights held in bf16 on CUDA (what autocast casts fp32 weights to) give the
     clip of the same bf16-valued weights held in fp32, eager and graphed."""
     from fvgen.videomodel.model import inference_dtype
 
