@@ -173,7 +173,8 @@ def report(out: Path, title: str, results: Sequence[StageResult], scene: Path, d
 def fit_with_progress(conf: PipelineConf, pri: StageResult, out: Path, device: str, force: set[str],
                       generated: Sequence[StageResult] = ()) -> StageResult:
     extra = [fit_stage.ExtraViews(g.path, g.token) for g in generated]
-    with progress_bar("fit 3DGS", conf.fit.iterations) as update:
+    # (a view the generate stage left at confidence 0 drops out, which can shorten a "kept" fit again)
+    with progress_bar("fit 3DGS", conf.fit.total_iterations(bool(extra))) as update:
         return fit_stage.main(conf.fit, pri, out, device, extra=extra, force="fit" in force, progress=update)
 
 

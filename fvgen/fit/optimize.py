@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -69,6 +69,11 @@ class FitConf:
     # over the pixel count, so a view counts by its mean confidence (a view that is mostly filled
     # holes, or far from every input, weighs less). The photos' loss is the same either way.
     generated_norm: str = "pixels"
+    # The photos' steps while generated views are in: "shared" (the fit keeps ``iterations`` steps,
+    # so the photos get ``input_share`` of those inside the generated window) or "kept" (the fit is
+    # lengthened by the steps generated views take, in expectation, so the photos get as many steps
+    # as in a photos-alone fit of ``iterations``; every window above stays a fraction of the run).
+    input_steps: str = "shared"
     # Joint refinement of the input cameras' poses (estimated poses; :mod:`fvgen.fit.poses`):
     # from ``pose_refine_start`` x iterations (the Gaussians settle first), Adam at ``pose_lr`` per
     # step on a 6-D rotation offset and a translation in scene-scale units, decaying 10x by the
@@ -98,6 +103,24 @@ class FitConf:
             raise FvgenError("fit.generated_weight and generated_weight_end must be >= 0")
         if self.generated_norm not in ("confidence", "pixels"):
             raise FvgenError(f"fit.generated_norm must be confidence or pixels, got {self.generated_norm!r}")
+        if self.input_steps not in ("shared", "kept"):
+            raise FvgenError(f"fit.input_steps must be shared or kept, got {self.input_steps!r}")
+        if self.input_steps == "kept" and self._generated_share() >= 1.0:
+            raise FvgenError("fit.input_steps = \"kept\" needs fit.input_share > 0 or a generated window "
+                             "shorter than the fit (else the photos get no steps to keep)")
+
+    def _generated_share(self) -> float:
+        """The expected share of all steps that fit generated views (when there are some)."""
+        return (self.generated_stop - self.generated_start) * (1.0 - self.input_share)
+
+    def total_iterations(self, generated: bool) -> int:
+        """Steps of a fit with (``generated``) or without generated views: ``iterations``, or with
+        ``input_steps = "kept"`` and generated views, ``iterations / (1 - window x (1 - input_share))``
+        rounded, the window being ``generated_stop - generated_start``, so the photos' expected steps
+        equal ``iterations``."""
+        if not generated or self.input_steps == "shared":
+            return self.iterations
+        return int(round(self.iterations / (1.0 - self._generated_share())))
 
     def generated_weight_at(self, step: int) -> float:
         """The weight of a generated view's loss at ``step`` (0 outside its window)."""
@@ -244,11 +267,13 @@ def fit_gaussians(views: FitViews, init: PointCloud, conf: FitConf, device: str 
     figures (iterations, seconds, iterations/s, final loss, Gaussians; with ``conf.pose_refine``
     also ``pose_refine``: per input camera the change in degrees and scene units) and the input
     cameras the splats were fitted to (refined with ``conf.pose_refine``, else as given)."""
+    V = len(views.images)
+    if views.inputs is not None and V > views.inputs:
+        conf = replace(conf, iterations=conf.total_iterations(True))
     torch.manual_seed(conf.seed)
     rng = np.random.default_rng(conf.seed)
     device = torch.device(device)
     images = views.images.to(device).float()
-    V = len(images)
     masks = None if views.masks is None else views.masks.to(device).float()
     weights = None if views.weights is None else views.weights.to(device).float()
     n_inputs = V if views.inputs is None else int(views.inputs)

@@ -44,7 +44,7 @@ class ExtraViews:
 
 
 GENERATED_FIELDS = ("input_share", "generated_weight", "generated_weight_end", "generated_start", "generated_stop",
-                    "generated_norm")
+                    "generated_norm", "input_steps")
 POSE_FIELDS = ("pose_refine", "pose_lr", "pose_refine_start")
 
 
@@ -55,6 +55,8 @@ def key(conf: FitConf, priors_result: StageResult, extra: Sequence[ExtraViews], 
     settings = asdict(conf)
     if not extra:
         settings = {k: v for k, v in settings.items() if k not in GENERATED_FIELDS}
+    if settings.get("input_steps") == "shared":  # added later: fits from before it keep their keys
+        del settings["input_steps"]
     if not conf.pose_refine:
         settings = {k: v for k, v in settings.items() if k not in POSE_FIELDS}
     return cache_key(NAME, VERSION, settings, priors_result.token, *[e.key for e in extra],

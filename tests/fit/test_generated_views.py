@@ -89,9 +89,44 @@ def test_inputs_keep_their_share_and_generated_views_their_window():
     assert {i for (i,), _ in window if i >= 3} == set(range(3, 27))  # every generated view is used
 
 
+def test_kept_input_steps_give_the_photos_the_steps_of_a_photos_alone_fit():
+    conf = FitConf(iterations=1000, input_share=0.75, generated_start=0.0, generated_stop=0.4, input_steps="kept")
+    total = conf.total_iterations(True)
+    assert total == round(1000 / (1 - 0.4 * 0.25)) and conf.total_iterations(False) == 1000
+    assert FitConf(iterations=1000).total_iterations(True) == 1000  # "shared": the run keeps its length
+    run = dataclasses.replace(conf, iterations=total)  # as fit_gaussians runs it
+    photo_steps = []
+    for seed in range(4):
+        sampler = ViewSampler(3, 27, dataclasses.replace(run, seed=seed), np.random.default_rng(seed))
+        photo_steps.append(sum(sampler.draw(step, 1)[0][0] < 3 for step in range(total)))
+    assert abs(np.mean(photo_steps) - 1000) < 20  # the photos' expected steps: iterations
+
+
+def test_kept_input_steps_lengthen_only_a_fit_with_generated_views(one_thread):
+    from fvgen.core.cameras import Camera, look_at
+    from fvgen.core.pointcloud import PointCloud
+    from fvgen.fit import FitViews, fit_gaussians
+
+    W, H = 12, 9
+    K = np.array([[11.0, 0, (W - 1) / 2], [0, 11.0, (H - 1) / 2], [0, 0, 1]])
+    cams = [Camera(K, look_at(np.array([0.3 * i, 0.0, -3.0]), np.zeros(3), np.array([0, -1.0, 0])), W, H, f"v{i}.png")
+            for i in range(4)]
+    rng = np.random.default_rng(0)
+    init = PointCloud(rng.uniform(-1, 1, (200, 3)), rng.uniform(0, 1, (200, 3)))
+    images = torch.rand(4, H, W, 3)
+    conf = FitConf(iterations=20, sh_degree=0, strategy="none", input_share=0.5, generated_stop=1.0,
+                   input_steps="kept")
+    _, photos, _ = fit_gaussians(FitViews(images[:3], cams[:3], inputs=3), init, conf)
+    _, mixed, _ = fit_gaussians(FitViews(images, cams, None, torch.ones(4, H, W), inputs=3), init, conf)
+    assert photos["iterations"] == 20 and mixed["iterations"] == 40
+
+
 def test_bad_generated_settings_are_one_line_errors():
+    with pytest.raises(FvgenError, match="fit.input_steps"):
+        FitConf(input_share=0.0, generated_stop=1.0, input_steps="kept")
     for bad in ({"input_share": 1.5}, {"generated_start": -0.1}, {"generated_weight": -1.0},
-                {"generated_start": 0.8, "generated_stop": 0.2}, {"generated_norm": "mean"}):
+                {"generated_start": 0.8, "generated_stop": 0.2}, {"generated_norm": "mean"},
+                {"input_steps": "all"}):
         with pytest.raises(FvgenError, match="fit."):
             FitConf(**bad)
 
@@ -105,6 +140,9 @@ def test_photo_only_fit_key_ignores_generated_settings(tmp_path):
     assert key(a, pri, [], "cpu") == key(b, pri, [], "cpu")
     extra = [ExtraViews(tmp_path, "gen.1")]
     assert key(a, pri, extra, "cpu") != key(b, pri, extra, "cpu")
+    kept = dataclasses.replace(a, input_steps="kept")
+    assert key(kept, pri, [], "cpu") == key(a, pri, [], "cpu")
+    assert key(kept, pri, extra, "cpu") != key(a, pri, extra, "cpu")
 
 
 def test_pixel_norm_lets_a_faint_wrong_view_pull_less(one_thread):
