@@ -20,8 +20,17 @@ Splits (see /work/shared/datasets/README.md):
   order). Images are downscaled to 540x960 and undistorted (OpenCV k1, k2, p1, p2) to pinhole
   cameras with the same K; test images are undistorted the same way and compared in that space.
 
+With ``--priors-runs DIR``, the clouds are instead the pipeline's own priors folders, as
+``eval_scenes.py --priors-only --preset P --poses gt estimated --out DIR`` leaves them
+(``DIR/<scene>-<poses>-<P>/priors``): SfM's sparse points, its cameras when estimated, the preset's
+stereo. With estimated cameras the held-out cameras are mapped into the cloud's frame as ``fvgen
+eval`` maps them (:func:`fvgen.evaluation.heldout.map_test_cameras`: the train cameras' similarity,
+focal scaled by the estimated / true ratio; no per-view alignment), so the scores include the
+cameras' error, as a user's novel views do.
+
 Usage: ``python benchmarks/warp_quality.py [--scenes fern dtu_scan24 fox] [--threads N] [--out FILE]
-[--fill harmonic] [--max-image-size 320 --planes 64] [--mvs propagation_iters=2 ...]``.
+[--fill harmonic] [--max-image-size 320 --planes 64] [--mvs propagation_iters=2 ...]``, or
+``--priors-runs DIR [--preset default] [--poses gt estimated]``.
 Writes ``benchmarks/results/warp_quality.json`` and prints a markdown table.
 """
 
@@ -32,7 +41,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +80,13 @@ FILLS = {"biharmonic": biharmonic_fill, "harmonic": harmonic_fill_np}
 
 
 def evaluate_cloud(cloud, root: Path, cams: list[Camera], test: list[int],
-                   size: tuple[int, int] | None, device: str, fill: str = "biharmonic") -> dict:
+                   size: tuple[int, int] | None, device: str, fill: str = "biharmonic",
+                   render_cameras: list[Camera] | None = None) -> dict:
     """Warp metrics of a dense cloud at the held-out cameras ``test`` (indices into ``cams``):
     per view and averaged coverage / covered-pixel PSNR for the tight and adaptive splats, and the
-    whole-frame PSNR / SSIM of the tight warp with its holes filled (``fill``: biharmonic or harmonic)."""
+    whole-frame PSNR / SSIM of the tight warp with its holes filled (``fill``: biharmonic or harmonic).
+    ``render_cameras`` (one per test view, pinhole, at the view's evaluated size): where the cloud is
+    drawn instead of the ground-truth camera (estimated cameras' frame)."""
     spacing = typical_spacing(cloud.xyz)
     t1 = time.time()
     radii = point_radii(cloud.xyz, k=4)
@@ -87,8 +99,10 @@ def evaluate_cloud(cloud, root: Path, cams: list[Camera], test: list[int],
     rgb = torch.from_numpy(cloud.rgb).to(device)
     views = []
     t_render = 0.0
-    for i in test:
+    for j, i in enumerate(test):
         gt, c = load_view(root, cams[i], size)
+        if render_cameras is not None:
+            c = render_cameras[j]
         v = {"index": i, "file": cams[i].name}
         for mode, radius in splats.items():
             t1 = time.time()
@@ -142,6 +156,40 @@ def run_scene(name: str, conf: MvsConf, device: str, fill: str = "biharmonic", d
     }
 
 
+def run_priors(name: str, priors_dir: Path, device: str, fill: str = "biharmonic",
+               datasets: Path = DATASETS) -> dict:
+    """Warp metrics of a pipeline priors folder (see the module docstring) at the scene's held-out
+    cameras, mapped into the folder's frame when its cameras were estimated."""
+    from fvgen.evaluation.heldout import map_test_cameras
+    from fvgen.stages import priors as priors_stage
+
+    root = datasets / name
+    cams = read_cameras_opencv_json(root / "cameras_opencv.json")
+    train, test = split(name, cams)
+    size = scene_image_size(name)
+    pri, _ = priors_stage.load(priors_dir)
+    by_name = {Path(c.name).stem: c for c in pri.cameras}
+    est_train = [by_name[Path(cams[i].name).stem] for i in train]
+    w, h = est_train[0].width, est_train[0].height
+    # ground-truth cameras as the pipeline undistorts them: the same K, no distortion
+    gt_train = [replace(cams[i].scaled(w, h), dist=None) for i in train]
+    gt_test = [load_view(root, cams[i], size)[1] for i in test]
+    mapped, alignment = map_test_cameras(gt_train, est_train, gt_test)
+    ev = evaluate_cloud(pri.points, root, cams, test, size, device, fill, render_cameras=mapped)
+    mvs = pri.info.get("mvs", {})
+    return {
+        "scene": name,
+        "priors": str(priors_dir),
+        "poses": pri.info.get("poses"),
+        "train": train,
+        "test": test,
+        "mvs_seconds": mvs.get("seconds"),
+        "sfm": {k: v for k, v in pri.info.get("sfm", {}).items() if k in ("matcher_tried", "image_size", "seconds")},
+        "test_camera_mapping": alignment,
+        **ev,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", nargs="+", default=["fern", "dtu_scan24", "fox"])
@@ -154,8 +202,14 @@ def main() -> None:
                     help="how the warp's holes are filled for the whole-frame PSNR/SSIM")
     ap.add_argument("--mvs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="other MvsConf settings, e.g. propagation_iters=2 (TOML values)")
+    ap.add_argument("--priors-runs", type=Path, default=None,
+                    help="score the pipeline's priors folders DIR/<scene>-<poses>-<preset>/priors instead")
+    ap.add_argument("--preset", default="default", help="with --priors-runs: the preset the folders were made with")
+    ap.add_argument("--poses", nargs="+", default=["gt", "estimated"], help="with --priors-runs")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warp_quality.json"))
     args = ap.parse_args()
+    if args.priors_runs is not None:
+        return main_priors_runs(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.datasets.exists():
@@ -197,6 +251,42 @@ def main() -> None:
               f"{r['coverage_adaptive']:.3f} | {r['psnr_covered_adaptive']:.2f} | "
               f"{r['psnr_filled_tight']:.2f} / {r['ssim_filled_tight']:.3f} | "
               f"{r['mvs_seconds']:.1f} | {r['render_ms_per_view']:.0f} |")
+
+
+
+def main_priors_runs(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for s in args.scenes:
+        for poses in args.poses:
+            folder = args.priors_runs / f"{s}-{poses}-{args.preset}" / "priors"
+            if not (folder / "stage.json").exists():
+                raise SystemExit(f"no finished priors folder {folder}: run eval_scenes.py --priors-only first")
+            r = run_priors(s, folder, args.device, args.fill, args.datasets)
+            results.append(r)
+            print(f"{s} ({poses}): coverage {r['coverage_tight']:.3f}, PSNR covered {r['psnr_covered_tight']:.2f}, "
+                  f"filled {r['psnr_filled_tight']:.2f} / {r['ssim_filled_tight']:.3f}", flush=True)
+    out = {
+        "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:]),
+        "torch": torch.__version__,
+        "device": args.device,
+        "machine": platform.machine(),
+        "preset": args.preset,
+        "fill": args.fill,
+        "cameras": "the priors folders' (ground truth, or SfM's with the held-out cameras mapped by the train "
+                   "cameras' similarity and focal ratio, no per-view alignment)",
+        "scenes": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print("| scene | cameras | points | coverage | PSNR covered | PSNR / SSIM filled | MVS s | focal ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['scene']} | {r['poses']} | {r['points']} | {r['coverage_tight']:.3f} | "
+              f"{r['psnr_covered_tight']:.2f} | {r['psnr_filled_tight']:.2f} / {r['ssim_filled_tight']:.3f} | "
+              f"{r['mvs_seconds']} | {r['test_camera_mapping']['focal_ratio']:.3f} |")
+
 
 if __name__ == "__main__":
     main()
